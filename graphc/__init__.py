@@ -1,0 +1,32 @@
+"""graphc: a PyTorch-like eager library whose programs can be captured and compiled.
+
+Dynamic mode runs ops at once on numpy::
+
+    import graphc
+    x = graphc.randn(4, 8)
+    y = graphc.softmax(x @ x.T, dim=-1)
+
+Every op is declared once in the op table (``graphc.ops.OPS``) and every call goes
+through one dispatcher, which runs it eagerly (cpu) or for shapes only (meta).
+"""
+
+from . import ops as _ops  # declares the ops and attaches Tensor methods
+from .creation import as_tensor, asarray, from_numpy, tensor
+from .dtype import (bool_, float32, float64, get_default_dtype, int32, int64, promote_types,
+                    result_type, set_default_dtype)
+from .errors import DTypeError, OpError, OpIndexError, OpTypeError, OpValueError, ShapeError
+from .ops.functions import *  # noqa: F401,F403  (graphc.add, graphc.sum, ...)
+from .ops.functions import MinMax
+from .random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed,
+                     set_rng_state)
+from .tensor import Size, Tensor, TypedStorage, UntypedStorage, device
+from .tensor_repr import set_printoptions
+from . import nn  # noqa: E402
+
+bool = bool_  # graphc.bool, as torch.bool
+float = float32  # graphc.float / graphc.double / graphc.long / graphc.int, as in PyTorch
+double = float64
+long = int64
+int = int32
+
+__version__ = "0.1.0"

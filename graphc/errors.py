@@ -1,0 +1,58 @@
+"""Errors for people: what was expected, what was given, and where in the user's code.
+
+Every op error names the op and ends with the first stack frame outside the graphc
+package, e.g. ``add: shapes (3, 4) and (5,) do not broadcast (dim -1: 4 vs 5) at model.py:14``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_location(skip_internal: bool = True) -> str | None:
+    """``file:line`` of the innermost frame outside graphc (the user's call site)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (skip_internal and os.path.abspath(filename).startswith(_PACKAGE_DIR)):
+            return f"{os.path.basename(filename)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+class OpError(RuntimeError):
+    """An op was called with arguments it cannot accept.
+
+    Attributes: ``op`` (the op name), ``detail`` (what was wrong) and ``location``
+    (``file:line`` of the user's call).
+    """
+
+    def __init__(self, op: str, detail: str, location: str | None = None):
+        self.op = op
+        self.detail = detail
+        self.location = location if location is not None else user_location()
+        where = f" at {self.location}" if self.location else ""
+        super().__init__(f"{op}: {detail}{where}")
+
+
+class ShapeError(OpError):
+    """Shapes that do not fit the op (broadcasting, matmul, view, ...)."""
+
+
+class DTypeError(OpError):
+    """A dtype the op does not accept."""
+
+
+class OpTypeError(OpError, TypeError):
+    """An argument of the wrong Python type (a string where a dim was expected, ...)."""
+
+
+class OpIndexError(OpError, IndexError):
+    """An index or dim out of range."""
+
+
+class OpValueError(OpError, ValueError):
+    """A value the op cannot compute with (integer division by zero, a negative probability...)."""

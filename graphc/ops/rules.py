@@ -1,0 +1,153 @@
+"""Dtype rules and shape rules shared by many ops.
+
+A dtype rule is ``rule(name, *inputs, **attrs) -> (casts, out_dtypes)``: for each input,
+the dtype it is converted to before the kernel runs (None: leave it), and the dtype of
+each output. A shape rule is ``rule(name, *inputs, **attrs) -> shape`` (a tuple of
+shapes for ops with several outputs). Inputs are tensors (real or meta), Python scalars
+or None; rules only read ``.shape``, ``.ndim`` and ``.dtype``. Rules validate: a bad
+call raises here, before any kernel runs, in eager and meta mode alike.
+"""
+
+from __future__ import annotations
+
+from .. import dtype as dt
+from ..errors import DTypeError, OpTypeError, ShapeError
+from ..layout import broadcast_shapes, normalize_dims
+
+
+def is_tensor(x) -> bool:
+    return isinstance(getattr(x, "dtype", None), dt.dtype)
+
+
+def tensors(inputs) -> list:
+    return [x for x in inputs if is_tensor(x)]
+
+
+def describe(x) -> str:
+    """How an input reads in an error message: ``float32[3, 4]`` or ``2.5``."""
+    if is_tensor(x):
+        return f"{x.dtype.name}{list(x.shape)}"
+    return repr(x)
+
+
+def check_inputs(name: str, inputs) -> None:
+    """Every input is a tensor, a Python number or None, and at least one is a tensor."""
+    seen_tensor = False
+    for x in inputs:
+        if is_tensor(x):
+            seen_tensor = True
+        elif x is not None and not dt.is_scalar(x):
+            raise OpTypeError(name, f"expected tensors or numbers, got {type(x).__name__} {x!r}")
+    if not seen_tensor:
+        raise OpTypeError(name, "expected at least one tensor argument, got only numbers "
+                          f"({', '.join(describe(x) for x in inputs)})")
+
+
+# ---- dtype rules -------------------------------------------------------------------
+
+def promote(name, *inputs, **attrs):
+    """All inputs converted to PyTorch's result type; the output has that type."""
+    check_inputs(name, inputs)
+    d = dt.result_type(*inputs)
+    return tuple(None if x is None else d for x in inputs), (d,)
+
+
+def promote_float(name, *inputs, **attrs):
+    """Like ``promote``, but integer and bool results become the default float (exp, sqrt, /)."""
+    check_inputs(name, inputs)
+    d = dt.to_float(dt.result_type(*inputs))
+    return tuple(None if x is None else d for x in inputs), (d,)
+
+
+def compare(name, *inputs, **attrs):
+    """Inputs compared in their result type; the output is bool."""
+    check_inputs(name, inputs)
+    d = dt.result_type(*inputs)
+    return tuple(d for _ in inputs), (dt.bool_,)
+
+
+def logical(name, *inputs, **attrs):
+    """Inputs read as truth values; the output is bool."""
+    check_inputs(name, inputs)
+    return tuple(dt.bool_ for _ in inputs), (dt.bool_,)
+
+
+def predicate(name, *inputs, **attrs):
+    """A test of each value (isnan): inputs unchanged; the output is bool."""
+    check_inputs(name, inputs)
+    return tuple(None for _ in inputs), (dt.bool_,)
+
+
+def same_as_first(name, x, *rest, **attrs):
+    """The output keeps the first input's dtype; nothing is converted."""
+    if not is_tensor(x):
+        raise OpTypeError(name, f"expected a tensor, got {type(x).__name__}")
+    return (None,) * (1 + len(rest)), (x.dtype,)
+
+
+def no_bool(rule, hint: str | None = None):
+    """Reject bool results (PyTorch has no ``-`` or ``abs`` on bool tensors)."""
+    def checked(name, *inputs, **attrs):
+        casts, outs = rule(name, *inputs, **attrs)
+        if outs[0] is dt.bool_:
+            raise DTypeError(name, hint or f"not supported for bool tensors "
+                             f"(got {', '.join(describe(x) for x in inputs)})")
+        return casts, outs
+    return checked
+
+
+def floating_only(rule):
+    """Reject integer and bool tensors (softmax, var, layer_norm...), suggesting .float()."""
+    def checked(name, *inputs, **attrs):
+        for x in inputs:
+            if is_tensor(x) and not x.dtype.is_floating_point:
+                raise DTypeError(name, f"expected a floating-point tensor, got {describe(x)}; "
+                                 "convert it with .float()")
+        return rule(name, *inputs, **attrs)
+    return checked
+
+
+def fixed(*out_dtypes):
+    """Inputs unchanged; outputs of the given dtypes (argmax gives int64)."""
+    def rule(name, *inputs, **attrs):
+        return tuple(None for _ in inputs), out_dtypes
+    return rule
+
+
+# ---- shape rules -------------------------------------------------------------------
+
+def broadcast(name, *inputs, **attrs):
+    return broadcast_shapes(name, *(tuple(x.shape) for x in inputs if is_tensor(x)))
+
+
+def same_shape(name, x, *rest, **attrs):
+    return tuple(x.shape)
+
+
+def reduced_shape(name, x, dim=None, keepdim=False, nonempty=False, **attrs):
+    """The shape after reducing ``dim`` (None: all dims); ``nonempty`` rejects empty dims."""
+    shape = tuple(x.shape)
+    dims = reduce_dims(name, dim, len(shape))
+    if not shape:  # a 0-d tensor reduces to itself over dim 0 or -1
+        return ()
+    if nonempty:
+        for d in dims:
+            if shape[d] == 0:
+                raise ShapeError(name, f"expected reduction dim {d} to have non-zero size "
+                                 f"(input shape {shape})")
+    if keepdim:
+        return tuple(1 if i in dims else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in dims)
+
+
+def reduce_dims(name: str, dim, ndim: int) -> tuple[int, ...]:
+    """Dims a reduction runs over: ``None`` and ``()`` mean all of them (as in PyTorch)."""
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        return tuple(range(ndim))
+    return normalize_dims(name, dim, ndim)
+
+
+def require_ndim(name: str, x, allowed, what: str = "input") -> None:
+    if x.ndim not in allowed:
+        want = " or ".join(f"{n}-D" for n in allowed)
+        raise ShapeError(name, f"expected {what} to be {want}, got shape {tuple(x.shape)}")

@@ -1,0 +1,235 @@
+"""View ops: new shape, stride and storage offset over the same storage; no data moves.
+
+A view op's ``view_rule(name, x, **attrs)`` returns ``(shape, stride, offset)``; eager
+and meta mode run the same rule, so a view's strides are exact in both. ``reshape``'s
+rule returns None when no view exists, and dispatch copies to a contiguous tensor first
+(PyTorch's "copies only when it must"). The numpy kernel beside each rule is the
+reference the tests compare the view's values against.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from .. import dtype as dt
+from ..errors import OpIndexError, OpValueError, ShapeError
+from ..layout import as_shape, infer_size, normalize_dim, numel, view_strides
+from . import samples
+from .registry import Flag, Sample, register
+from .rules import same_as_first
+
+ALL = dt.ALL_DTYPES
+
+
+def _geometry(x):
+    return tuple(x._shape), tuple(x._stride), x._offset
+
+
+def _view_rule(name, x, size=()):
+    shape, stride, offset = _geometry(x)
+    new_shape = infer_size(name, as_shape(name, size), numel(shape))
+    new_stride = view_strides(shape, stride, new_shape)
+    if new_stride is None:
+        raise ShapeError(
+            name, f"view size {new_shape} is not compatible with the input's size {shape} and "
+            f"stride {stride} (its dims cannot be merged or split without copying, e.g. it is "
+            "transposed); use .reshape(...) or call .contiguous() before .view(...)")
+    return new_shape, new_stride, offset
+
+
+def _reshape_rule(name, x, size=()):
+    shape, stride, offset = _geometry(x)
+    new_shape = infer_size(name, as_shape(name, size), numel(shape))
+    new_stride = view_strides(shape, stride, new_shape)
+    if new_stride is None:
+        return None
+    return new_shape, new_stride, offset
+
+
+def _permute_rule(name, x, dims=()):
+    shape, stride, offset = _geometry(x)
+    dims = tuple(normalize_dim(name, d, len(shape)) for d in dims)
+    if sorted(dims) != list(range(len(shape))):
+        raise ShapeError(name, f"dims {dims} are not a permutation of the {len(shape)} dims of "
+                         f"a tensor of shape {shape}")
+    return tuple(shape[d] for d in dims), tuple(stride[d] for d in dims), offset
+
+
+def _expand_rule(name, x, size=()):
+    shape, stride, offset = _geometry(x)
+    size = as_shape(name, size)
+    if len(size) < len(shape):
+        raise ShapeError(name, f"the expanded size {size} has fewer dims than the tensor's "
+                         f"shape {shape}")
+    lead = len(size) - len(shape)
+    out_shape, out_stride = [], []
+    for i, want in enumerate(size):
+        if i < lead:
+            if want < 0:
+                raise ShapeError(name, f"size -1 is not allowed in a new leading dim ({size})")
+            out_shape.append(want)
+            out_stride.append(0)
+            continue
+        have, st = shape[i - lead], stride[i - lead]
+        if want == -1 or want == have:
+            out_shape.append(have)
+            out_stride.append(st)
+        elif have == 1:
+            out_shape.append(want)
+            out_stride.append(0)
+        else:
+            raise ShapeError(name, f"the expanded size {want} must match the existing size "
+                             f"{have} at non-singleton dim {i} (shape {shape}, size {size})")
+    return tuple(out_shape), tuple(out_stride), offset
+
+
+def _squeeze_rule(name, x, dim=None):
+    shape, stride, offset = _geometry(x)
+    if dim is None:
+        dims = {i for i, s in enumerate(shape) if s == 1}
+    else:
+        dims = {normalize_dim(name, d, len(shape)) for d in dim}
+        dims = {d for d in dims if shape and shape[d] == 1}  # other dims stay (PyTorch)
+    keep = [i for i in range(len(shape)) if i not in dims]
+    return tuple(shape[i] for i in keep), tuple(stride[i] for i in keep), offset
+
+
+def _unsqueeze_rule(name, x, dim=0):
+    shape, stride, offset = _geometry(x)
+    d = normalize_dim(name, dim, len(shape), extra=1)
+    new_stride = shape[d] * stride[d] if d < len(shape) else 1
+    return shape[:d] + (1,) + shape[d:], stride[:d] + (new_stride,) + stride[d:], offset
+
+
+def _select_rule(name, x, dim=0, index=0):
+    shape, stride, offset = _geometry(x)
+    if not shape:
+        raise OpIndexError(name, "cannot index a 0-d tensor (it has no dims)")
+    d = normalize_dim(name, dim, len(shape))
+    i = operator.index(index)
+    if not -shape[d] <= i < shape[d]:
+        raise OpIndexError(name, f"index {i} is out of bounds for dim {d} with size {shape[d]}")
+    i %= shape[d]
+    return (shape[:d] + shape[d + 1:], stride[:d] + stride[d + 1:], offset + i * stride[d])
+
+
+def _slice_rule(name, x, dim=0, start=None, end=None, step=1):
+    shape, stride, offset = _geometry(x)
+    if not shape:
+        raise OpIndexError(name, "cannot slice a 0-d tensor (it has no dims)")
+    d = normalize_dim(name, dim, len(shape))
+    if step == 0:
+        raise OpValueError(name, "slice step cannot be zero")
+    lo, hi, st = slice(start, end, step).indices(shape[d])
+    n = len(range(lo, hi, st))
+    # PyTorch moves the offset to `start` even for an empty slice; keep it in range
+    moved = n or (lo >= 0 and stride[d] >= 0)
+    new_offset = offset + lo * stride[d] if moved else offset
+    return (shape[:d] + (n,) + shape[d + 1:], stride[:d] + (stride[d] * st,) + stride[d + 1:],
+            new_offset)
+
+
+def _as_strided_rule(name, x, size=(), stride=(), storage_offset=None):
+    size, stride = as_shape(name, size), as_shape(name, stride)
+    if len(size) != len(stride):
+        raise ShapeError(name, f"size {size} and stride {stride} have different lengths")
+    if any(s < 0 for s in size):
+        raise ShapeError(name, f"negative size in {size}")
+    offset = x._offset if storage_offset is None else operator.index(storage_offset)
+    if numel(size):
+        lo = offset + sum((n - 1) * s for n, s in zip(size, stride) if s < 0)
+        hi = offset + sum((n - 1) * s for n, s in zip(size, stride) if s > 0)
+        if lo < 0 or hi >= x._storage.size:
+            raise OpIndexError(name, f"the view (size {size}, stride {stride}, offset {offset}) "
+                               f"reaches elements {lo}..{hi} of a storage of "
+                               f"{x._storage.size} elements")
+    return size, stride, offset
+
+
+# ---- numpy references (what the view's values must equal) --------------------------
+
+def _slice_ref(a, dim=0, start=None, end=None, step=1):
+    return a[(slice(None),) * (dim % a.ndim) + (slice(start, end, step),)]
+
+
+def _expand_ref(a, size=()):
+    lead = len(size) - a.ndim
+    full = tuple(a.shape[i - lead] if s == -1 else s for i, s in enumerate(size))
+    return np.broadcast_to(a, full)
+
+
+def _squeeze_ref(a, dim=None):
+    if dim is None:
+        return np.squeeze(a)
+    axes = tuple(d % a.ndim for d in dim if a.ndim and a.shape[d] == 1)
+    return np.squeeze(a, axis=axes)
+
+
+def _as_strided_ref(a, size=(), stride=(), storage_offset=None):
+    flat = np.ascontiguousarray(a).reshape(-1)[storage_offset or 0:]
+    return np.lib.stride_tricks.as_strided(flat, size, [s * a.itemsize for s in stride])
+
+
+# ---- samples -----------------------------------------------------------------------
+
+def _sampler(cases):
+    """cases: list of (shape, layout, attrs) -> samples for every dtype."""
+    def gen(dtype, rng):
+        return [Sample((samples.array(rng, shape, dtype, layout=layout),), attrs,
+                       f"{shape} {layout} {attrs}") for shape, layout, attrs in cases]
+    return gen
+
+
+def view_op(name, rule, ref, attrs, cases, doc=""):
+    return register(name=name, inputs=("self",), kernel=ref, dtype_rule=same_as_first,
+                    view_rule=rule, attrs=attrs, flags={Flag.VIEW}, dtypes=ALL,
+                    samples=_sampler(cases), doc=doc)
+
+
+C, T, S, N = samples.LAYOUTS
+view_op("view", _view_rule, lambda a, size=(): a.reshape(size), {"size": ()}, [
+    ((3, 4), C, {"size": (12,)}), ((3, 4), C, {"size": (2, -1, 2)}), ((12,), C, {"size": (3, 4)}),
+    ((), C, {"size": (1, 1)}), ((0, 4), C, {"size": (4, 0)}), ((3, 4), S, {"size": (3, 2, 2)}),
+    ((3, 4), T, {"size": (3, 2, 2)}), ((4, 1), C, {"size": (4,)}),
+], doc="same data, new shape; fails where the layout needs a copy (use reshape)")
+view_op("reshape", _reshape_rule, lambda a, size=(): a.reshape(size), {"size": ()}, [
+    ((3, 4), C, {"size": (12,)}), ((3, 4), T, {"size": (12,)}), ((3, 4), N, {"size": (2, 6)}),
+    ((2, 3, 4), S, {"size": (6, -1)}), ((), C, {"size": (1,)}), ((0, 3), C, {"size": (3, 0)}),
+], doc="a view when the layout allows, else a contiguous copy")
+view_op("permute", _permute_rule, lambda a, dims=(): np.transpose(a, dims), {"dims": ()}, [
+    ((3, 4), C, {"dims": (1, 0)}), ((2, 3, 4), T, {"dims": (2, 0, 1)}), ((), C, {"dims": ()}),
+    ((2, 0, 3), C, {"dims": (-1, 0, 1)}), ((4, 5), N, {"dims": (1, 0)}),
+])
+view_op("expand", _expand_rule, _expand_ref, {"size": ()}, [
+    ((3, 1), C, {"size": (3, 4)}), ((1,), C, {"size": (2, 3, 5)}), ((3, 1), T, {"size": (2, -1, 4)}),
+    ((), C, {"size": (2, 2)}), ((1, 0), C, {"size": (3, 0)}), ((2, 3), C, {"size": (2, 3)}),
+], doc="size-1 dims repeat with stride 0; new dims are added in front")
+view_op("squeeze", _squeeze_rule, _squeeze_ref, {"dim": None}, [
+    ((3, 1, 4, 1), C, {"dim": None}), ((3, 1, 4), C, {"dim": (1,)}), ((3, 1, 4), C, {"dim": (0,)}),
+    ((1, 1), T, {"dim": (0, 1)}), ((), C, {"dim": None}), ((1, 0), C, {"dim": None}),
+], doc="drop size-1 dims (dim: which ones; others named are left alone)")
+view_op("unsqueeze", _unsqueeze_rule, lambda a, dim=0: np.expand_dims(a, dim), {"dim": 0}, [
+    ((3, 4), C, {"dim": 0}), ((3, 4), T, {"dim": 1}), ((3, 4), C, {"dim": -1}), ((), C, {"dim": 0}),
+    ((0, 2), C, {"dim": 2}),
+])
+view_op("select", _select_rule, lambda a, dim=0, index=0: np.take(a, index, axis=dim),
+        {"dim": 0, "index": 0}, [
+    ((3, 4), C, {"dim": 0, "index": 1}), ((3, 4), T, {"dim": 1, "index": -1}),
+    ((2, 3, 4), S, {"dim": 2, "index": 3}), ((5,), N, {"dim": 0, "index": 0}),
+], doc="index one position of a dim, removing the dim")
+view_op("slice", _slice_rule, _slice_ref, {"dim": 0, "start": None, "end": None, "step": 1}, [
+    ((6, 4), C, {"dim": 0, "start": 1, "end": 5, "step": 2}),
+    ((6, 4), T, {"dim": 1, "start": -3, "end": None, "step": 1}),
+    ((6, 4), C, {"dim": 0, "start": 10, "end": 20, "step": 1}),
+    ((6,), N, {"dim": 0, "start": None, "end": None, "step": -2}),
+    ((3, 5), S, {"dim": -1, "start": 1, "end": -1, "step": 3}),
+], doc="start:end:step along one dim (negative steps are allowed, unlike PyTorch)")
+view_op("as_strided", _as_strided_rule, _as_strided_ref,
+        {"size": (), "stride": (), "storage_offset": None}, [
+    ((12,), C, {"size": (3, 3), "stride": (3, 1), "storage_offset": 1}),
+    ((4, 3), C, {"size": (2, 2), "stride": (1, 2), "storage_offset": 0}),
+    ((5,), C, {"size": (3, 2), "stride": (1, 1), "storage_offset": 0}),
+    ((6,), C, {"size": (0, 2), "stride": (2, 1), "storage_offset": 0}),
+], doc="any geometry over the storage, checked against the storage's bounds")
