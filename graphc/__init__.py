@@ -10,21 +10,22 @@ Every op is declared once in the op table (``graphc.ops.OPS``) and every call go
 through one dispatcher, which runs it eagerly (cpu) or for shapes only (meta).
 """
 
-from . import ops as _ops  # declares the ops and attaches Tensor methods
+from . import ops  # declares the ops and attaches the Tensor methods
+from . import nn
 from .creation import as_tensor, asarray, from_numpy, tensor
 from .dtype import (bool_, float32, float64, get_default_dtype, int32, int64, promote_types,
                     result_type, set_default_dtype)
 from .errors import DTypeError, OpError, OpIndexError, OpTypeError, OpValueError, ShapeError
-from .ops.functions import *  # noqa: F401,F403  (graphc.add, graphc.sum, ...)
+from .ops.functions import *  # graphc.add, graphc.sum, graphc.cat, ...
 from .ops.functions import MinMax
 from .random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed,
                      set_rng_state)
 from .tensor import Size, Tensor, TypedStorage, UntypedStorage, device
 from .tensor_repr import set_printoptions
-from . import nn  # noqa: E402
 
-bool = bool_  # graphc.bool, as torch.bool
-float = float32  # graphc.float / graphc.double / graphc.long / graphc.int, as in PyTorch
+# dtype aliases, as in PyTorch: graphc.bool, graphc.float, graphc.double, graphc.long, graphc.int
+bool = bool_
+float = float32
 double = float64
 long = int64
 int = int32

@@ -5,8 +5,16 @@
 and attaches the Tensor methods.
 """
 
-from . import functions  # noqa: F401  (first: declarations refer to it lazily)
-from . import composites, elementwise, factories, indexing, linalg, reductions, views  # noqa: F401
+from . import (  # noqa: F401
+           composites,
+           elementwise,
+           factories,
+           functions,  # noqa: F401  (first: declarations refer to it lazily)
+           indexing,
+           linalg,
+           reductions,
+           views,
+)
 from .dispatch import DispatchMode, dispatch, modes_disabled, redispatch
 from .methods import install as _install_methods
 from .registry import OPS, Flag, OpDef, Sample

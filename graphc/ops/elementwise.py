@@ -16,8 +16,20 @@ from ..layout import broadcast_shapes
 from . import functions as F
 from . import samples
 from .registry import Flag, Sample, register
-from .rules import (broadcast, check_inputs, compare, describe, floating_only, is_tensor, logical,
-                    no_bool, predicate, promote, promote_float, same_as_first)
+from .rules import (
+    broadcast,
+    check_inputs,
+    compare,
+    describe,
+    floating_only,
+    is_tensor,
+    logical,
+    no_bool,
+    predicate,
+    promote,
+    promote_float,
+    same_as_first,
+)
 
 ALL = dt.ALL_DTYPES
 NUMERIC = (dt.int32, dt.int64, dt.float32, dt.float64)
@@ -274,7 +286,7 @@ binary("pow", _pow, _pow_rule, domain=((0.5, 3.0), (0.0, 3.0)), dtypes=NUMERIC,
        inputs=("self", "exponent"))
 binary("maximum", np.maximum, doc="propagates nan")
 binary("minimum", np.minimum, doc="propagates nan")
-binary("atan2", np.arctan2)
+binary("atan2", np.arctan2, promote_float)
 for _name, _ufunc in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
                       ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)):
     binary(_name, _ufunc, compare)

@@ -100,13 +100,16 @@ def _check_index_dtype(name, index, what="index"):
         raise DTypeError(name, f"expected {what} to be an int64 or int32 tensor, got {describe(index)}")
 
 
-def _check_bounds(name, index: np.ndarray, size: int, dim: int) -> np.ndarray:
+def _check_bounds(name, index: np.ndarray, size: int, dim: int, negative: bool = False):
+    """Indices must lie in [0, size) (gather, index_select), or [-size, size) with
+    ``negative`` (advanced indexing, where -1 is the last); returns them non-negative."""
     if index.size:
-        bad = index[(index < -size) | (index >= size)]
+        low = -size if negative else 0
+        bad = index[(index < low) | (index >= size)]
         if bad.size:
             raise OpIndexError(name, f"index {bad.reshape(-1)[0]} is out of bounds for dim {dim} "
                                f"with size {size}")
-    return np.where(index < 0, index + size, index)
+    return np.where(index < 0, index + size, index) if negative else index
 
 
 def _gather_rule(name, x, index, dim=0):
@@ -176,7 +179,7 @@ def _masked_fill_shape(name, x, mask, value):
 def _index_samples(kind):
     def gen(dtype, rng):
         a = lambda shape, layout="contiguous": samples.array(rng, shape, dtype, layout=layout)
-        i = lambda shape, high: rng.integers(-high, high, shape)
+        i = lambda shape, high: rng.integers(0, high, shape)
         if kind == "gather":
             return [Sample((a((3, 4)), i((3, 2), 4)), {"dim": 1}, "dim 1"),
                     Sample((a((3, 4), "transposed"), i((2, 4), 3)), {"dim": 0}, "dim 0"),
@@ -264,7 +267,7 @@ def _bounds_key(name, x, indices, spec):
         if t.dtype == np.bool_:
             pos += t.ndim
         else:
-            out[e] = _check_bounds(name, t, x.shape[pos], pos)
+            out[e] = _check_bounds(name, t, x.shape[pos], pos, negative=True)
             pos += 1
     return index_key(spec, out)
 

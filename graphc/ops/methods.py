@@ -19,7 +19,8 @@ from .subscript import getitem, setitem
 # methods that are the function of the same name with the tensor first
 SAME_NAME = """
     neg negative abs exp exp2 log log2 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid erf relu
-    gelu silu softmax log_softmax floor ceil trunc round sign reciprocal square logical_not isnan isinf isfinite
+    gelu silu softmax log_softmax floor ceil trunc round sign reciprocal square logical_not
+    isnan isinf isfinite
     clone add sub subtract mul multiply div divide true_divide floor_divide remainder pow
     maximum minimum atan2 eq ne lt le gt ge logical_and logical_or logical_xor clamp clip lerp
     sum prod mean amax amin all any argmax argmin max min var std logsumexp norm

@@ -20,8 +20,16 @@ from ..errors import DTypeError, OpValueError
 from . import functions as F
 from . import samples
 from .registry import Flag, register
-from .rules import (check_inputs, describe, fixed, floating_only, promote_float, reduce_dims,
-                    reduced_shape, same_as_first)
+from .rules import (
+    check_inputs,
+    describe,
+    fixed,
+    floating_only,
+    promote_float,
+    reduce_dims,
+    reduced_shape,
+    same_as_first,
+)
 
 ALL = dt.ALL_DTYPES
 NUMERIC = (dt.int32, dt.int64, dt.float32, dt.float64)

@@ -70,8 +70,8 @@ def _apply_basic(x: Tensor, key):
     if used > x.ndim:
         raise OpIndexError("index", f"too many indices for a tensor of {x.ndim} dims "
                            f"(shape {tuple(x.shape)}): {used} were given")
-    if Ellipsis in items:
-        i = items.index(Ellipsis)
+    if any(k is Ellipsis for k in items):  # (by identity: == on a tensor is elementwise)
+        i = next(i for i, k in enumerate(items) if k is Ellipsis)
         items[i:i + 1] = [slice(None)] * (x.ndim - used)
     view, d = x, 0
     tensors, spec = [], []

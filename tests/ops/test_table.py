@@ -9,8 +9,16 @@ import graphc
 from graphc import dtype as dt
 from graphc.errors import DTypeError, ShapeError
 from graphc.ops import OPS, Flag, dispatch
-from tests.helpers import (as_list, assert_same, case_id, graphc_inputs, kernel_reference,
-                           op_cases, run_eager, samples_of)
+from tests.helpers import (
+    as_list,
+    assert_same,
+    case_id,
+    graphc_inputs,
+    kernel_reference,
+    op_cases,
+    run_eager,
+    samples_of,
+)
 
 ALL_CASES = op_cases()
 

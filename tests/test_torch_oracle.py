@@ -1,0 +1,244 @@
+"""PyTorch as an independent oracle: values, shapes, dtypes, view strides, promotion, repr.
+
+Runs only when torch is installed (``pip install -e ".[test,oracle]"``); the rest of the
+suite needs no torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc import dtype as dt
+from graphc.ops import Flag, dispatch
+from tests.helpers import as_list, case_id, graphc_inputs, op_cases, samples_of
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+pytestmark = pytest.mark.filterwarnings("ignore:.*degrees of freedom")
+
+
+def tdt(d: dt.dtype):
+    return getattr(torch, d.name)
+
+
+def tt(x):
+    """A torch tensor with the same values (torch has no negative strides: copy)."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.array(x, copy=True))
+    return x
+
+
+def _dims(dim):
+    return tuple(range(0)) if dim is None else dim
+
+
+def _reduce(fn):
+    def call(x, dim=None, keepdim=False, **attrs):
+        if dim is None:
+            dim = tuple(range(x.ndim))
+        return fn(x, dim, keepdim, **attrs)
+    return call
+
+
+def _index_key(x, indices, spec):
+    return tuple(slice(None) if e is None else indices[e] for e in spec)
+
+
+def _index_put(x, values, *indices, spec=(), accumulate=False):
+    idx = [torch.as_tensor(i) for i in indices]
+    v = torch.as_tensor(values, dtype=x.dtype)
+    if accumulate:
+        return x.index_put_(tuple(idx), v, accumulate=True)
+    x[_index_key(x, idx, spec)] = v
+    return x
+
+
+def _slice(x, dim=0, start=None, end=None, step=1):
+    return x[(slice(None),) * (dim % x.ndim) + (slice(start, end, step),)]
+
+
+def _prod(x, dim=None, keepdim=False, dtype=None):
+    kw = {} if dtype is None else {"dtype": tdt(dtype)}
+    if dim is None:
+        out = torch.prod(x, **kw)
+        return out.reshape((1,) * x.ndim) if keepdim else out
+    for d in sorted(dim, reverse=True):
+        x = torch.prod(x, d, keepdim=keepdim, **kw)
+    return x
+
+
+TORCH = {
+    "gelu": lambda x, approximate="none": TF.gelu(x, approximate=approximate),
+    "silu": TF.silu,
+    "round": lambda x, decimals=0: torch.round(x, decimals=decimals),
+    "cast": lambda x, dtype=None: x.to(tdt(dtype)),
+    "div": lambda a, b, rounding_mode=None: torch.div(a, b, rounding_mode=rounding_mode),
+    "atan2": lambda a, b: torch.atan2(torch.as_tensor(a), torch.as_tensor(b)),
+    "clamp": lambda x, lo=None, hi=None: torch.clamp(x, lo, hi),
+    "copy_": lambda dst, src: dst.copy_(torch.as_tensor(src)),
+    "sum": _reduce(lambda x, d, k, dtype=None: torch.sum(x, d, k, dtype=dtype and tdt(dtype))),
+    "mean": _reduce(lambda x, d, k, dtype=None: torch.mean(x, d, k, dtype=dtype and tdt(dtype))),
+    "prod": _prod,
+    "amax": _reduce(torch.amax),
+    "amin": _reduce(torch.amin),
+    "all": _reduce(lambda x, d, k: torch.all(x, d, keepdim=k)),
+    "any": _reduce(lambda x, d, k: torch.any(x, d, keepdim=k)),
+    "argmax": lambda x, dim=None, keepdim=False: torch.argmax(x, dim, keepdim),
+    "argmin": lambda x, dim=None, keepdim=False: torch.argmin(x, dim, keepdim),
+    "var": _reduce(lambda x, d, k, correction=1: torch.var(x, d, correction=correction, keepdim=k)),
+    "std": _reduce(lambda x, d, k, correction=1: torch.std(x, d, correction=correction, keepdim=k)),
+    "logsumexp": _reduce(lambda x, d, k: torch.logsumexp(x, d, k)),
+    "norm": _reduce(lambda x, d, k, p=2.0: torch.linalg.vector_norm(x, p, d, k)),
+    "linear": lambda x, w, b=None: TF.linear(x, w, b),
+    "cat": lambda *ts, dim=0: torch.cat(ts, dim),
+    "stack": lambda *ts, dim=0: torch.stack(ts, dim),
+    "gather": lambda x, index, dim=0: torch.gather(x, dim, index.long()),
+    "index_select": lambda x, index, dim=0: torch.index_select(x, dim, index),
+    "masked_fill": lambda x, mask, value: x.masked_fill(mask, value),
+    "index": lambda x, *indices, spec=(): x[_index_key(x, indices, spec)],
+    "index_put_": _index_put,
+    "softmax": lambda x, dim=None, dtype=None: torch.softmax(x, dim, dtype=dtype and tdt(dtype)),
+    "log_softmax": lambda x, dim=None, dtype=None: torch.log_softmax(x, dim,
+                                                                    dtype=dtype and tdt(dtype)),
+    "layer_norm": lambda x, w=None, b=None, normalized_shape=(), eps=1e-5:
+        TF.layer_norm(x, normalized_shape, w, b, eps),
+    "batch_norm": lambda x, m, v, w=None, b=None, eps=1e-5:
+        TF.batch_norm(x, m, v, w, b, training=False, eps=eps),
+    "group_norm": lambda x, w=None, b=None, num_groups=1, eps=1e-5:
+        TF.group_norm(x, num_groups, w, b, eps),
+    "mse_loss": lambda a, b, reduction="mean": TF.mse_loss(a, b, reduction=reduction),
+    "cross_entropy": lambda x, t, w=None, ignore_index=-100, reduction="mean",
+    label_smoothing=0.0: TF.cross_entropy(x, t, w, ignore_index=ignore_index, reduction=reduction,
+                                          label_smoothing=label_smoothing),
+    "embedding": lambda i, w, padding_idx=None: TF.embedding(i, w),
+    "view": lambda x, size=(): x.view(size),
+    "reshape": lambda x, size=(): x.reshape(size),
+    "permute": lambda x, dims=(): x.permute(dims),
+    "expand": lambda x, size=(): x.expand(size),
+    "squeeze": lambda x, dim=None: x.squeeze() if dim is None else x.squeeze(dim),
+    "unsqueeze": lambda x, dim=0: x.unsqueeze(dim),
+    "select": lambda x, dim=0, index=0: x.select(dim, index),
+    "slice": _slice,
+    "as_strided": lambda x, size=(), stride=(), storage_offset=None:
+        x.as_strided(size, stride, storage_offset),
+    "full": lambda size=(), fill_value=0, dtype=None, device=None:
+        torch.full(size, fill_value, dtype=tdt(dtype)),
+    "empty": lambda size=(), dtype=None, device=None: torch.zeros(size, dtype=tdt(dtype)),
+    "arange": lambda start=0, end=None, step=1, dtype=None, device=None:
+        torch.arange(start, end, step, dtype=tdt(dtype)),
+    "linspace": lambda start=0.0, end=0.0, steps=0, dtype=None, device=None:
+        torch.linspace(start, end, steps, dtype=tdt(dtype)),
+    "eye": lambda n=0, m=None, dtype=None, device=None:
+        torch.eye(n, n if m is None else m, dtype=tdt(dtype)),
+}
+
+# Where graphc deliberately differs from PyTorch (each stated in the op's docs or README):
+#  - float32 var/std/norm/layer_norm/group_norm accumulate their statistics in float64, so
+#    inputs like 1e30 give finite results where PyTorch overflows to inf or nan;
+#  - negative slice steps are allowed (PyTorch refuses them).
+ACCUMULATES_IN_FLOAT64 = {"var", "std", "norm", "layer_norm", "group_norm"}
+#  - graphc accepts a few inputs PyTorch refuses: round on integers (identity), argmax/argmin
+#    on bool, and any argument of an elementwise op as a Python number.
+LENIENT = {("round", dt.int32), ("round", dt.int64), ("argmax", dt.bool_), ("argmin", dt.bool_)}
+
+
+def _torch_inputs(op, sample):
+    """Torch tensors for the sample; a Python number becomes a 0-d tensor of the result dtype
+    (what graphc converts it to), since most torch functions take numbers in few positions."""
+    g = graphc_inputs(sample)
+    if not any(dt.is_scalar(x) for x in sample.inputs):
+        return [tt(x) for x in sample.inputs]
+    casts, _ = op.dtype_rule(op.name, *g, **sample.attrs)
+    return [torch.tensor(x, dtype=tdt(c)) if dt.is_scalar(x) and c is not None else tt(x)
+            for x, c in zip(sample.inputs, casts)]
+
+
+def _torch_fn(op):
+    return TORCH.get(op.name) or getattr(torch, op.name)
+
+
+ORACLE_CASES = [c for c in op_cases(lambda op: Flag.RANDOM not in op.flags)
+                if (c[0].name, c[1]) not in LENIENT]
+
+
+@pytest.mark.parametrize("case", ORACLE_CASES, ids=case_id)
+def test_values_shapes_dtypes_match_pytorch(case):
+    op, dtype = case
+    fn = _torch_fn(op)
+    for sample in samples_of(op, dtype):
+        if op.name == "slice" and sample.attrs.get("step", 1) < 0:
+            continue  # PyTorch has no negative steps
+        if op.name in ACCUMULATES_IN_FLOAT64 and sample.desc == "special values":
+            continue
+        theirs = as_list(fn(*_torch_inputs(op, sample), **sample.attrs))  # first: ours may write
+        ours = as_list(dispatch(op, *graphc_inputs(sample), **sample.attrs))
+        for a, b in zip(ours, theirs):
+            msg = f"{op.name} {sample.desc}"
+            assert tuple(a.shape) == tuple(b.shape), msg
+            assert a.dtype.name == str(b.dtype).removeprefix("torch."), msg
+            expected = b.numpy()
+            if a.dtype.is_floating_point:
+                tol = 3e-6 if a.dtype is dt.float32 else 1e-12
+                np.testing.assert_allclose(a.numpy(), expected, rtol=tol * 10, atol=tol,
+                                           equal_nan=True, err_msg=msg)
+            else:
+                np.testing.assert_array_equal(a.numpy(), expected, err_msg=msg)
+
+
+VIEW_CASES = op_cases(lambda op: Flag.VIEW in op.flags)
+
+
+@pytest.mark.parametrize("case", VIEW_CASES, ids=case_id)
+def test_view_strides_match_pytorch(case):
+    op, dtype = case
+    for sample in samples_of(op, dtype):
+        if op.name == "slice" and sample.attrs.get("step", 1) < 0:
+            continue
+        base = sample.inputs[0]
+        ours = dispatch(op, *graphc_inputs(sample), **sample.attrs)
+        # the same layout in torch: a buffer with the same strides
+        g = graphc.from_numpy(base)
+        if min(g.stride(), default=0) < 0:
+            continue
+        storage = torch.from_numpy(g._storage.array.copy())
+        tbase = storage.as_strided(tuple(g.shape), g.stride(), g.storage_offset())
+        theirs = _torch_fn(op)(tbase, **sample.attrs)
+        if theirs.untyped_storage().data_ptr() != storage.untyped_storage().data_ptr():
+            assert ours.untyped_storage().data_ptr() != g.untyped_storage().data_ptr()
+            continue  # both copied (reshape)
+        assert ours.stride() == theirs.stride(), f"{op.name} {sample.desc}"
+        assert ours.storage_offset() == theirs.storage_offset(), f"{op.name} {sample.desc}"
+
+
+OPERANDS = [("tensor", d) for d in dt.ALL_DTYPES] + [("zero-dim", d) for d in dt.ALL_DTYPES] + \
+           [("scalar", v) for v in (True, 3, 2.5)]
+
+
+def _make(kind, v, lib):
+    if kind == "scalar":
+        return v
+    shape = (2,) if kind == "tensor" else ()
+    return graphc.zeros(shape, dtype=v) if lib == "graphc" else torch.zeros(shape, dtype=tdt(v))
+
+
+@pytest.mark.parametrize("a", OPERANDS, ids=str)
+def test_promotion_matches_torch_result_type(a):
+    for b in OPERANDS:
+        if a[0] == "scalar" and b[0] == "scalar":
+            continue
+        ours = dt.result_type(_make(*a, "graphc"), _make(*b, "graphc"))
+        theirs = torch.result_type(_make(*a, "torch"), _make(*b, "torch"))
+        assert ours.name == str(theirs).removeprefix("torch."), (a, b)
+
+
+@pytest.mark.parametrize("array", [
+    np.array([[1.5, -2.25], [1e-3, 4.0]], np.float32), np.arange(1500, dtype=np.int32),
+    np.linspace(-1e5, 1e5, 7), np.array([np.nan, -np.inf, 0.0], np.float32),
+    np.zeros((2, 0, 3), np.int64), np.array(math.pi), np.random.default_rng(1).random((40, 40)),
+], ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_repr_matches_pytorch(array):
+    assert repr(graphc.from_numpy(array)) == repr(torch.from_numpy(array)).replace("torch.", "graphc.")
