@@ -12,12 +12,18 @@ import sys
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def user_location(skip_internal: bool = True) -> str | None:
+# graphc's command line is a user of the library: its frames count as the caller's
+_CALLER_FILES = {os.path.join(_PACKAGE_DIR, name) for name in ("cli.py", "__main__.py")}
+
+
+def user_location() -> str | None:
     """``file:line`` of the innermost frame outside graphc (the user's call site)."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not (skip_internal and os.path.abspath(filename).startswith(_PACKAGE_DIR)):
+        path = os.path.abspath(filename)
+        internal = path.startswith(_PACKAGE_DIR) and path not in _CALLER_FILES
+        if not internal and not filename.startswith("<frozen"):
             return f"{os.path.basename(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None
