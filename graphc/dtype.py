@@ -128,6 +128,11 @@ def promote_types(a: dtype, b: dtype) -> dtype:
 
 def scalar_category(x) -> int | None:
     """The category of a Python (or numpy) scalar, or None if ``x`` is not a scalar."""
+    t = type(x)
+    if t is float:
+        return FLOATING
+    if t is int:
+        return INTEGER
     if isinstance(x, (bool, np.bool_)):
         return BOOL
     if isinstance(x, numbers.Integral):
@@ -167,6 +172,11 @@ def result_type(*operands) -> dtype:
 
     Anything with ``.dtype`` and ``.ndim`` (Tensor, TensorMeta) counts as a tensor.
     """
+    if len(operands) == 2:  # the common case: two tensors with dims of one dtype
+        a, b = operands
+        da, db = getattr(a, "dtype", None), getattr(b, "dtype", None)
+        if da is db and isinstance(da, dtype) and a.ndim and b.ndim:
+            return da
     dim = zero = wrapped = None
     for x in operands:
         if x is None:

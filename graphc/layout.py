@@ -5,6 +5,7 @@ Strides are in elements, as in PyTorch. Nothing here touches data.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -17,6 +18,7 @@ def numel(shape: Shape) -> int:
     return math.prod(shape)
 
 
+@functools.lru_cache(maxsize=4096)
 def contiguous_strides(shape: Shape) -> Shape:
     """Row-major strides; a dim of size 0 or 1 gets the stride it would have with size 1."""
     strides = []
@@ -145,6 +147,8 @@ def view_strides(old_shape: Shape, old_stride: Shape, new_shape: Shape) -> Shape
 
 def broadcast_shapes(op: str, *shapes: Shape) -> Shape:
     """NumPy/PyTorch broadcasting of several shapes, with an error naming the clashing dim."""
+    if len(shapes) == 2 and shapes[0] == shapes[1]:
+        return tuple(shapes[0])
     ndim = max((len(s) for s in shapes), default=0)
     out = [1] * ndim
     for s in shapes:

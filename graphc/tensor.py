@@ -10,8 +10,6 @@ Op methods (``x.add``, ``x + y``, ``x.sum()``, ``x.view(...)``) are attached by
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
 from . import dtype as dt
@@ -195,7 +193,7 @@ class Tensor:
         ((4, 1), (1, 4), 4)
     """
 
-    __slots__ = ("_storage", "_shape", "_stride", "_offset", "requires_grad", "grad",
+    __slots__ = ("_storage", "_shape", "_stride", "_offset", "_np", "requires_grad", "grad",
                  "grad_fn", "_base", "__weakref__", "__dict__")
 
     # numpy defers to our reflected operators instead of converting us with __array__
@@ -213,6 +211,7 @@ class Tensor:
         t._shape = tuple(shape)
         t._stride = tuple(stride)
         t._offset = offset
+        t._np = None  # the numpy view, built on first use (geometry never changes)
         t._base = base
         t.requires_grad = False
         t.grad = None
@@ -299,21 +298,27 @@ class Tensor:
     # ---- data access --------------------------------------------------------------
     def numpy(self, *, force: bool = False) -> np.ndarray:
         """The tensor's data as a numpy array sharing its memory (zero-copy)."""
-        st = self._storage
-        if st.array is None:
-            raise OpError("numpy", "a meta tensor has no data; it carries only shape and dtype")
         if self.requires_grad and not force:
             raise OpError("numpy", "can't call numpy() on a tensor that requires grad; "
                           "use tensor.detach().numpy()")
-        item = st.dtype.itemsize
-        if 0 in self._shape:  # an empty view may sit past its storage's end (as in PyTorch)
-            return np.empty(self._shape, dtype=st.array.dtype)
-        return np.ndarray(self._shape, dtype=st.array.dtype, buffer=st.array,
-                          offset=self._offset * item, strides=tuple(s * item for s in self._stride))
+        return self._data().view()  # a fresh array object: callers may change its metadata
 
     def _data(self) -> np.ndarray:
-        """The numpy view, for graphc's own kernels (no grad check)."""
-        return self.numpy(force=True)
+        """The numpy view over the storage, for graphc's own kernels (cached; no grad check)."""
+        a = self._np
+        if a is None:
+            st = self._storage
+            if st.array is None:
+                raise OpError("numpy", "a meta tensor has no data; it carries only shape and dtype")
+            item = st.dtype.itemsize
+            if 0 in self._shape:  # an empty view may sit past its storage's end (as in PyTorch)
+                a = np.empty(self._shape, dtype=st.array.dtype)
+            else:
+                a = np.ndarray(self._shape, dtype=st.array.dtype, buffer=st.array,
+                               offset=self._offset * item,
+                               strides=tuple(s * item for s in self._stride))
+            self._np = a
+        return a
 
     def __array__(self, dtype=None, copy=None):
         arr = self._data()
@@ -427,7 +432,9 @@ def wrap_array(arr: np.ndarray, dtype: dt.dtype | None = None) -> Tensor:
         arr = np.ascontiguousarray(arr)
     flat = arr.reshape(-1)
     shape = arr.shape
-    return Tensor._make(Storage(flat, dtype, flat.shape[0]), shape, contiguous_strides(shape))
+    t = Tensor._make(Storage(flat, dtype, flat.shape[0]), shape, contiguous_strides(shape))
+    t._np = arr
+    return t
 
 
 def empty_meta(shape, dtype: dt.dtype) -> Tensor:
@@ -441,8 +448,3 @@ def view_of(base: Tensor, shape, stride, offset: int) -> Tensor:
     return Tensor._make(base._storage, shape, stride, offset, base=root)
 
 
-def _nonneg(op: str, value) -> int:
-    value = operator.index(value)
-    if value < 0:
-        raise OpError(op, f"expected a non-negative size, got {value}")
-    return value

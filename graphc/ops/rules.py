@@ -13,10 +13,11 @@ from __future__ import annotations
 from .. import dtype as dt
 from ..errors import DTypeError, OpTypeError, ShapeError
 from ..layout import broadcast_shapes, normalize_dims
+from ..tensor import Tensor
 
 
 def is_tensor(x) -> bool:
-    return isinstance(getattr(x, "dtype", None), dt.dtype)
+    return isinstance(x, Tensor)
 
 
 def tensors(inputs) -> list:
@@ -117,7 +118,7 @@ def fixed(*out_dtypes):
 # ---- shape rules -------------------------------------------------------------------
 
 def broadcast(name, *inputs, **attrs):
-    return broadcast_shapes(name, *(tuple(x.shape) for x in inputs if is_tensor(x)))
+    return broadcast_shapes(name, *(x._shape for x in inputs if isinstance(x, Tensor)))
 
 
 def same_shape(name, x, *rest, **attrs):
