@@ -58,6 +58,7 @@ float64 = dtype("float64", "f64", np.float64, FLOATING, 4)
 ALL_DTYPES: tuple[dtype, ...] = (bool_, int32, int64, float32, float64)
 FLOAT_DTYPES: tuple[dtype, ...] = (float32, float64)
 INT_DTYPES: tuple[dtype, ...] = (int32, int64)
+NUMERIC_DTYPES: tuple[dtype, ...] = (int32, int64, float32, float64)
 _BY_RANK = ALL_DTYPES
 _BY_NAME = {d.name: d for d in ALL_DTYPES} | {
     "float": float32, "double": float64, "int": int32, "long": int64,

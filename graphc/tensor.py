@@ -103,17 +103,11 @@ class Storage:
         return self.size * self.dtype.itemsize
 
 
-class TypedStorage:
-    """Element view of a storage, as ``Tensor.storage()`` returns it."""
-
+class _StorageView:
     __slots__ = ("_storage",)
 
     def __init__(self, storage: Storage):
         self._storage = storage
-
-    @property
-    def dtype(self) -> dt.dtype:
-        return self._storage.dtype
 
     @property
     def device(self) -> device:
@@ -122,14 +116,24 @@ class TypedStorage:
     def data_ptr(self) -> int:
         return self._storage.data_ptr()
 
-    def size(self) -> int:
-        return self._storage.size
-
-    def __len__(self) -> int:
-        return self._storage.size
-
     def nbytes(self) -> int:
         return self._storage.nbytes()
+
+    def __len__(self) -> int:
+        return self.size()
+
+
+class TypedStorage(_StorageView):
+    """Element view of a storage, as ``Tensor.storage()`` returns it."""
+
+    __slots__ = ()
+
+    @property
+    def dtype(self) -> dt.dtype:
+        return self._storage.dtype
+
+    def size(self) -> int:
+        return self._storage.size
 
     def tolist(self) -> list:
         return _require_data(self._storage, "storage().tolist()").tolist()
@@ -145,28 +149,12 @@ class TypedStorage:
         return f"[graphc.storage.TypedStorage(dtype={self.dtype}, size={self.size()})] {body}"
 
 
-class UntypedStorage:
+class UntypedStorage(_StorageView):
     """Byte view of a storage, as ``Tensor.untyped_storage()`` returns it."""
 
-    __slots__ = ("_storage",)
-
-    def __init__(self, storage: Storage):
-        self._storage = storage
-
-    @property
-    def device(self) -> device:
-        return self._storage.device
-
-    def data_ptr(self) -> int:
-        return self._storage.data_ptr()
-
-    def nbytes(self) -> int:
-        return self._storage.nbytes()
+    __slots__ = ()
 
     def size(self) -> int:
-        return self._storage.nbytes()
-
-    def __len__(self) -> int:
         return self._storage.nbytes()
 
     def tolist(self) -> list[int]:

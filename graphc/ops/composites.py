@@ -68,23 +68,25 @@ def _log_softmax(x, dim=None, dtype=None):
     return (s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))).reshape(x.shape)
 
 
-def _softmax_decomposition(x, dim=None, dtype=None):
+def _shifted_decomposition(x, dim, dtype):
+    """x minus its max along dim, in ops (the max of an all -inf row is taken as 0)."""
     if dtype is not None:
         x = x.to(dtype)
-    if x.numel() == 0:
-        return F.clone(x)
     m = F.amax(x, dim, keepdim=True)
-    e = F.exp(x - F.where(F.eq(m, -math.inf), 0.0, m))
+    return x - F.where(F.eq(m, -math.inf), 0.0, m)
+
+
+def _softmax_decomposition(x, dim=None, dtype=None):
+    if x.numel() == 0:
+        return F.clone(x.to(dtype or x.dtype))
+    e = F.exp(_shifted_decomposition(x, dim, dtype))
     return e / F.sum(e, dim, keepdim=True)
 
 
 def _log_softmax_decomposition(x, dim=None, dtype=None):
-    if dtype is not None:
-        x = x.to(dtype)
     if x.numel() == 0:
-        return F.clone(x)
-    m = F.amax(x, dim, keepdim=True)
-    s = x - F.where(F.eq(m, -math.inf), 0.0, m)
+        return F.clone(x.to(dtype or x.dtype))
+    s = _shifted_decomposition(x, dim, dtype)
     return s - F.log(F.sum(F.exp(s), dim, keepdim=True))
 
 

@@ -32,7 +32,7 @@ from .rules import (
 )
 
 ALL = dt.ALL_DTYPES
-NUMERIC = (dt.int32, dt.int64, dt.float32, dt.float64)
+NUMERIC = dt.NUMERIC_DTYPES
 FLOATS = dt.FLOAT_DTYPES
 EW = Flag.ELEMENTWISE
 POSITIVE = (0.05, 4.0)

@@ -238,7 +238,7 @@ def argmin(input, dim=None, keepdim: bool = False):
 MinMax = namedtuple("MinMax", ["values", "indices"])
 
 
-def _extreme(name, values_fn, index_fn, elementwise_fn, input, dim, keepdim, other):
+def _extreme(values_fn, index_fn, elementwise_fn, input, dim, keepdim, other):
     if isinstance(dim, Tensor) or other is not None:  # max(a, b): elementwise
         return elementwise_fn(input, dim if other is None else other)
     if dim is None:
@@ -248,12 +248,12 @@ def _extreme(name, values_fn, index_fn, elementwise_fn, input, dim, keepdim, oth
 
 def max(input, dim=None, keepdim: bool = False, *, other=None):
     """``max(x)``: the largest value; ``max(x, dim)``: (values, indices); ``max(x, y)``: maximum."""
-    return _extreme("max", amax, argmax, maximum, input, dim, keepdim, other)
+    return _extreme(amax, argmax, maximum, input, dim, keepdim, other)
 
 
 def min(input, dim=None, keepdim: bool = False, *, other=None):
     """``min(x)``: the smallest value; ``min(x, dim)``: (values, indices); ``min(x, y)``: minimum."""
-    return _extreme("min", amin, argmin, minimum, input, dim, keepdim, other)
+    return _extreme(amin, argmin, minimum, input, dim, keepdim, other)
 
 
 def _correction(name, unbiased, correction):
@@ -300,12 +300,15 @@ def matmul(input, other):
     return dispatch(OPS.matmul, operand(input), operand(other))
 
 
+def _require_ndim(name: str, ndim: int, *tensors) -> None:
+    if any(isinstance(x, Tensor) and x.ndim != ndim for x in tensors):
+        shapes = " and ".join(str(tuple(x.shape)) for x in tensors if isinstance(x, Tensor))
+        raise ShapeError(name, f"expected {ndim}-D tensors, got shapes {shapes}")
+
+
 def mm(input, mat2):
     """2-D matrix product."""
-    for x in (input, mat2):
-        if isinstance(x, Tensor) and x.ndim != 2:
-            raise ShapeError("mm", f"expected 2-D tensors, got shapes {tuple(input.shape)} and "
-                             f"{tuple(mat2.shape)}")
+    _require_ndim("mm", 2, input, mat2)
     return matmul(input, mat2)
 
 
@@ -316,10 +319,7 @@ def bmm(input, mat2):
 
 def dot(input, other):
     """Inner product of two 1-D tensors."""
-    for x in (input, other):
-        if isinstance(x, Tensor) and x.ndim != 1:
-            raise ShapeError("dot", f"expected 1-D tensors, got shapes {tuple(input.shape)} and "
-                             f"{tuple(other.shape)}")
+    _require_ndim("dot", 1, input, other)
     return matmul(input, other)
 
 
@@ -545,28 +545,28 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False):
                             device=device), requires_grad)
 
 
-def _like(name, input, dtype, device):
+def _like(input, dtype, device):
     return (dt.as_dtype(dtype) if dtype is not None else input.dtype,
             device if device is not None else input.device)
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad: bool = False):
-    d, dev = _like("zeros_like", input, dtype, device)
+    d, dev = _like(input, dtype, device)
     return full(tuple(input.shape), 0, dtype=d, device=dev, requires_grad=requires_grad)
 
 
 def ones_like(input, *, dtype=None, device=None, requires_grad: bool = False):
-    d, dev = _like("ones_like", input, dtype, device)
+    d, dev = _like(input, dtype, device)
     return full(tuple(input.shape), 1, dtype=d, device=dev, requires_grad=requires_grad)
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad: bool = False):
-    d, dev = _like("full_like", input, dtype, device)
+    d, dev = _like(input, dtype, device)
     return full(tuple(input.shape), fill_value, dtype=d, device=dev, requires_grad=requires_grad)
 
 
 def empty_like(input, *, dtype=None, device=None, requires_grad: bool = False):
-    d, dev = _like("empty_like", input, dtype, device)
+    d, dev = _like(input, dtype, device)
     return empty(tuple(input.shape), dtype=d, device=dev, requires_grad=requires_grad)
 
 
@@ -619,12 +619,12 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, generator=Non
 
 
 def rand_like(input, *, dtype=None, device=None, generator=None):
-    d, dev = _like("rand_like", input, dtype, device)
+    d, dev = _like(input, dtype, device)
     return rand(tuple(input.shape), dtype=d, device=dev, generator=generator)
 
 
 def randn_like(input, *, dtype=None, device=None, generator=None):
-    d, dev = _like("randn_like", input, dtype, device)
+    d, dev = _like(input, dtype, device)
     return randn(tuple(input.shape), dtype=d, device=dev, generator=generator)
 
 

@@ -12,7 +12,7 @@ from . import samples
 from .registry import Flag, Sample, register
 from .rules import check_inputs, describe, is_tensor, promote
 
-NUMERIC = (dt.int32, dt.int64, dt.float32, dt.float64)
+NUMERIC = dt.NUMERIC_DTYPES
 
 
 def _same_dtype(name, *inputs, **attrs):
