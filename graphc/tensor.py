@@ -283,6 +283,24 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self.grad_fn is None
 
+    def detach(self) -> Tensor:
+        """The same data (shared storage), cut from the autograd graph."""
+        return Tensor._make(self._storage, self._shape, self._stride, self._offset, self._base)
+
+    @property
+    def data(self) -> Tensor:
+        """The data without autograd history; assigning replaces it (keeping this object)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, new: Tensor) -> None:
+        if not isinstance(new, Tensor):
+            raise TypeError(f"data must be a Tensor, got {type(new).__name__}")
+        self._storage, self._shape, self._stride, self._offset = \
+            new._storage, new._shape, new._stride, new._offset
+        self._base = new._base
+        self._np = None
+
     # ---- data access --------------------------------------------------------------
     def numpy(self, *, force: bool = False) -> np.ndarray:
         """The tensor's data as a numpy array sharing its memory (zero-copy)."""

@@ -101,6 +101,7 @@ TORCH = {
     "masked_fill": lambda x, mask, value: x.masked_fill(mask, value),
     "index": lambda x, *indices, spec=(): x[_index_key(x, indices, spec)],
     "index_put_": _index_put,
+    "index_put": lambda x, *rest, **attrs: _index_put(x.clone(), *rest, **attrs),
     "softmax": lambda x, dim=None, dtype=None: torch.softmax(x, dim, dtype=dtype and tdt(dtype)),
     "log_softmax": lambda x, dim=None, dtype=None: torch.log_softmax(x, dim,
                                                                     dtype=dtype and tdt(dtype)),

@@ -265,7 +265,7 @@ def _dropout(x, p=0.5, generator=None):
 def _dropout_decomposition(x, p=0.5, generator=None):
     keep = F.rand(x.shape, dtype=x.dtype, generator=generator) >= p
     if p == 1.0:
-        return F.zeros_like(x)
+        return x * 0.0  # (not zeros_like: the result stays connected to x, with zero gradient)
     return x * keep / (1.0 - p)
 
 
@@ -434,13 +434,38 @@ def _embedding_decomposition(indices, weight, padding_idx=None):
     return rows.reshape(tuple(indices.shape) + (weight.shape[1],))
 
 
+# ---- gradient rules (composites without one run their decomposition under autograd) ----
+
+def _softmax_grad(ctx, g):
+    y, d = ctx.output, ctx.attrs["dim"]
+    return (y * (g - F.sum(g * y, d, keepdim=True)),)
+
+
+def _log_softmax_grad(ctx, g):
+    d = ctx.attrs["dim"]
+    return (g - F.exp(ctx.output) * F.sum(g, d, keepdim=True),)
+
+
+def _embedding_grad(ctx, g):
+    indices, pad = ctx.input(0), ctx.attrs["padding_idx"]
+    n, dim = ctx.shape(1)
+    rows = F.reshape(g, -1, dim)
+    flat = F.reshape(indices, -1)
+    if pad is not None:  # the padding row gets no gradient
+        rows = F.where(F.unsqueeze(F.ne(flat, pad % n), 1), rows, 0.0)
+    zeros = F.zeros((n, dim), dtype=g.dtype)
+    return None, F.index_put(zeros, (flat,), rows, accumulate=True)
+
+
 register(name="softmax", inputs=("self",), kernel=_softmax, dtype_rule=_softmax_rule,
          shape_rule=same_shape, attrs={"dim": None, "dtype": None}, flags={COMPOSITE},
          dtypes=FLOATS, samples=_softmax_samples, decomposition=_softmax_decomposition,
+         grad=_softmax_grad,
          doc="exp(x - max) / sum(exp(x - max)) along dim")
 register(name="log_softmax", inputs=("self",), kernel=_log_softmax, dtype_rule=_softmax_rule,
          shape_rule=same_shape, attrs={"dim": None, "dtype": None}, flags={COMPOSITE},
-         dtypes=FLOATS, samples=_softmax_samples, decomposition=_log_softmax_decomposition)
+         dtypes=FLOATS, samples=_softmax_samples, decomposition=_log_softmax_decomposition,
+         grad=_log_softmax_grad)
 register(name="layer_norm", inputs=("input", "weight", "bias"), kernel=_layer_norm,
          dtype_rule=_norm_rule, shape_rule=_layer_norm_shape,
          attrs={"normalized_shape": (), "eps": 1e-5}, flags={COMPOSITE}, dtypes=FLOATS,
@@ -481,4 +506,5 @@ register(name="embedding", inputs=("input", "weight"), kernel=_embedding,
              Sample((rng.integers(0, 6, (2, 3)), samples.array(rng, (6, 4), dtype)), {}, "2-D"),
              Sample((np.array(5), samples.array(rng, (6, 4), dtype, layout="transposed")), {}, "0-d"),
              Sample((np.zeros((0,), np.int64), samples.array(rng, (6, 4), dtype)), {}, "empty")],
-         decomposition=_embedding_decomposition, doc="weight[input]: rows of weight by index")
+         decomposition=_embedding_decomposition, grad=_embedding_grad,
+         doc="weight[input]: rows of weight by index (the padding_idx row gets no gradient)")

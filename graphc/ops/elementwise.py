@@ -13,6 +13,7 @@ import numpy as np
 from .. import dtype as dt
 from ..errors import DTypeError, OpValueError, ShapeError
 from ..layout import broadcast_shapes
+from ..tensor import Tensor
 from . import functions as F
 from . import samples
 from .registry import Flag, Sample, register
@@ -38,22 +39,22 @@ EW = Flag.ELEMENTWISE
 POSITIVE = (0.05, 4.0)
 
 
-def unary(name, kernel, rule=promote_float, domain=None, dtypes=ALL, flags=(), attrs=None,
-          attr_sets=None, decomposition=None, doc=""):
+def unary(name, kernel, rule=promote_float, grad=None, domain=None, dtypes=ALL, flags=(),
+          attrs=None, attr_sets=None, decomposition=None, doc=""):
     return register(name=name, inputs=("self",), kernel=kernel, dtype_rule=rule,
                     shape_rule=broadcast, flags={EW, *flags}, attrs=attrs or {},
                     samples=samples.elementwise(1, domain, attr_sets=attr_sets), dtypes=dtypes,
-                    decomposition=decomposition, doc=doc)
+                    decomposition=decomposition, grad=grad, doc=doc)
 
 
-def binary(name, kernel, rule=promote, domain=None, dtypes=ALL, attrs=None, attr_sets=None,
-           inputs=("self", "other"), sample_filter=None, doc=""):
+def binary(name, kernel, rule=promote, grad=None, domain=None, dtypes=ALL, attrs=None,
+           attr_sets=None, inputs=("self", "other"), sample_filter=None, doc=""):
     gen = samples.elementwise(2, domain, attr_sets=attr_sets)
     if sample_filter is not None:
         gen = _filtered(gen, sample_filter)
     return register(name=name, inputs=inputs, kernel=kernel, dtype_rule=rule,
                     shape_rule=broadcast, flags={EW}, attrs=attrs or {}, samples=gen,
-                    dtypes=dtypes, doc=doc)
+                    dtypes=dtypes, grad=grad, doc=doc)
 
 
 def _filtered(gen, keep):
@@ -226,67 +227,185 @@ def _copy_samples(dtype, rng):
             Sample((arr((0, 3)), arr((3,))), {}, "empty")]
 
 
+# ---- gradient rules (vector-Jacobian products, written in ops) ------------------------
+# x: the input, out: the forward result, g: the gradient of the result
+
+LN2 = math.log(2.0)
+
+
+def _on_x(fn):
+    """A unary rule that needs the input: g -> fn(x, g)."""
+    return lambda ctx, g: (fn(ctx.input(0), g),)
+
+
+def _on_out(fn):
+    """A unary rule that needs the result: g -> fn(out, g)."""
+    return lambda ctx, g: (fn(ctx.output, g),)
+
+
+def _zero_grad(ctx, g):
+    """Piecewise-constant functions (floor, sign, ...): the gradient is zero."""
+    return (F.zeros_like(g),)
+
+
+def _gelu_grad(ctx, g):
+    x = ctx.input(0)
+    if ctx.attrs["approximate"] == "tanh":
+        k = math.sqrt(2 / math.pi)
+        t = F.tanh(k * (x + 0.044715 * (x * x * x)))
+        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * (x * x))),)
+    cdf = 0.5 * (1 + F.erf(x * math.sqrt(0.5)))
+    pdf = F.exp(-0.5 * (x * x)) * (1 / math.sqrt(2 * math.pi))
+    return (g * (cdf + x * pdf),)
+
+
+def _silu_grad(ctx, g):
+    x = ctx.input(0)
+    s = F.sigmoid(x)
+    return (g * s * (1 + x * (1 - s)),)
+
+
+def _mul_grad(ctx, g):
+    return (g * ctx.input(1) if ctx.needs(0) else None,
+            g * ctx.input(0) if ctx.needs(1) else None)
+
+
+def _div_grad(ctx, g):
+    if ctx.attrs["rounding_mode"] is not None:
+        return (F.zeros_like(g), F.zeros_like(g))
+    b = ctx.input(1)
+    return (g / b if ctx.needs(0) else None,
+            -g * ctx.input(0) / (b * b) if ctx.needs(1) else None)
+
+
+def _remainder_grad(ctx, g):
+    a, b = ctx.input(0), ctx.input(1)
+    return (g, -g * F.floor_divide(a, b) if ctx.needs(1) else None)
+
+
+def _pow_grad(ctx, g):
+    a, b = ctx.input(0), ctx.input(1)  # one of them may be a Python number
+    ga = gb = None
+    if ctx.needs(0):  # b·a^(b-1), and 0 where b == 0 (so that 0^0 has no nan gradient)
+        ga = g * b * F.pow(a, b - 1)
+        if isinstance(b, Tensor):
+            ga = F.where(F.eq(b, 0), 0.0, ga)
+        elif b == 0:
+            ga = F.zeros_like(g)
+    if ctx.needs(1):  # a^b·log(a), and 0 where a == 0 and b >= 0
+        log_a = F.log(a) if isinstance(a, Tensor) else math.log(a) if a > 0 else math.nan
+        gb = g * ctx.output * log_a
+        if isinstance(a, Tensor):
+            gb = F.where(F.logical_and(F.eq(a, 0), F.ge(b, 0)), 0.0, gb)
+        elif a == 0:
+            gb = F.where(F.ge(b, 0), 0.0, gb)
+    return ga, gb
+
+
+def _extreme_grad(pick):
+    """maximum/minimum: the gradient goes to the chosen input; ties share it equally."""
+    def rule(ctx, g):
+        a, b = ctx.input(0), ctx.input(1)
+        first = pick(a, b).to(g.dtype) + 0.5 * F.eq(a, b).to(g.dtype)
+        return g * first, g * (1 - first)
+    return rule
+
+
+def _atan2_grad(ctx, g):
+    a, b = ctx.input(0), ctx.input(1)
+    denom = a * a + b * b
+    return g * b / denom, -g * a / denom
+
+
+def _where_grad(ctx, g):
+    cond = ctx.input(0)
+    return None, F.where(cond, g, 0.0), F.where(cond, 0.0, g)
+
+
+def _clamp_grad(ctx, g):
+    x, lo, hi = ctx.inputs
+    inside = F.ones_like(g, dtype=dt.bool_)
+    if lo is not None:
+        inside = F.logical_and(inside, F.ge(x, lo))
+    if hi is not None:
+        inside = F.logical_and(inside, F.le(x, hi))
+    g_lo = F.where(F.logical_and(F.lt(x, lo), F.le(lo, hi) if hi is not None else True), g, 0.0) \
+        if ctx.needs(1) else None
+    g_hi = F.where(F.logical_or(F.gt(x, hi), F.gt(lo, hi) if lo is not None else False), g, 0.0) \
+        if ctx.needs(2) else None
+    return F.where(inside, g, 0.0), g_lo, g_hi
+
+
+def _lerp_grad(ctx, g):
+    a, b, w = ctx.inputs
+    return (g * (1 - w) if ctx.needs(0) else None, g * w if ctx.needs(1) else None,
+            g * (b - a) if ctx.needs(2) else None)
+
+
 # ---- unary -------------------------------------------------------------------------
 
-unary("neg", np.negative, no_bool(promote, "negation of a bool tensor is not supported; to "
-                                  "invert a mask use ~ or logical_not()"), dtypes=NUMERIC)
-unary("abs", np.abs, no_bool(promote), dtypes=NUMERIC)
-unary("exp", np.exp)
-unary("exp2", np.exp2)
-unary("log", np.log, domain=POSITIVE)
-unary("log2", np.log2, domain=POSITIVE)
-unary("log1p", np.log1p, domain=(-0.9, 4.0))
-unary("expm1", np.expm1)
-unary("sqrt", np.sqrt, domain=(0.0, 9.0))
-unary("rsqrt", lambda x: 1 / np.sqrt(x), domain=POSITIVE)
-unary("sin", np.sin)
-unary("cos", np.cos)
-unary("tan", np.tan, domain=(-1.4, 1.4))
-unary("tanh", np.tanh)
-unary("sigmoid", _sigmoid)
-unary("erf", _erf)
-unary("relu", lambda x: np.maximum(x, x.dtype.type(0)), no_bool(promote), dtypes=NUMERIC)
-unary("gelu", _gelu, _check_gelu, dtypes=FLOATS, attrs={"approximate": "none"},
+unary("neg", np.negative, no_bool(promote, "negation of a bool tensor is not supported; to invert "
+                                  "a mask use ~ or logical_not()"), lambda ctx, g: (-g,), dtypes=NUMERIC)
+unary("abs", np.abs, no_bool(promote), _on_x(lambda x, g: g * F.sign(x)), dtypes=NUMERIC)
+unary("exp", np.exp, grad=_on_out(lambda out, g: g * out))
+unary("exp2", np.exp2, grad=_on_out(lambda out, g: g * out * LN2))
+unary("log", np.log, grad=_on_x(lambda x, g: g / x), domain=POSITIVE)
+unary("log2", np.log2, grad=_on_x(lambda x, g: g / (x * LN2)), domain=POSITIVE)
+unary("log1p", np.log1p, grad=_on_x(lambda x, g: g / (1 + x)), domain=(-0.9, 4.0))
+unary("expm1", np.expm1, grad=_on_out(lambda out, g: g * (out + 1)))
+unary("sqrt", np.sqrt, grad=_on_out(lambda out, g: g / (2 * out)), domain=(0.0, 9.0))
+unary("rsqrt", lambda x: 1 / np.sqrt(x), grad=_on_out(lambda out, g: -0.5 * g * out * out * out),
+      domain=POSITIVE)
+unary("sin", np.sin, grad=_on_x(lambda x, g: g * F.cos(x)))
+unary("cos", np.cos, grad=_on_x(lambda x, g: -g * F.sin(x)))
+unary("tan", np.tan, grad=_on_out(lambda out, g: g * (1 + out * out)), domain=(-1.4, 1.4))
+unary("tanh", np.tanh, grad=_on_out(lambda out, g: g * (1 - out * out)))
+unary("sigmoid", _sigmoid, grad=_on_out(lambda out, g: g * out * (1 - out)))
+unary("erf", _erf, grad=_on_x(lambda x, g: g * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))))
+unary("relu", lambda x: np.maximum(x, x.dtype.type(0)), no_bool(promote),
+      _on_out(lambda out, g: F.where(F.gt(out, 0), g, 0.0)), dtypes=NUMERIC)
+unary("gelu", _gelu, _check_gelu, _gelu_grad, dtypes=FLOATS, attrs={"approximate": "none"},
       attr_sets=[{"approximate": "none"}, {"approximate": "tanh"}], flags={Flag.COMPOSITE},
       decomposition=_gelu_decomposition,
       doc="x·Φ(x); approximate='tanh' uses 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))")
-unary("silu", lambda x: x * _sigmoid(x), floating_only(promote_float), dtypes=FLOATS,
+unary("silu", lambda x: x * _sigmoid(x), floating_only(promote_float), _silu_grad, dtypes=FLOATS,
       flags={Flag.COMPOSITE}, decomposition=lambda x: x * F.sigmoid(x))
-unary("floor", np.floor, no_bool(same_as_first), dtypes=NUMERIC)
-unary("ceil", np.ceil, no_bool(same_as_first), dtypes=NUMERIC)
-unary("trunc", np.trunc, no_bool(same_as_first), dtypes=NUMERIC)
-unary("round", _round, no_bool(same_as_first), dtypes=NUMERIC, attrs={"decimals": 0},
+unary("floor", np.floor, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC)
+unary("ceil", np.ceil, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC)
+unary("trunc", np.trunc, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC)
+unary("round", _round, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC, attrs={"decimals": 0},
       attr_sets=[{"decimals": 0}, {"decimals": 2}], doc="round half to even")
-unary("sign", _sign, same_as_first, doc="-1, 0 or 1; sign(nan) is 0 as in PyTorch")
-unary("reciprocal", np.reciprocal)
-unary("square", lambda x: x * x, _square_rule)
+unary("sign", _sign, same_as_first, _zero_grad, doc="-1, 0 or 1; sign(nan) is 0 as in PyTorch")
+unary("reciprocal", np.reciprocal, grad=_on_out(lambda out, g: -g * out * out))
+unary("square", lambda x: x * x, _square_rule, _on_x(lambda x, g: 2 * x * g))
 unary("logical_not", np.logical_not, logical)
 unary("isnan", _float_test(np.isnan, False), predicate)
 unary("isinf", _float_test(np.isinf, False), predicate)
 unary("isfinite", _float_test(np.isfinite, True), predicate)
 unary("cast", lambda x, dtype=None: x.astype(dt.as_dtype(dtype).np), _cast_rule,
-      attrs={"dtype": None}, attr_sets=[{"dtype": d} for d in ALL],
+      lambda ctx, g: (g,),
+      attrs={"dtype": None}, attr_sets=[{"dtype": d} for d in reversed(ALL)],
       doc="convert to another dtype (float to int truncates toward zero)")
-unary("clone", np.copy, same_as_first, doc="a copy with its own storage")
+unary("clone", np.copy, same_as_first, lambda ctx, g: (g,), doc="a copy with its own storage")
 
 # ---- binary ------------------------------------------------------------------------
 
 NONZERO = ((-3.0, 3.0), (1.0, 3.0))  # second input positive: no integer division by zero
-binary("add", np.add)
-binary("sub", np.subtract, no_bool(promote, "subtracting two bool tensors is not supported; "
-                                   "use ^ or logical_xor()"), dtypes=NUMERIC)
-binary("mul", np.multiply)
-binary("div", _div, _div_rule, domain=NONZERO, attrs={"rounding_mode": None},
+binary("add", np.add, grad=lambda ctx, g: (g, g))
+binary("sub", np.subtract, no_bool(promote, "subtracting two bool tensors is not supported; use ^ "
+                                   "or logical_xor()"), lambda ctx, g: (g, -g), dtypes=NUMERIC)
+binary("mul", np.multiply, grad=_mul_grad)
+binary("div", _div, _div_rule, _div_grad, domain=NONZERO, attrs={"rounding_mode": None},
        attr_sets=[{}, {"rounding_mode": "floor"}, {"rounding_mode": "trunc"}],
        sample_filter=lambda dtype, s: dtype is not dt.bool_ or not s.attrs.get("rounding_mode"),
        doc="true division; rounding_mode 'floor' or 'trunc' rounds the quotient")
-binary("remainder", _remainder, no_bool(promote), domain=NONZERO, dtypes=NUMERIC,
+binary("remainder", _remainder, no_bool(promote), _remainder_grad, domain=NONZERO, dtypes=NUMERIC,
        doc="Python's %: the result has the divisor's sign")
-binary("pow", _pow, _pow_rule, domain=((0.5, 3.0), (0.0, 3.0)), dtypes=NUMERIC,
+binary("pow", _pow, _pow_rule, _pow_grad, domain=((0.5, 3.0), (0.0, 3.0)), dtypes=NUMERIC,
        inputs=("self", "exponent"))
-binary("maximum", np.maximum, doc="propagates nan")
-binary("minimum", np.minimum, doc="propagates nan")
-binary("atan2", np.arctan2, promote_float)
+binary("maximum", np.maximum, grad=_extreme_grad(F.gt), doc="propagates nan")
+binary("minimum", np.minimum, grad=_extreme_grad(F.lt), doc="propagates nan")
+binary("atan2", np.arctan2, promote_float, _atan2_grad)
 for _name, _ufunc in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
                       ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)):
     binary(_name, _ufunc, compare)
@@ -297,14 +416,14 @@ binary("logical_xor", np.logical_xor, logical)
 # ---- ternary and writes ------------------------------------------------------------
 
 register(name="where", inputs=("condition", "self", "other"), kernel=np.where,
-         dtype_rule=_where_rule, shape_rule=broadcast, flags={EW}, dtypes=ALL,
+         dtype_rule=_where_rule, shape_rule=broadcast, flags={EW}, dtypes=ALL, grad=_where_grad,
          samples=lambda dtype, rng: [
              Sample((np.asarray(s.inputs[0] > 0) if s.inputs[0].dtype != np.bool_ else s.inputs[0],
                      *s.inputs[1:]), {}, s.desc)
              for s in samples.elementwise(3, scalars=False)(dtype, rng)
              if isinstance(s.inputs[0], np.ndarray)])
 register(name="clamp", inputs=("self", "min", "max"), kernel=_clamp, dtype_rule=_clamp_rule,
-         shape_rule=broadcast, flags={EW}, dtypes=NUMERIC,
+         shape_rule=broadcast, flags={EW}, dtypes=NUMERIC, grad=_clamp_grad,
          samples=lambda dtype, rng: [
              *samples.elementwise(3, domain=((-3.0, 3.0), (-2.0, 0.0), (0.0, 2.0)))(dtype, rng),
              Sample((samples.array(rng, (3, 4), dtype), None, 1), {}, "max only"),
@@ -312,9 +431,11 @@ register(name="clamp", inputs=("self", "min", "max"), kernel=_clamp, dtype_rule=
          doc="min(max(x, min), max); with min > max every value is max")
 register(name="lerp", inputs=("self", "end", "weight"), kernel=_lerp,
          dtype_rule=floating_only(promote), shape_rule=broadcast, flags={EW}, dtypes=FLOATS,
+         grad=_lerp_grad,
          samples=samples.elementwise(3, domain=((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0))),
          doc="start + weight·(end - start)")
 register(name="copy_", inputs=("self", "src"), kernel=_copy_, dtype_rule=_copy_rule,
          shape_rule=_copy_shape, flags={EW, Flag.MUTATES, Flag.IMPURE}, dtypes=ALL,
+         grad=lambda ctx, g: (None, g),
          samples=_copy_samples,
          doc="write src (broadcast, converted to self's dtype) into self; returns self")

@@ -363,6 +363,35 @@ def masked_fill(input, mask, value):
     return dispatch(OPS.masked_fill, input, operand(mask), operand(value))
 
 
+def _key_spec(indices) -> tuple[tuple, list]:
+    """PyTorch's index tuple (tensors, None for a full dim) -> (spec, index tensors)."""
+    spec, tensors = [], []
+    for t in indices:
+        if t is None:
+            spec.append(None)
+        else:
+            spec.append(len(tensors))
+            tensors.append(operand(t))
+    return tuple(spec), tensors
+
+
+def index_put(input, indices, values, accumulate: bool = False):
+    """A copy of ``input`` with ``input[indices] = values`` (``+=`` with ``accumulate``).
+
+    ``indices`` is a tuple of index tensors, one per leading dim (None: the whole dim).
+    """
+    spec, tensors = _key_spec(indices)
+    return dispatch(OPS.index_put, input, operand(values), *tensors, spec=spec,
+                    accumulate=accumulate)
+
+
+def index_put_(input, indices, values, accumulate: bool = False):
+    """``input[indices] = values`` in place (``+=`` with ``accumulate``); returns input."""
+    spec, tensors = _key_spec(indices)
+    return dispatch(OPS.index_put_, input, operand(values), *tensors, spec=spec,
+                    accumulate=accumulate)
+
+
 # ---- views -------------------------------------------------------------------------
 
 def reshape(input, *shape):

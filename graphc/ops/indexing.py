@@ -16,6 +16,7 @@ import numpy as np
 from .. import dtype as dt
 from ..errors import DTypeError, OpIndexError, OpValueError, ShapeError
 from ..layout import broadcast_shapes, normalize_dim
+from . import functions as F
 from . import samples
 from .registry import Flag, Sample, register
 from .rules import check_inputs, describe, is_tensor, same_as_first
@@ -200,9 +201,10 @@ def _index_samples(kind):
 
 # ---- advanced indexing -------------------------------------------------------------
 
-def index_key(spec, indices) -> tuple:
-    """The numpy key: a full slice for each None in ``spec``, index tensor ``j`` for entry j."""
-    return tuple(slice(None) if e is None else indices[e] for e in spec)
+def index_key(spec, indices, full=None) -> tuple:
+    """The key for x[key]: ``full`` (None, or slice(None) for numpy) where ``spec`` has None,
+    index ``j`` for entry j."""
+    return tuple(full if e is None else indices[e] for e in spec)
 
 
 def advanced_shape(name, shape, spec, indices, *, data_ok: bool = True) -> tuple:
@@ -269,7 +271,7 @@ def _bounds_key(name, x, indices, spec):
         else:
             out[e] = _check_bounds(name, t, x.shape[pos], pos, negative=True)
             pos += 1
-    return index_key(spec, out)
+    return index_key(spec, out, slice(None))
 
 
 def _index(x, *indices, spec=()):
@@ -299,22 +301,32 @@ def _index_put_(x, values, *indices, spec=(), accumulate=False):
 
 
 def _advanced_samples(put: bool):
+    """Index samples; for writes, indices do not repeat (a repeated write has no defined
+    winner) except in the accumulate sample, and some values are tensors."""
     def gen(dtype, rng):
         a = lambda shape, layout="contiguous": samples.array(rng, shape, dtype, layout=layout)
-        i = lambda shape, high: rng.integers(-high, high, shape)
+
+        def i(shape, high):
+            if not put:
+                return rng.integers(-high, high, shape)
+            n = int(np.prod(shape))
+            return (rng.permutation(high)[:n] - high * rng.integers(0, 2, n)).reshape(shape)
+
         cases = [
-            (a((5, 4)), (i((3,), 5),), (0, None), "rows"),
-            (a((3, 4, 5), "transposed"), (i((2,), 4), i((2,), 5)), (None, 0, 1), "adjacent"),
-            (a((3, 4, 5)), (i((2,), 3), i((2,), 5)), (0, None, 1), "separated: dims go first"),
-            (a((3, 4)), (i((2, 2), 3),), (0,), "2-D index"),
-            (a((3, 4)), (i((0,), 3),), (0,), "empty index"),
+            (a((5, 4)), (i((3,), 5),), (0, None), "rows", (3, 4)),
+            (a((3, 4, 5), "transposed"), (i((2,), 4), i((2,), 5)), (None, 0, 1), "adjacent", (3, 2)),
+            (a((3, 4, 5)), (i((2,), 3), i((2,), 5)), (0, None, 1), "separated: dims go first",
+             (2, 4)),
+            (a((3, 4)), (i((2, 1), 3),), (0,), "2-D index", (2, 1, 4)),
+            (a((3, 4)), (i((0,), 3),), (0,), "empty index", (0, 4)),
+            (a((3, 4)), (rng.random((3, 4)) < 0.5,), (0,), "bool mask", None),
         ]
-        mask_case = (a((3, 4)), (rng.random((3, 4)) < 0.5,), (0,), "bool mask")
         out = []
-        for x, idx, spec, desc in cases + [mask_case]:
+        for k, (x, idx, spec, desc, result_shape) in enumerate(cases):
             data_dependent = desc == "bool mask"
             if put:
-                vals = samples.scalar(rng, dtype, -3, 3)
+                vals = a(result_shape) if k % 2 == 0 and result_shape else \
+                    samples.scalar(rng, dtype, -3, 3)
                 out.append(Sample((x, vals, *idx), {"spec": spec}, desc, data_dependent))
             else:
                 out.append(Sample((x, *idx), {"spec": spec}, desc, data_dependent))
@@ -325,29 +337,131 @@ def _advanced_samples(put: bool):
     return gen
 
 
+# ---- gradient rules ----------------------------------------------------------------
+
+def _cat_grad(ctx, g):
+    shapes = [ctx.shape(i) for i in range(len(ctx.node.input_meta))]
+    kept = [s for s in shapes if not _is_legacy_empty(s)]
+    if not kept:
+        return tuple(None for _ in shapes)
+    d = normalize_dim("cat", ctx.attrs["dim"], len(kept[0]))
+    out, start = [], 0
+    for s in shapes:
+        if _is_legacy_empty(s):
+            out.append(None)
+            continue
+        out.append(F.narrow(g, d, start, s[d]))
+        start += s[d]
+    return tuple(out)
+
+
+def _stack_grad(ctx, g):
+    d = normalize_dim("stack", ctx.attrs["dim"], len(ctx.shape(0)), extra=1)
+    return F.unbind(g, d)
+
+
+def _index_grids(index, dim: int):
+    """Index tensors that address ``x`` at (index along dim, own position elsewhere)."""
+    grids = []
+    for k in range(index.ndim):
+        if k == dim:
+            grids.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[k] = index.shape[k]
+            grids.append(F.arange(index.shape[k]).reshape(shape))
+    return grids
+
+
+def _gather_grad(ctx, g):
+    shape, index = ctx.shape(0), ctx.input(1)
+    zeros = F.zeros(shape, dtype=g.dtype)
+    if len(shape) == 0:
+        return (F.sum(g).reshape(()), None)
+    d = normalize_dim("gather", ctx.attrs["dim"], len(shape))
+    index = index.reshape(index.shape or (1,))
+    grids = _index_grids(index, d)
+    return (F.index_put(zeros, tuple(grids), g.reshape(index.shape), accumulate=True), None)
+
+
+def _index_select_grad(ctx, g):
+    shape, index = ctx.shape(0), ctx.input(1)
+    if len(shape) == 0:
+        return (F.sum(g).reshape(()), None)
+    d = normalize_dim("index_select", ctx.attrs["dim"], len(shape))
+    zeros = F.zeros(shape, dtype=g.dtype)
+    return (F.index_put(zeros, (None,) * d + (index.reshape(-1),), g, accumulate=True), None)
+
+
+def _masked_fill_grad(ctx, g):
+    mask = ctx.input(1)
+    return (F.where(mask, 0.0, g), None,
+            F.sum(F.where(mask, g, 0.0)) if ctx.needs(2) else None)
+
+
+def _index_grad(ctx, g):
+    indices = ctx.inputs[1:]
+    zeros = F.zeros(ctx.shape(0), dtype=g.dtype)
+    key = index_key(ctx.attrs["spec"], indices)
+    return (F.index_put(zeros, key, g, accumulate=True), *(None for _ in indices))
+
+
+def _index_put_grad(ctx, g):
+    """self: the gradient, minus the written places unless they accumulated; values: the
+    gradient at the written places (summed over repeats and broadcasting)."""
+    indices = [ctx.input(i) for i in range(2, len(ctx.node.input_meta))]  # self may have changed
+    spec = ctx.attrs["spec"]
+    g_self = g if ctx.attrs["accumulate"] else F.index_put(g, index_key(spec, indices), 0.0)
+    g_values = dispatch_index(g, indices, spec) if ctx.needs(1) else None
+    return (g_self, g_values, *(None for _ in indices))
+
+
+def dispatch_index(x, indices, spec):
+    from .dispatch import dispatch
+    from .registry import OPS
+
+    return dispatch(OPS.index, x, *indices, spec=spec)
+
+
+def _index_put(x, values, *indices, spec=(), accumulate=False):
+    out = x.copy()
+    _index_put_(out, values, *indices, spec=spec, accumulate=accumulate)
+    return out
+
+
 register(name="cat", inputs=("*tensors",), kernel=_cat, dtype_rule=_promote_all,
          shape_rule=_cat_shape, attrs={"dim": 0}, dtypes=ALL, samples=_seq_samples("cat"),
+         grad=_cat_grad,
          doc="join along an existing dim; 1-D empty tensors are skipped (PyTorch's legacy rule)")
 register(name="stack", inputs=("*tensors",), kernel=_stack, dtype_rule=_promote_all,
          shape_rule=_stack_shape, attrs={"dim": 0}, dtypes=ALL, samples=_seq_samples("stack"),
+         grad=_stack_grad,
          doc="join along a new dim")
 register(name="gather", inputs=("self", "index"), kernel=_gather, dtype_rule=_gather_rule,
          shape_rule=_gather_shape, attrs={"dim": 0}, dtypes=ALL, samples=_index_samples("gather"),
+         grad=_gather_grad,
          doc="out[i][j] = self[index[i][j]][j] (dim 0), and likewise for other dims")
 register(name="index_select", inputs=("self", "index"), kernel=_index_select,
          dtype_rule=_index_select_rule, shape_rule=_index_select_shape, attrs={"dim": 0},
-         dtypes=ALL, samples=_index_samples("index_select"))
+         dtypes=ALL, samples=_index_samples("index_select"), grad=_index_select_grad)
 register(name="masked_fill", inputs=("self", "mask", "value"),
          kernel=lambda x, mask, value: np.where(mask, value, x), dtype_rule=_masked_fill_rule,
          shape_rule=_masked_fill_shape, dtypes=ALL, samples=_index_samples("masked_fill"),
+         grad=_masked_fill_grad,
          doc="value where mask is true (self and mask broadcast)")
 register(name="index", inputs=("self", "*indices"), kernel=_index, dtype_rule=_index_rule,
          shape_rule=_index_shape, attrs={"spec": ()}, dtypes=ALL,
-         samples=_advanced_samples(put=False),
+         samples=_advanced_samples(put=False), grad=_index_grad,
          doc="self[key] for index tensors; spec maps each indexed dim to a full slice (None) "
              "or to index tensor j")
 register(name="index_put_", inputs=("self", "values", "*indices"), kernel=_index_put_,
          dtype_rule=_index_put_rule, shape_rule=_index_put_shape,
          attrs={"spec": (), "accumulate": False}, flags={Flag.MUTATES, Flag.IMPURE}, dtypes=ALL,
-         samples=_advanced_samples(put=True),
+         samples=_advanced_samples(put=True), grad=_index_put_grad,
          doc="self[key] = values (accumulate: +=, repeated indices add up)")
+register(name="index_put", inputs=("self", "values", "*indices"), kernel=_index_put,
+         dtype_rule=_index_put_rule, shape_rule=_index_put_shape,
+         attrs={"spec": (), "accumulate": False}, dtypes=ALL,
+         samples=_advanced_samples(put=True), grad=_index_put_grad,
+         doc="a copy of self with self[key] = values (accumulate: +=); the out-of-place "
+             "index_put_, which gradients of indexing use")

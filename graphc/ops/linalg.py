@@ -83,6 +83,37 @@ def _outer_shape(name, a, b):
     return (a.shape[0], b.shape[0])
 
 
+# ---- gradient rules ----------------------------------------------------------------
+
+def _matmul_grad(ctx, g):
+    """1-D operands take part as a row (first) or a column (second), then lose that dim."""
+    a, b = ctx.input(0), ctx.input(1)
+    a2 = F.unsqueeze(a, 0) if a.ndim == 1 else a
+    b2 = F.unsqueeze(b, 1) if b.ndim == 1 else b
+    batch = broadcast_shapes("matmul", tuple(a2.shape[:-2]), tuple(b2.shape[:-2]))
+    g2 = F.reshape(g, batch + (a2.shape[-2], b2.shape[-1]))
+    ga = gb = None
+    if ctx.needs(0):
+        ga = F.matmul(g2, F.transpose(b2, -1, -2))
+        ga = F.squeeze(ga, -2) if a.ndim == 1 else ga
+    if ctx.needs(1):
+        gb = F.matmul(F.transpose(a2, -1, -2), g2)
+        gb = F.squeeze(gb, -1) if b.ndim == 1 else gb
+    return ga, gb
+
+
+def _linear_grad(ctx, g):
+    x, w, bias = ctx.inputs
+    w2 = F.unsqueeze(w, 0) if w.ndim == 1 else w
+    g2 = F.unsqueeze(g, -1) if w.ndim == 1 else g
+    gx = F.matmul(g2, w2) if ctx.needs(0) else None
+    gw = None
+    if ctx.needs(1):
+        rows = F.reshape(g2, -1, w2.shape[0])
+        gw = F.reshape(F.matmul(F.t(rows), F.reshape(x, -1, w2.shape[1])), tuple(w.shape))
+    return gx, gw, g if bias is not None else None
+
+
 def _pairs(cases):
     def gen(dtype, rng):
         out = []
@@ -95,17 +126,19 @@ def _pairs(cases):
 
 C, T, S, N = samples.LAYOUTS
 register(name="matmul", inputs=("self", "other"), kernel=np.matmul, dtype_rule=_same_dtype,
-         shape_rule=matmul_shape, flags={Flag.MATMUL}, dtypes=NUMERIC, samples=_pairs([
+         shape_rule=matmul_shape, flags={Flag.MATMUL}, dtypes=NUMERIC, grad=_matmul_grad,
+         samples=_pairs([
              ((4,), (4,), C, C), ((3, 4), (4,), C, C), ((4,), (4, 5), C, T), ((3, 4), (4, 5), C, C),
              ((3, 4), (4, 5), T, T), ((2, 1, 3, 4), (5, 4, 2), C, C), ((2, 3, 4), (4, 2), S, N),
              ((0, 3), (3, 4), C, C), ((3, 0), (0, 4), C, C), ((1, 1), (1, 1), C, C)]),
          doc="numpy/PyTorch matmul: 1-D operands are promoted and the added dim removed")
 register(name="bmm", inputs=("self", "mat2"), kernel=np.matmul, dtype_rule=_same_dtype,
-         shape_rule=_bmm_shape, flags={Flag.MATMUL}, dtypes=NUMERIC, samples=_pairs([
+         shape_rule=_bmm_shape, flags={Flag.MATMUL}, dtypes=NUMERIC, grad=_matmul_grad,
+         samples=_pairs([
              ((2, 3, 4), (2, 4, 5), C, C), ((3, 2, 2), (3, 2, 1), T, S), ((0, 2, 3), (0, 3, 1), C, C)]))
 register(name="linear", inputs=("input", "weight", "bias"), kernel=_linear,
          dtype_rule=_same_dtype, shape_rule=_linear_shape, flags={Flag.MATMUL, Flag.COMPOSITE},
-         decomposition=_linear_decomposition, dtypes=NUMERIC,
+         decomposition=_linear_decomposition, grad=_linear_grad, dtypes=NUMERIC,
          samples=lambda dtype, rng: [
              Sample((samples.array(rng, (4, 3), dtype), samples.array(rng, (5, 3), dtype),
                      samples.array(rng, (5,), dtype)), {}, "2-D input with bias"),

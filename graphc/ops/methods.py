@@ -24,7 +24,7 @@ SAME_NAME = """
     clone add sub subtract mul multiply div divide true_divide floor_divide remainder pow
     maximum minimum atan2 eq ne lt le gt ge logical_and logical_or logical_xor clamp clip lerp
     sum prod mean amax amin all any argmax argmin max min var std logsumexp norm
-    matmul mm bmm dot outer gather index_select masked_fill
+    matmul mm bmm dot outer gather index_select masked_fill index_put index_put_
     reshape view permute transpose swapaxes swapdims t squeeze unsqueeze flatten unflatten
     narrow select unbind split chunk movedim as_strided expand broadcast_to contiguous
 """.split()
@@ -65,7 +65,10 @@ def _operator(fn, reflected):
 def _inplace(fn):
     """``x.op_(...)``: compute ``op(x, ...)`` and write it into x (same storage, same dtype)."""
     def method(self, *args, **kwargs):
-        result = fn(self, *args, **kwargs)
+        source = self
+        if _recording(self, *args, *kwargs.values()):
+            source = self.clone()  # autograd saves this copy, not the tensor about to change
+        result = fn(source, *args, **kwargs)
         _check_inplace_cast(fn.__name__ + "_", result.dtype, self.dtype)
         if tuple(result.shape) != tuple(self.shape):
             raise OpError(fn.__name__ + "_", f"the result's shape {tuple(result.shape)} does not "
@@ -73,6 +76,12 @@ def _inplace(fn):
         return dispatch(OPS.copy_, self, result)
     method.__name__ = fn.__name__ + "_"
     return method
+
+
+def _recording(*values) -> bool:
+    from ..autograd.grad_mode import is_grad_enabled
+
+    return is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
 
 
 def _check_inplace_cast(name, result: dt.dtype, target: dt.dtype) -> None:
@@ -183,8 +192,6 @@ def install() -> None:
                     ("long", dt.int64), ("bool", dt.bool_)):
         setattr(T, name, lambda self, _d=d: _to(self, _d))
     T.cpu = lambda self: self if self.device == CPU else _to(self, device=CPU)
-    T.detach = lambda self: Tensor._make(self._storage, self._shape, self._stride, self._offset,
-                                         self._base)
     T.requires_grad_ = _requires_grad_
     T.view_as = lambda self, other: F.view(self, tuple(other.shape))
     T.reshape_as = lambda self, other: F.reshape(self, tuple(other.shape))

@@ -215,27 +215,101 @@ def _mean_decomposition(x, dim=None, keepdim=False, dtype=None):
     return F.sum(x, dims, keepdim=keepdim) / n
 
 
+# ---- gradient rules ----------------------------------------------------------------
+
+def _kept(g, x, dim, keepdim):
+    """``g`` with the reduced dims put back as size 1, so it broadcasts against ``x``."""
+    if keepdim or x.ndim == 0:
+        return g
+    dims = reduce_dims("", dim, x.ndim)
+    return F.reshape(g, tuple(1 if i in dims else n for i, n in enumerate(x.shape)))
+
+
+def _count(x, dim) -> int:
+    return math.prod(x.shape[d] for d in reduce_dims("", dim, x.ndim)) if x.ndim else 1
+
+
+def _sum_grad(ctx, g):
+    x, a = ctx.input(0), ctx.attrs
+    return (F.expand(_kept(g, x, a["dim"], a["keepdim"]), *x.shape),)
+
+
+def _mean_grad(ctx, g):
+    x, a = ctx.input(0), ctx.attrs
+    return (F.expand(_kept(g, x, a["dim"], a["keepdim"]), *x.shape) / _count(x, a["dim"]),)
+
+
+def _prod_grad(ctx, g):
+    """∂/∂x_i of the product is the product of the others, which is also right when zeros
+    occur: with one zero only that element gets a gradient, with two none does."""
+    x, a = ctx.input(0), ctx.attrs
+    dims = reduce_dims("", a["dim"], x.ndim) if x.ndim else ()
+    zero = F.eq(x, 0)
+    nonzero_prod = F.prod(F.where(zero, 1.0, x), dims, keepdim=True) if dims else F.where(zero, 1.0, x)
+    zeros = F.sum(zero, dims, keepdim=True) if dims else zero.long()
+    others = F.where(zero, F.where(F.eq(zeros, 1), nonzero_prod, 0.0),
+                     F.where(F.eq(zeros, 0), nonzero_prod / F.where(zero, 1.0, x), 0.0))
+    return (_kept(g, x, a["dim"], a["keepdim"]) * others,)
+
+
+def _extreme_grad(ctx, g):
+    """amax/amin: the gradient is shared equally by the elements equal to the result."""
+    x, a = ctx.input(0), ctx.attrs
+    out = _kept(ctx.output, x, a["dim"], a["keepdim"])
+    hit = F.eq(x, out).to(g.dtype)
+    dims = reduce_dims("", a["dim"], x.ndim) if x.ndim else ()
+    count = F.sum(hit, dims, keepdim=True) if dims else hit
+    return (_kept(g, x, a["dim"], a["keepdim"]) * hit / count,)
+
+
+def _logsumexp_grad(ctx, g):
+    x, a = ctx.input(0), ctx.attrs
+    out = _kept(ctx.output, x, a["dim"], a["keepdim"])
+    return (_kept(g, x, a["dim"], a["keepdim"]) * F.exp(x - out),)
+
+
+def _norm_grad(ctx, g):
+    x, a = ctx.input(0), ctx.attrs
+    p = a["p"]
+    out = _kept(ctx.output, x, a["dim"], a["keepdim"])
+    gk = _kept(g, x, a["dim"], a["keepdim"])
+    if p == 0:
+        return (F.zeros_like(x),)
+    if p == 1:
+        return (gk * F.sign(x),)
+    if abs(p) == math.inf:  # like amax of |x|: shared by the elements that reach it
+        hit = F.eq(F.abs(x), out).to(g.dtype)
+        dims = reduce_dims("", a["dim"], x.ndim) if x.ndim else ()
+        count = F.sum(hit, dims, keepdim=True) if dims else hit
+        return (gk * F.sign(x) * hit / count,)
+    safe = F.where(F.eq(out, 0), 1.0, out)  # at a zero norm the gradient is taken as 0
+    if p == 2:
+        return (gk * x / safe,)
+    return (gk * F.sign(x) * F.abs(x) ** (p - 1) / safe ** (p - 1),)
+
+
 def _reduction(name, kernel, rule, shape=_reduce_shape, attrs=None, dtypes=ALL, flags=(),
-               attr_sets=None, decomposition=None, domain=(-3.0, 3.0), empty=True,
+               attr_sets=None, decomposition=None, grad=None, domain=(-3.0, 3.0), empty=True,
                single_dim=False, doc=""):
     return register(name=name, inputs=("self",), kernel=kernel, dtype_rule=rule, shape_rule=shape,
                     attrs={**KEEP, **(attrs or {})}, flags={RED, *flags}, dtypes=dtypes,
                     samples=samples.reduction(attr_sets, domain=domain, empty=empty,
                                               single_dim=single_dim),
-                    decomposition=decomposition, doc=doc)
+                    decomposition=decomposition, grad=grad, doc=doc)
 
 
-_reduction("sum", _with_dtype(np.sum), _accumulate_rule, attrs={"dtype": None},
+_reduction("sum", _with_dtype(np.sum), _accumulate_rule, attrs={"dtype": None}, grad=_sum_grad,
            doc="bool and integer inputs sum in int64")
-_reduction("prod", _with_dtype(np.prod), _accumulate_rule, attrs={"dtype": None},
+_reduction("prod", _with_dtype(np.prod), _accumulate_rule, attrs={"dtype": None}, grad=_prod_grad,
            domain=(-2.0, 2.0))
-_reduction("amax", _wrap_dims(np.max), same_as_first, shape=_nonempty_shape,
+_reduction("amax", _wrap_dims(np.max), same_as_first, shape=_nonempty_shape, grad=_extreme_grad,
            empty=False, doc="propagates nan")
 _reduction("amin", _wrap_dims(np.min), same_as_first, shape=_nonempty_shape, empty=False,
+           grad=_extreme_grad,
            doc="propagates nan")
 _reduction("all", _wrap_dims(np.all), _bool_reduce_rule)
 _reduction("any", _wrap_dims(np.any), _bool_reduce_rule)
-_reduction("mean", _mean, _mean_rule, attrs={"dtype": None}, dtypes=FLOATS,
+_reduction("mean", _mean, _mean_rule, attrs={"dtype": None}, dtypes=FLOATS, grad=_mean_grad,
            flags={Flag.COMPOSITE}, decomposition=_mean_decomposition)
 _reduction("var", _var, _std_var_rule, attrs={"correction": 1}, dtypes=FLOATS,
            attr_sets=[{}, {"correction": 0}], flags={Flag.COMPOSITE},
@@ -244,13 +318,14 @@ _reduction("var", _var, _std_var_rule, attrs={"correction": 1}, dtypes=FLOATS,
 _reduction("std", _std, _std_var_rule, attrs={"correction": 1},
            dtypes=FLOATS, attr_sets=[{}, {"correction": 0}], flags={Flag.COMPOSITE},
            decomposition=lambda x, **a: F.sqrt(_var64_decomposition(x, **a)).to(x.dtype))
-_reduction("logsumexp", _logsumexp, promote_float,
+_reduction("logsumexp", _logsumexp, promote_float, grad=_logsumexp_grad,
            flags={Flag.COMPOSITE}, decomposition=_logsumexp_decomposition,
            doc="log(sum(exp(x))) computed stably (shifted by the max)")
 _reduction("norm", _norm, _norm_rule, shape=_norm_shape, attrs={"p": 2.0}, dtypes=FLOATS,
            flags={Flag.COMPOSITE},
            attr_sets=[{}, {"p": 1.0}, {"p": math.inf}, {"p": 3.0}, {"p": 0.0}],
-           decomposition=_norm_decomposition, doc="vector p-norm over dim (all dims by default)")
+           decomposition=_norm_decomposition, grad=_norm_grad,
+           doc="vector p-norm over dim (all dims by default)")
 for _name, _kernel in (("argmax", np.argmax), ("argmin", np.argmin)):
     _reduction(_name, _arg(_kernel), fixed(dt.int64), shape=_arg_shape, empty=False,
                single_dim=True, doc="index of the first extreme value (nan counts as the extreme)")

@@ -58,7 +58,11 @@ class OpDef:
     samples: Callable | None = None        # (dtype, rng) -> list[Sample]
     dtypes: tuple = ()                     # input dtypes the op accepts (for tests)
     emit: Callable | None = None           # filled by the LLVM backend
-    grad: Callable | None = None           # filled by autograd
+    # the vector-Jacobian product, written in ops: grad(ctx, grad_output) -> one entry per
+    # input (None where no gradient flows). ctx.input(i) / ctx.inputs, ctx.attrs and
+    # ctx.output are the forward call's; ctx.needs(i) says whether input i wants one.
+    # Entries may keep broadcast shapes: autograd sums them to each input's shape.
+    grad: Callable | None = None
     doc: str = ""
 
     def __post_init__(self):

@@ -14,8 +14,10 @@ import operator
 import numpy as np
 
 from .. import dtype as dt
+from ..tensor import wrap_array
 from ..errors import OpIndexError, OpValueError, ShapeError
 from ..layout import as_shape, infer_size, normalize_dim, numel, view_strides
+from . import functions as F
 from . import samples
 from .registry import Flag, Sample, register
 from .rules import same_as_first
@@ -182,10 +184,59 @@ def _sampler(cases):
     return gen
 
 
+# ---- gradient rules: put the gradient back where the view came from ------------------
+
+def _reshape_back(ctx, g):
+    return (F.reshape(g, ctx.shape(0)),)
+
+
+def _permute_back(ctx, g):
+    dims = [normalize_dim("permute", d, len(ctx.shape(0))) for d in ctx.attrs["dims"]]
+    return (F.permute(g, *np.argsort(dims).tolist()),)
+
+
+def _scatter_back(shape, dim, index: np.ndarray, g):
+    """Zeros of ``shape`` with ``g`` at positions ``index`` of ``dim``."""
+    zeros = F.zeros(shape, dtype=g.dtype)
+    return F.index_put(zeros, (None,) * dim + (wrap_array(index),), g)
+
+
+def _select_back(ctx, g):
+    shape = ctx.shape(0)
+    d = normalize_dim("select", ctx.attrs["dim"], len(shape))
+    return (_scatter_back(shape, d, np.array([ctx.attrs["index"] % shape[d]]), F.unsqueeze(g, d)),)
+
+
+def _slice_back(ctx, g):
+    shape, a = ctx.shape(0), ctx.attrs
+    d = normalize_dim("slice", a["dim"], len(shape))
+    index = np.arange(*slice(a["start"], a["end"], a["step"]).indices(shape[d]))
+    return (_scatter_back(shape, d, index, g),)
+
+
+def _as_strided_back(ctx, g):
+    from ..autograd.graph import view_positions
+
+    x = ctx.input(0)
+    positions = view_positions(x, ctx.output)
+    if positions.size and positions.min() < 0:
+        raise OpValueError("as_strided", "the view reaches storage outside its input, which has "
+                           "no gradient there")
+    flat = F.index_put(F.zeros(x.numel(), dtype=g.dtype), (wrap_array(positions),),
+                       F.reshape(g, -1), accumulate=True)
+    return (F.reshape(flat, ctx.shape(0)),)
+
+
+GRADS = {"view": _reshape_back, "reshape": _reshape_back, "permute": _permute_back,
+         "expand": lambda ctx, g: (g,),  # autograd sums the broadcast dims away
+         "squeeze": _reshape_back, "unsqueeze": _reshape_back, "select": _select_back,
+         "slice": _slice_back, "as_strided": _as_strided_back}
+
+
 def view_op(name, rule, ref, attrs, cases, doc=""):
     return register(name=name, inputs=("self",), kernel=ref, dtype_rule=same_as_first,
                     view_rule=rule, attrs=attrs, flags={Flag.VIEW}, dtypes=ALL,
-                    samples=_sampler(cases), doc=doc)
+                    samples=_sampler(cases), grad=GRADS[name], doc=doc)
 
 
 C, T, S, N = samples.LAYOUTS
