@@ -13,7 +13,7 @@ import pytest
 
 import graphc
 from graphc import dtype as dt
-from graphc.ops import Flag, dispatch
+from graphc.ops import OPS, Flag, dispatch
 from tests.helpers import as_list, case_id, graphc_inputs, op_cases, samples_of
 
 torch = pytest.importorskip("torch")
@@ -116,6 +116,13 @@ TORCH = {
     label_smoothing=0.0: TF.cross_entropy(x, t, w, ignore_index=ignore_index, reduction=reduction,
                                           label_smoothing=label_smoothing),
     "embedding": lambda i, w, padding_idx=None: TF.embedding(i, w),
+    "pad": lambda x, pad=(), value=0.0: TF.pad(x, pad, value=value),
+    "unfold": TF.unfold,
+    "fold": lambda x, output_size=(1, 1), **w: TF.fold(x, output_size, **w),
+    "avg_pool2d": TF.avg_pool2d,
+    "adaptive_avg_pool2d": TF.adaptive_avg_pool2d,
+    "scaled_dot_product_attention": lambda q, k, v, m=None, **a: TF.scaled_dot_product_attention(
+        q, k, v, m, **a),
     "view": lambda x, size=(): x.view(size),
     "reshape": lambda x, size=(): x.reshape(size),
     "permute": lambda x, dims=(): x.permute(dims),
@@ -143,8 +150,9 @@ TORCH = {
 #  - negative slice steps are allowed (PyTorch refuses them).
 ACCUMULATES_IN_FLOAT64 = {"var", "std", "norm", "layer_norm", "group_norm"}
 #  - graphc accepts a few inputs PyTorch refuses: round on integers (identity), argmax/argmin
-#    on bool, and any argument of an elementwise op as a Python number.
-LENIENT = {("round", dt.int32), ("round", dt.int64), ("argmax", dt.bool_), ("argmin", dt.bool_)}
+#    on bool, unfold/fold on integers, and any argument of an elementwise op as a number.
+LENIENT = {("round", dt.int32), ("round", dt.int64), ("argmax", dt.bool_), ("argmin", dt.bool_),
+           ("unfold", dt.int32), ("unfold", dt.int64), ("fold", dt.int32), ("fold", dt.int64)}
 
 
 def _torch_inputs(op, sample):
@@ -243,3 +251,49 @@ def test_promotion_matches_torch_result_type(a):
 ], ids=lambda a: f"{a.dtype}{list(a.shape)}")
 def test_repr_matches_pytorch(array):
     assert repr(graphc.from_numpy(array)) == repr(torch.from_numpy(array)).replace("torch.", "graphc.")
+
+
+# inputs torch refuses to differentiate (graphc does): batch_norm's statistics, CE's weight
+TORCH_NOT_DIFFERENTIABLE = {("batch_norm", 1), ("batch_norm", 2), ("cross_entropy", 2)}
+
+
+def _grad_case(op) -> bool:
+    return dt.float64 in op.dtypes and Flag.RANDOM not in op.flags and Flag.FACTORY not in op.flags \
+        and (op.grad is not None or op.decomposition is not None)
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if _grad_case(op)], ids=lambda op: op.name)
+def test_gradients_match_pytorch(op):
+    """float64 gradients of every differentiable op, for the same cotangent, equal torch's."""
+    fn = _torch_fn(op)
+    rng = np.random.default_rng(0)
+    for sample in samples_of(op, dt.float64):
+        if any(isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all()
+               for x in sample.inputs) or (op.name == "slice" and sample.attrs.get("step", 1) < 0):
+            continue
+        wrt = [i for i, x in enumerate(sample.inputs) if isinstance(x, np.ndarray)
+               and x.dtype == np.float64 and (op.name, i) not in TORCH_NOT_DIFFERENTIABLE]
+        ours = list(graphc_inputs(sample))
+        theirs = _torch_inputs(op, sample)
+        for i in wrt:
+            ours[i] = graphc.tensor(sample.inputs[i], requires_grad=True)
+            theirs[i] = theirs[i].clone().requires_grad_()
+        t_in = [t.clone() if Flag.MUTATES in op.flags and k == 0 else t for k, t in enumerate(theirs)]
+        g_in = [t.clone() if Flag.MUTATES in op.flags and k == 0 else t for k, t in enumerate(ours)]
+        t_out = fn(*t_in, **sample.attrs)
+        g_out = dispatch(op, *g_in, **sample.attrs)
+        if not (isinstance(t_out, torch.Tensor) and t_out.requires_grad and g_out.requires_grad):
+            continue
+        cot = rng.standard_normal(tuple(g_out.shape))
+        try:
+            t_out.backward(torch.from_numpy(cot))
+        except RuntimeError:  # torch's clamp backward cannot broadcast tensor bounds
+            assert op.name == "clamp", f"{op.name} {sample.desc}"
+            continue
+        g_out.backward(graphc.tensor(cot))
+        for i in wrt:
+            t_grad = theirs[i].grad
+            expected = np.zeros(sample.inputs[i].shape) if t_grad is None else t_grad.numpy()
+            got = np.zeros(sample.inputs[i].shape) if ours[i].grad is None else ours[i].grad.numpy()
+            np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9,
+                                       err_msg=f"{op.name} {sample.desc} input {i}")

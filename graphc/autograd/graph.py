@@ -39,9 +39,9 @@ class SavedTensor:
         self.version = t._storage.version
 
     def unpack(self, node: Node) -> Tensor:
-        if node.released:
-            raise RuntimeError(_FREED)
         t = self.tensor
+        if t is None:
+            raise RuntimeError(_FREED)
         if t._storage.version != self.version:
             raise RuntimeError(
                 f"one of the tensors needed for gradient computation has been modified by an "
@@ -60,7 +60,6 @@ class Node:
 
     def __init__(self, next_functions=()):
         self.next_functions = tuple(next_functions)
-        self.released = False
         self.tensor_hooks: dict[int, object] = {}  # hooks of the tensor this node made
 
     def name(self) -> str:
@@ -70,7 +69,7 @@ class Node:
         raise NotImplementedError
 
     def release(self) -> None:
-        self.released = True
+        """Free what backward needed (after a backward without retain_graph)."""
 
     def register_hook(self, fn):
         """Run ``fn(grad_output)`` before this node's backward (a tensor hook)."""
@@ -217,10 +216,9 @@ class OpBackward(Node):
                      for g, meta, (fn, _) in zip(grads, self.input_meta, self.next_functions))
 
     def release(self) -> None:
-        super().release()
-        self.saved_inputs = tuple(None if isinstance(s, SavedTensor) else s
-                                  for s in self.saved_inputs)
-        self.saved_output = None
+        for s in (*self.saved_inputs, self.saved_output):
+            if isinstance(s, SavedTensor):
+                s.tensor = None
 
 
 def _fit(g: Tensor, meta) -> Tensor:
@@ -283,7 +281,6 @@ class CopySlices(Node):
         return (base_grad,) + tuple(grads[1:])
 
     def release(self) -> None:
-        super().release()
         self.inner.release()
 
 

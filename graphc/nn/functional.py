@@ -17,6 +17,14 @@ silu = _F.silu
 gelu = _F.gelu
 softmax = _F.softmax
 log_softmax = _F.log_softmax
+pad = _F.pad
+unfold = _F.unfold
+fold = _F.fold
+conv2d = _F.conv2d
+max_pool2d = _F.max_pool2d
+avg_pool2d = _F.avg_pool2d
+adaptive_avg_pool2d = _F.adaptive_avg_pool2d
+scaled_dot_product_attention = _F.scaled_dot_product_attention
 
 
 def linear(input, weight, bias=None):

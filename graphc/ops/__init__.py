@@ -5,16 +5,9 @@
 and attaches the Tensor methods.
 """
 
-from . import (  # noqa: F401
-           composites,
-           elementwise,
-           factories,
-           functions,  # noqa: F401  (first: declarations refer to it lazily)
-           indexing,
-           linalg,
-           reductions,
-           views,
-)
+# functions first: the declarations use it in decompositions and gradient rules
+from . import functions
+from . import composites, conv, elementwise, factories, indexing, linalg, reductions, views
 from .dispatch import DispatchMode, dispatch, modes_disabled, redispatch
 from .methods import install as _install_methods
 from .registry import OPS, Flag, OpDef, Sample

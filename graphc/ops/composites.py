@@ -14,6 +14,7 @@ from .. import dtype as dt
 from .. import random as rnd
 from ..errors import DTypeError, OpIndexError, OpValueError, ShapeError
 from ..layout import broadcast_shapes, normalize_dim
+from ..tensor import wrap_array
 from . import functions as F
 from . import samples
 from .registry import Flag, Sample, register
@@ -457,6 +458,68 @@ def _embedding_grad(ctx, g):
     return None, F.index_put(zeros, (flat,), rows, accumulate=True)
 
 
+# ---- attention ---------------------------------------------------------------------
+
+def _sdpa_rule(name, q, k, v, attn_mask=None, is_causal=False, scale=None):
+    if any(not is_tensor(t) or t.dtype is not q.dtype for t in (q, k, v)):
+        raise DTypeError(name, "expected query, key and value of one floating dtype, got "
+                         + ", ".join(describe(t) for t in (q, k, v)))
+    if attn_mask is not None and not (is_tensor(attn_mask) and (
+            attn_mask.dtype is dt.bool_ or attn_mask.dtype is q.dtype)):
+        raise DTypeError(name, f"attn_mask must be bool or {q.dtype.name}, got {describe(attn_mask)}")
+    floating_only(promote)(name, q)
+    return (None, None, None, None), (q.dtype,)
+
+
+def _sdpa_shape(name, q, k, v, attn_mask=None, is_causal=False, scale=None):
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ShapeError(name, f"expected query, key, value of shape (..., L, E), got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ShapeError(name, f"query {tuple(q.shape)}, key {tuple(k.shape)} and value "
+                         f"{tuple(v.shape)} do not fit (E of query and key, S of key and value)")
+    if is_causal and attn_mask is not None:
+        raise OpValueError(name, "pass either attn_mask or is_causal=True, not both")
+    batch = broadcast_shapes(name, tuple(q.shape[:-2]), tuple(k.shape[:-2]), tuple(v.shape[:-2]))
+    if attn_mask is not None:
+        broadcast_shapes(name, batch + (q.shape[-2], k.shape[-2]), tuple(attn_mask.shape))
+    return batch + (q.shape[-2], v.shape[-1])
+
+
+def _sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None):
+    s = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(s)
+    if is_causal:
+        L, S = q.shape[-2], k.shape[-2]
+        attn_mask = np.tril(np.ones((L, S), bool))
+    if attn_mask is not None:
+        scores = np.where(attn_mask, scores, -np.inf) if attn_mask.dtype == np.bool_ \
+            else scores + attn_mask
+    e = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
+    return np.matmul(e / np.sum(e, axis=-1, keepdims=True), v)
+
+
+def _sdpa_decomposition(q, k, v, attn_mask=None, is_causal=False, scale=None):
+    s = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = F.matmul(q, F.transpose(k, -2, -1)) * s
+    if is_causal:
+        attn_mask = wrap_array(np.tril(np.ones((q.shape[-2], k.shape[-2]), bool)))
+    if attn_mask is not None:
+        scores = F.where(attn_mask, scores, -math.inf) if attn_mask.dtype is dt.bool_ \
+            else scores + attn_mask
+    return F.matmul(F.softmax(scores, -1), v)
+
+
+def _sdpa_samples(dtype, rng):
+    a = lambda *shape, layout="contiguous": samples.array(rng, shape, dtype, layout=layout)
+    mask = np.tril(np.ones((4, 5), bool), k=1)
+    return [Sample((a(2, 3, 4, 8), a(2, 3, 5, 8), a(2, 3, 5, 6), None), {}, "heads"),
+            Sample((a(4, 8, layout="transposed"), a(4, 8), a(4, 8), None), {"is_causal": True},
+                   "causal"),
+            Sample((a(2, 4, 8), a(2, 5, 8), a(1, 5, 3), mask), {"scale": 0.5}, "bool mask"),
+            Sample((a(2, 4, 8), a(2, 5, 8), a(2, 5, 3), a(4, 5)), {}, "additive mask")]
+
+
 register(name="softmax", inputs=("self",), kernel=_softmax, dtype_rule=_softmax_rule,
          shape_rule=same_shape, attrs={"dim": None, "dtype": None}, flags={COMPOSITE},
          dtypes=FLOATS, samples=_softmax_samples, decomposition=_softmax_decomposition,
@@ -508,3 +571,8 @@ register(name="embedding", inputs=("input", "weight"), kernel=_embedding,
              Sample((np.zeros((0,), np.int64), samples.array(rng, (6, 4), dtype)), {}, "empty")],
          decomposition=_embedding_decomposition, grad=_embedding_grad,
          doc="weight[input]: rows of weight by index (the padding_idx row gets no gradient)")
+register(name="scaled_dot_product_attention", inputs=("query", "key", "value", "attn_mask"),
+         kernel=_sdpa, dtype_rule=_sdpa_rule, shape_rule=_sdpa_shape,
+         attrs={"is_causal": False, "scale": None}, flags={COMPOSITE}, dtypes=FLOATS,
+         samples=_sdpa_samples, decomposition=_sdpa_decomposition,
+         doc="softmax(query @ keyᵀ · scale + mask) @ value; a bool mask keeps where True")

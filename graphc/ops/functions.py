@@ -535,6 +535,92 @@ def contiguous(input):
     return input if input.is_contiguous() else clone(input)
 
 
+# ---- spatial (N, C, H, W) ops ------------------------------------------------------
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _batched(fn, input, *args, **kwargs):
+    """Run a 4-D op on a 3-D (unbatched) input as a batch of one."""
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return squeeze(fn(unsqueeze(input, 0), *args, **kwargs), 0)
+    return fn(input, *args, **kwargs)
+
+
+def pad(input, pad, mode: str = "constant", value=None):
+    """Constant padding; ``pad`` holds (before, after) pairs starting from the last dim."""
+    if mode != "constant":
+        raise OpValueError("pad", f"only mode='constant' is supported, got {mode!r}")
+    return dispatch(OPS.pad, input, pad=tuple(pad), value=0.0 if value is None else value)
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """im2col: (N, C, H, W) -> (N, C·kh·kw, L)."""
+    return dispatch(OPS.unfold, input, kernel_size=_pair(kernel_size), dilation=_pair(dilation),
+                    padding=_pair(padding), stride=_pair(stride))
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """col2im: (N, C·kh·kw, L) -> (N, C, H, W), summing where windows overlap."""
+    return dispatch(OPS.fold, input, output_size=_pair(output_size),
+                    kernel_size=_pair(kernel_size), dilation=_pair(dilation),
+                    padding=_pair(padding), stride=_pair(stride))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """2-D convolution (cross-correlation) of (N, C, H, W) or (C, H, W) input."""
+    return _batched(lambda x: dispatch(
+        OPS.conv2d, x, weight, bias, stride=_pair(stride), dilation=_pair(dilation), groups=groups,
+        padding=padding if isinstance(padding, str) else _pair(padding)), input)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    if return_indices:
+        raise OpValueError("max_pool2d", "return_indices=True is not supported")
+    return _batched(lambda x: dispatch(
+        OPS.max_pool2d, x, kernel_size=_pair(kernel_size), padding=_pair(padding),
+        stride=None if stride is None else _pair(stride), dilation=_pair(dilation),
+        ceil_mode=ceil_mode), input)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None):
+    return _batched(lambda x: dispatch(
+        OPS.avg_pool2d, x, kernel_size=_pair(kernel_size), padding=_pair(padding),
+        stride=None if stride is None else _pair(stride), ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad, divisor_override=divisor_override), input)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    size = (output_size, output_size) if isinstance(output_size, int) or output_size is None \
+        else tuple(output_size)
+    return _batched(lambda x: dispatch(OPS.adaptive_avg_pool2d, x, output_size=size), input)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale=None, *, generator=None):
+    """softmax(query @ keyᵀ · scale + mask) @ value (dropout_p > 0 drops attention weights)."""
+    if dropout_p == 0.0:
+        return dispatch(OPS.scaled_dot_product_attention, query, key, value, attn_mask,
+                        is_causal=is_causal, scale=scale)
+    s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = matmul(query, transpose(key, -2, -1)) * s
+    if is_causal:
+        attn_mask = tril_mask(query.shape[-2], key.shape[-2])
+    if attn_mask is not None:
+        scores = where(attn_mask, scores, -math.inf) if attn_mask.dtype is dt.bool_ \
+            else scores + attn_mask
+    weights = dispatch(OPS.dropout, softmax(scores, -1), p=float(dropout_p), generator=generator)
+    return matmul(weights, value)
+
+
+def tril_mask(rows: int, cols: int) -> Tensor:
+    """A bool (rows, cols) mask that keeps the diagonal and below (causal attention)."""
+    return from_numpy(np.tril(np.ones((rows, cols), bool)))
+
+
 # ---- factories (ops with no tensor inputs) ---------------------------------------
 
 def _float_dtype(dtype):

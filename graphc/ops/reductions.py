@@ -268,6 +268,17 @@ def _logsumexp_grad(ctx, g):
     return (_kept(g, x, a["dim"], a["keepdim"]) * F.exp(x - out),)
 
 
+def _std_grad(ctx, g):
+    """(x - mean) / ((n - correction)·std), taken as 0 where the std is 0 (as in PyTorch)."""
+    x, a = ctx.input(0), ctx.attrs
+    dims = reduce_dims("", a["dim"], x.ndim) if x.ndim else ()
+    mean = F.mean(x, dims, keepdim=True) if dims else x
+    std = _kept(ctx.output, x, a["dim"], a["keepdim"])
+    scale = max(_count(x, a["dim"]) - a["correction"], 0)
+    safe = F.where(F.eq(std, 0), 1.0, std)
+    return (F.where(F.eq(std, 0), 0.0, _kept(g, x, a["dim"], a["keepdim"]) * (x - mean) / (safe * scale)),)
+
+
 def _norm_grad(ctx, g):
     x, a = ctx.input(0), ctx.attrs
     p = a["p"]
@@ -315,7 +326,7 @@ _reduction("var", _var, _std_var_rule, attrs={"correction": 1}, dtypes=FLOATS,
            attr_sets=[{}, {"correction": 0}], flags={Flag.COMPOSITE},
            decomposition=lambda x, **a: _var64_decomposition(x, **a).to(x.dtype),
            doc="correction=1 is the unbiased estimate")
-_reduction("std", _std, _std_var_rule, attrs={"correction": 1},
+_reduction("std", _std, _std_var_rule, attrs={"correction": 1}, grad=_std_grad,
            dtypes=FLOATS, attr_sets=[{}, {"correction": 0}], flags={Flag.COMPOSITE},
            decomposition=lambda x, **a: F.sqrt(_var64_decomposition(x, **a)).to(x.dtype))
 _reduction("logsumexp", _logsumexp, promote_float, grad=_logsumexp_grad,

@@ -108,6 +108,11 @@ def getitem(x: Tensor, key):
 def setitem(x: Tensor, key, value) -> None:
     view, tensors, spec = _apply_basic(x, key)
     value = operand(value) if not isinstance(value, (list, tuple)) else operand(np.asarray(value))
+    if isinstance(value, Tensor) and value.ndim > view.ndim and not tensors:
+        # PyTorch drops the value's leading size-1 dims: x[1] = tensor([5.]) works
+        lead = value.ndim - view.ndim
+        if all(n == 1 for n in value.shape[:lead]):
+            value = dispatch(OPS.reshape, value, size=tuple(value.shape[lead:]))
     if not tensors:
         dispatch(OPS.copy_, view, value)
     else:
