@@ -12,6 +12,7 @@ through one dispatcher, which runs it eagerly (cpu) or for shapes only (meta).
 
 from . import ops  # declares the ops and attaches the Tensor methods
 from . import autograd, nn
+from . import optim
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import as_tensor, asarray, from_numpy, tensor
 from .dtype import (bool_, float32, float64, get_default_dtype, int32, int64, promote_types,
@@ -21,6 +22,7 @@ from .ops.functions import *  # graphc.add, graphc.sum, graphc.cat, ...
 from .ops.functions import MinMax
 from .random import (Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed,
                      set_rng_state)
+from .serialization import SerializationError, load, save
 from .tensor import Size, Tensor, TypedStorage, UntypedStorage, device
 from .tensor_repr import set_printoptions
 

@@ -392,8 +392,14 @@ class Tensor:
         return self.clone()
 
     def __deepcopy__(self, memo):
-        out = self.clone()
+        """A new leaf with copied data (and a copied ``.grad``), as in PyTorch."""
+        if id(self) in memo:
+            return memo[id(self)]
+        out = self.detach().clone()
+        out.requires_grad = self.requires_grad
         memo[id(self)] = out
+        if self.grad is not None:
+            out.grad = self.grad.__deepcopy__(memo)
         return out
 
 
