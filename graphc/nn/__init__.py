@@ -1,5 +1,17 @@
-"""Neural-network building blocks. ``graphc.nn.functional`` holds the functions."""
+"""Neural-network building blocks (PyTorch's ``torch.nn``).
+
+``Module`` and ``Parameter`` are the base; the layers live in ``graphc/nn/modules/``;
+``graphc.nn.functional`` holds the functions and ``graphc.nn.init`` the initialisers.
+
+    >>> from graphc import nn
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+"""
 
 from . import functional
+from . import init
+from .module import Module
+from .modules import *
+from .modules import __all__ as _layers
+from .parameter import Parameter
 
-__all__ = ["functional"]
+__all__ = ["functional", "init", "Module", "Parameter", *_layers]

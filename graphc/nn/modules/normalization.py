@@ -1,0 +1,227 @@
+"""Normalization layers: LayerNorm, BatchNorm1d/2d, InstanceNorm2d, GroupNorm.
+
+BatchNorm keeps running statistics as buffers (``running_mean``, ``running_var``,
+``num_batches_tracked``): training normalises with the batch's statistics and moves the
+running ones toward them by ``momentum`` (``momentum=None``: a cumulative average);
+evaluation normalises with the running ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from ... import dtype as dt
+from ...autograd import no_grad
+from ...errors import OpValueError, ShapeError
+from ...ops import functions as F
+from ...tensor import Tensor
+from .. import functional as nnF
+from .. import init
+from ..module import Module
+from ..parameter import Parameter
+
+
+def _register_affine(module: Module, shape: tuple[int, ...] | int, affine: bool, bias: bool, device,
+                     dtype) -> None:
+    """Parameters ``weight`` (ones) and ``bias`` (zeros) of ``shape``; None when not ``affine``
+    (both) or not ``bias`` (the bias)."""
+    module.register_parameter("weight", Parameter(F.ones(shape, dtype=dtype, device=device))
+                              if affine else None)
+    module.register_parameter("bias", Parameter(F.zeros(shape, dtype=dtype, device=device))
+                              if affine and bias else None)
+
+
+def _reset_affine(module: Module) -> None:
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing ``normalized_shape`` dims, then scale and shift elementwise."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        _register_affine(self, self.normalized_shape, elementwise_affine, bias, device, dtype)
+
+    def reset_parameters(self) -> None:
+        _reset_affine(self)
+
+    def forward(self, input: Tensor) -> Tensor:
+        n = len(self.normalized_shape)
+        if tuple(input.shape[input.ndim - n:]) != self.normalized_shape or input.ndim < n:
+            raise ShapeError(f"LayerNorm(normalized_shape={self.normalized_shape})",
+                             f"got input of shape {tuple(input.shape)}; expected its last {n} dim(s) "
+                             f"to be {self.normalized_shape}")
+        return nnF.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class _NormBase(Module):
+    """Per-channel affine parameters and running statistics (BatchNorm's and InstanceNorm's state)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None, *,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        _register_affine(self, num_features, affine, bias, device, dtype)
+        if track_running_stats:
+            self.register_buffer("running_mean", F.zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", F.ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", F.zeros((), dtype=dt.int64, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        """running_mean = 0, running_var = 1, num_batches_tracked = 0."""
+        if self.track_running_stats:
+            with no_grad():
+                self.running_mean.zero_()
+                self.running_var.fill_(1)
+                self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        _reset_affine(self)
+
+    def _check_input(self, input: Tensor, ranks: tuple[int, ...], layout: str, channel_dim: int = 1) -> None:
+        """Raise for an input of the wrong rank or (when it matters) the wrong channel count."""
+        name = f"{self._get_name()}(num_features={self.num_features})"
+        if input.ndim not in ranks:
+            wanted = " or ".join(f"{r}-D" for r in ranks)
+            raise OpValueError(name, f"expected {wanted} input {layout}, got {input.ndim}-D input of "
+                               f"shape {tuple(input.shape)}")
+        channels = input.shape[channel_dim]
+        if channels == self.num_features:
+            return
+        detail = (f"got input of shape {tuple(input.shape)} with {channels} channels in dim "
+                  f"{channel_dim}; expected {self.num_features}")
+        if self.affine or self.track_running_stats:
+            raise ShapeError(name, detail)
+        # without per-channel state any channel count works; PyTorch warns
+        warnings.warn(f"{name} {detail}; the layer has no per-channel state, so it runs anyway",
+                      stacklevel=3)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class _BatchNorm(_NormBase):
+    """BatchNorm's forward; subclasses give the accepted input ranks."""
+
+    _ranks: tuple[int, ...] = ()
+    _layout = ""
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input(input, self._ranks, self._layout)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            with no_grad():
+                self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # the cumulative average of every batch seen
+                momentum = 1.0 / float(self.num_batches_tracked)
+        # eval without running statistics normalises with the batch's, as in PyTorch
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        pass_running = not self.training or self.track_running_stats
+        return nnF.batch_norm(input, self.running_mean if pass_running else None,
+                              self.running_var if pass_running else None, self.weight, self.bias,
+                              use_batch_stats, momentum, self.eps)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) input over the batch (and length) dims."""
+
+    _ranks = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) input over the batch and spatial dims."""
+
+    _ranks = (4,)
+    _layout = "(N, C, H, W)"
+
+
+class InstanceNorm2d(_NormBase):
+    """Normalise each (sample, channel) plane of (N, C, H, W) or (C, H, W) input on its own.
+
+    With ``track_running_stats=True`` training also keeps running averages of the
+    per-instance statistics, which evaluation then uses.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = False, track_running_stats: bool = False, device=None, dtype=None, *,
+                 bias: bool = True) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input(input, (3, 4), "(N, C, H, W) or (C, H, W)", channel_dim=input.ndim - 3)
+        if input.ndim == 3:
+            return F.squeeze(self._normalize(F.unsqueeze(input, 0)), 0)
+        return self._normalize(input)
+
+    def _normalize(self, input: Tensor) -> Tensor:
+        if self.training or not self.track_running_stats:
+            if self.training and self.track_running_stats:
+                self._update_running_stats(input)
+            return nnF.group_norm(input, input.shape[1], self.weight, self.bias, self.eps)
+        return nnF.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
+                              False, 0.0, self.eps)
+
+    def _update_running_stats(self, input: Tensor) -> None:
+        # PyTorch averages the per-instance statistics (variance unbiased) over the batch;
+        # momentum=None means 0 here (PyTorch's InstanceNorm keeps no batch count)
+        m = 0.0 if self.momentum is None else self.momentum
+        with no_grad():
+            mean = F.mean(F.mean(input, (2, 3)), 0)
+            var = F.mean(F.var(input, (2, 3), correction=1), 0)
+            self.running_mean.copy_(self.running_mean * (1 - m) + mean * m)
+            self.running_var.copy_(self.running_var * (1 - m) + var * m)
+
+
+class GroupNorm(Module):
+    """Normalise each group of ``num_channels // num_groups`` channels of (N, C, *) input."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 device=None, dtype=None, *, bias: bool = True) -> None:
+        super().__init__()
+        if num_groups <= 0 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm({num_groups}, {num_channels}): num_channels must be divisible "
+                             "by num_groups")
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        _register_affine(self, num_channels, affine, bias, device, dtype)
+
+    def reset_parameters(self) -> None:
+        _reset_affine(self)
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.ndim < 2 or input.shape[1] != self.num_channels:
+            raise ShapeError(f"GroupNorm({self.num_groups}, {self.num_channels})",
+                             f"got input of shape {tuple(input.shape)}; expected (N, {self.num_channels}, *)")
+        return nnF.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
