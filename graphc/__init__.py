@@ -25,6 +25,8 @@ from .random import (Generator, default_generator, get_rng_state, initial_seed, 
 from .serialization import SerializationError, load, save
 from .tensor import Size, Tensor, TypedStorage, UntypedStorage, device
 from .tensor_repr import set_printoptions
+from .trace import TensorSpec, TraceError, trace
+from . import ir
 
 # dtype aliases, as in PyTorch: graphc.bool, graphc.float, graphc.double, graphc.long, graphc.int
 bool = bool_

@@ -80,14 +80,19 @@ def redispatch(op: OpDef, inputs: tuple, attrs: dict):
 
 
 @contextmanager
-def modes_disabled():
-    """Run code below every active mode (a mode's handler calling ops for real)."""
-    saved = _state.depth
-    _state.depth = len(_state.modes)
+def modes_replaced(*modes: DispatchMode):
+    """Run code with exactly ``modes`` active (none: below every mode), then restore."""
+    saved = _state.modes, _state.depth
+    _state.modes, _state.depth = list(modes), 0
     try:
         yield
     finally:
-        _state.depth = saved
+        _state.modes, _state.depth = saved
+
+
+def modes_disabled():
+    """Run code below every active mode (a mode's handler calling ops for real)."""
+    return modes_replaced()
 
 
 # ---- the backend -------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Interpreter: run a graph node by node. The reference every later stage is checked against.
+
+Subclass it and override a per-opcode method (``call_function``, ``get_attr`` ...) or
+``run_node`` to observe or change execution; ``ShapeProp`` does so to record shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ops.dispatch import dispatch
+from .graph_module import fetch
+from .node import Node, map_arg
+
+
+class Interpreter:
+    def __init__(self, module, graph=None):
+        self.module = module
+        self.graph = graph if graph is not None else module.graph
+        self.env: dict[Node, Any] = {}
+
+    def run(self, *args) -> Any:
+        """Run the graph on ``args`` (one per placeholder) and return the output value."""
+        placeholders = self.graph.placeholders
+        if len(args) != len(placeholders):
+            raise TypeError(f"the graph takes {len(placeholders)} inputs "
+                            f"({', '.join(n.name for n in placeholders)}), got {len(args)}")
+        self.env = {}
+        self._args = iter(args)
+        try:
+            for node in self.graph.nodes:
+                value = self.run_node(node)
+                if node.op == "output":
+                    return value
+                self.env[node] = value
+        finally:
+            self.env = {}
+        raise RuntimeError("the graph has no output node")
+
+    def run_node(self, node: Node) -> Any:
+        args = map_arg(node.args, self.env.__getitem__)
+        kwargs = map_arg(node.kwargs, self.env.__getitem__)
+        return getattr(self, node.op)(node, args, kwargs)
+
+    # ---- one method per opcode ---------------------------------------------------
+    def placeholder(self, node: Node, args, kwargs) -> Any:
+        return next(self._args)
+
+    def get_attr(self, node: Node, args, kwargs) -> Any:
+        return fetch(self.module, node.target)
+
+    def call_function(self, node: Node, args, kwargs) -> Any:
+        return dispatch(node.target, *args, **kwargs)
+
+    def call_method(self, node: Node, args, kwargs) -> Any:
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+
+    def call_module(self, node: Node, args, kwargs) -> Any:
+        return fetch(self.module, node.target)(*args, **kwargs)
+
+    def output(self, node: Node, args, kwargs) -> Any:
+        return args[0]
