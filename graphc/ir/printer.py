@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from ..dtype import dtype as DType
+from ..ops.registry import REQUIRED
 from .node import Node
 
 
@@ -50,7 +51,8 @@ def shown_kwargs(node: Node) -> dict:
     if node.op != "call_function":
         return dict(node.kwargs)
     defaults = node.target.attrs
-    return {k: v for k, v in node.kwargs.items() if k not in defaults or not _same(v, defaults[k])}
+    return {k: v for k, v in node.kwargs.items()
+            if k not in defaults or defaults[k] is REQUIRED or not _same(v, defaults[k])}
 
 
 def _same(a, b) -> bool:

@@ -17,7 +17,7 @@ from ..layout import broadcast_shapes, normalize_dim
 from ..tensor import wrap_array
 from . import functions as F
 from . import samples
-from .registry import Flag, Sample, register
+from .registry import REQUIRED, Flag, Sample, register
 from .rules import describe, floating_only, is_tensor, promote, same_shape
 
 FLOATS = dt.FLOAT_DTYPES
@@ -521,17 +521,17 @@ def _sdpa_samples(dtype, rng):
 
 
 register(name="softmax", inputs=("self",), kernel=_softmax, dtype_rule=_softmax_rule,
-         shape_rule=same_shape, attrs={"dim": None, "dtype": None}, flags={COMPOSITE},
+         shape_rule=same_shape, attrs={"dim": REQUIRED, "dtype": None}, flags={COMPOSITE},
          dtypes=FLOATS, samples=_softmax_samples, decomposition=_softmax_decomposition,
          grad=_softmax_grad,
          doc="exp(x - max) / sum(exp(x - max)) along dim")
 register(name="log_softmax", inputs=("self",), kernel=_log_softmax, dtype_rule=_softmax_rule,
-         shape_rule=same_shape, attrs={"dim": None, "dtype": None}, flags={COMPOSITE},
+         shape_rule=same_shape, attrs={"dim": REQUIRED, "dtype": None}, flags={COMPOSITE},
          dtypes=FLOATS, samples=_softmax_samples, decomposition=_log_softmax_decomposition,
          grad=_log_softmax_grad)
 register(name="layer_norm", inputs=("input", "weight", "bias"), kernel=_layer_norm,
          dtype_rule=_norm_rule, shape_rule=_layer_norm_shape,
-         attrs={"normalized_shape": (), "eps": 1e-5}, flags={COMPOSITE}, dtypes=FLOATS,
+         attrs={"normalized_shape": REQUIRED, "eps": 1e-5}, flags={COMPOSITE}, dtypes=FLOATS,
          samples=_norm_samples("layer_norm"), decomposition=_layer_norm_decomposition,
          doc="normalise over the trailing normalized_shape dims (biased variance)")
 register(name="batch_norm", inputs=("input", "mean", "var", "weight", "bias"), kernel=_batch_norm,
@@ -541,7 +541,7 @@ register(name="batch_norm", inputs=("input", "mean", "var", "weight", "bias"), k
          doc="normalise channel dim 1 with the given statistics; nn.functional.batch_norm "
              "computes batch statistics and updates running ones in training mode")
 register(name="group_norm", inputs=("input", "weight", "bias"), kernel=_group_norm,
-         dtype_rule=_norm_rule, shape_rule=_group_norm_shape, attrs={"num_groups": 1, "eps": 1e-5},
+         dtype_rule=_norm_rule, shape_rule=_group_norm_shape, attrs={"num_groups": REQUIRED, "eps": 1e-5},
          flags={COMPOSITE}, dtypes=FLOATS, samples=_norm_samples("group_norm"),
          decomposition=_group_norm_decomposition)
 register(name="dropout", inputs=("self",), kernel=_dropout, dtype_rule=_dropout_rule,

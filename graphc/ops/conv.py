@@ -17,7 +17,7 @@ from ..errors import DTypeError, OpValueError, ShapeError
 from ..tensor import wrap_array
 from . import functions as F
 from . import samples
-from .registry import Flag, Sample, register
+from .registry import REQUIRED, Flag, Sample, register
 from .rules import (describe, floating_only, is_tensor, no_bool, promote, require_ndim,
                     same_as_first)
 
@@ -93,7 +93,7 @@ def _pad_grad(ctx, g):
 
 # ---- unfold and fold ---------------------------------------------------------------
 
-WINDOW = {"kernel_size": 1, "dilation": 1, "padding": 0, "stride": 1}
+WINDOW = {"kernel_size": REQUIRED, "dilation": 1, "padding": 0, "stride": 1}
 
 
 def _unfold_shape(name, x, **w):
@@ -234,7 +234,7 @@ def _conv2d_decomposition(x, weight, bias=None, stride=1, padding=0, dilation=1,
 
 # ---- pooling -----------------------------------------------------------------------
 
-POOL = {"kernel_size": 1, "stride": None, "padding": 0, "ceil_mode": False}
+POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False}
 
 
 def _pool_geometry(name, x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
@@ -403,14 +403,14 @@ def _spatial_samples(kind):
 
 
 register(name="pad", inputs=("self",), kernel=_pad, dtype_rule=_pad_rule, shape_rule=_pad_shape,
-         attrs={"pad": (), "value": 0.0}, dtypes=dt.ALL_DTYPES, samples=_spatial_samples("pad"),
+         attrs={"pad": REQUIRED, "value": 0.0}, dtypes=dt.ALL_DTYPES, samples=_spatial_samples("pad"),
          grad=_pad_grad, doc="constant padding; pad holds (before, after) pairs from the last dim")
 register(name="unfold", inputs=("self",), kernel=_unfold, dtype_rule=no_bool(same_as_first),
          shape_rule=_unfold_shape, attrs=dict(WINDOW), dtypes=dt.NUMERIC_DTYPES,
          samples=_spatial_samples("unfold"), grad=_unfold_grad,
          doc="im2col: (N, C, H, W) -> (N, C*kh*kw, L), one column per window position")
 register(name="fold", inputs=("self",), kernel=_fold, dtype_rule=no_bool(same_as_first),
-         shape_rule=_fold_shape, attrs={"output_size": (1, 1), **WINDOW}, dtypes=dt.NUMERIC_DTYPES,
+         shape_rule=_fold_shape, attrs={"output_size": REQUIRED, **WINDOW}, dtypes=dt.NUMERIC_DTYPES,
          samples=_spatial_samples("fold"), grad=_fold_grad,
          doc="col2im: sums each column back into its window (overlaps add up)")
 register(name="conv2d", inputs=("input", "weight", "bias"), kernel=_conv2d, dtype_rule=_conv_rule,
@@ -429,6 +429,6 @@ register(name="adaptive_avg_pool2d", inputs=("self",), kernel=_adaptive_avg_pool
          dtype_rule=floating_only(same_as_first),
          shape_rule=lambda name, x, output_size=1: (x.shape[0], x.shape[1],
                                                    *_adaptive_sizes(name, x, output_size)),
-         attrs={"output_size": 1}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
+         attrs={"output_size": REQUIRED}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
          samples=_spatial_samples("adaptive"), decomposition=_adaptive_avg_pool2d_decomposition,
          doc="average over bins [floor(i·H/oh), ceil((i+1)·H/oh)), as two averaging matmuls")

@@ -16,7 +16,7 @@ from ..layout import broadcast_shapes
 from ..tensor import Tensor
 from . import functions as F
 from . import samples
-from .registry import Flag, Sample, register
+from .registry import REQUIRED, Flag, Sample, register
 from .rules import (
     broadcast,
     check_inputs,
@@ -384,7 +384,7 @@ unary("isinf", _float_test(np.isinf, False), predicate)
 unary("isfinite", _float_test(np.isfinite, True), predicate)
 unary("cast", lambda x, dtype=None: x.astype(dt.as_dtype(dtype).np), _cast_rule,
       lambda ctx, g: (g,),
-      attrs={"dtype": None}, attr_sets=[{"dtype": d} for d in reversed(ALL)],
+      attrs={"dtype": REQUIRED}, attr_sets=[{"dtype": d} for d in reversed(ALL)],
       doc="convert to another dtype (float to int truncates toward zero)")
 unary("clone", np.copy, same_as_first, lambda ctx, g: (g,), doc="a copy with its own storage")
 

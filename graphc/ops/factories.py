@@ -15,7 +15,7 @@ from .. import dtype as dt
 from .. import random as rnd
 from ..errors import OpValueError
 from ..layout import as_shape
-from .registry import Flag, Sample, register
+from .registry import REQUIRED, Flag, Sample, register
 
 FACTORY = Flag.FACTORY
 RANDOM = {Flag.FACTORY, Flag.RANDOM, Flag.IMPURE}
@@ -87,7 +87,7 @@ def _eye_shape(name, n=0, m=None, **attrs):
 
 
 def _random_attrs(**more):
-    return {"size": (), **more, **DEVICE, "generator": None}
+    return {"size": REQUIRED, **more, **DEVICE, "generator": None}
 
 
 def _samples(*attr_sets):
@@ -99,31 +99,31 @@ def _samples(*attr_sets):
 register(name="full", inputs=(), kernel=lambda size=(), fill_value=0, dtype=None, device=None:
          np.full(size, fill_value, dt.as_dtype(dtype).np),
          dtype_rule=_dtype_attr, shape_rule=_size_shape, flags={FACTORY},
-         attrs={"size": (), "fill_value": 0, **DEVICE}, dtypes=dt.ALL_DTYPES,
+         attrs={"size": REQUIRED, "fill_value": REQUIRED, **DEVICE}, dtypes=dt.ALL_DTYPES,
          samples=_samples({"size": (2, 3), "fill_value": 1}, {"size": (0,), "fill_value": 0},
                           {"size": (), "fill_value": True}))
 register(name="empty", inputs=(), kernel=lambda size=(), dtype=None, device=None:
          np.zeros(size, dt.as_dtype(dtype).np),
          dtype_rule=_dtype_attr, shape_rule=_size_shape, flags={FACTORY},
-         attrs={"size": (), **DEVICE}, dtypes=dt.ALL_DTYPES,
+         attrs={"size": REQUIRED, **DEVICE}, dtypes=dt.ALL_DTYPES,
          samples=_samples({"size": (2, 3)}, {"size": (0, 4)}),
          doc="uninitialised in PyTorch; graphc fills zeros so results never depend on garbage")
 register(name="arange", inputs=(), kernel=_arange, dtype_rule=_dtype_attr,
          shape_rule=_arange_shape, flags={FACTORY},
-         attrs={"start": 0, "end": None, "step": 1, **DEVICE}, dtypes=dt.ALL_DTYPES[1:],
+         attrs={"start": 0, "end": REQUIRED, "step": 1, **DEVICE}, dtypes=dt.ALL_DTYPES[1:],
          samples=_samples({"start": 0, "end": 5, "step": 1}, {"start": 1, "end": 10, "step": 3},
                           {"start": 5, "end": 0, "step": -2}, {"start": 0, "end": 0, "step": 1}),
          doc="start, start+step, ... while below end; length ceil((end-start)/step)")
 register(name="linspace", inputs=(), kernel=_linspace, dtype_rule=_dtype_attr,
          shape_rule=_linspace_shape, flags={FACTORY},
-         attrs={"start": 0.0, "end": 0.0, "steps": 0, **DEVICE}, dtypes=dt.ALL_DTYPES[1:],
+         attrs={"start": REQUIRED, "end": REQUIRED, "steps": REQUIRED, **DEVICE}, dtypes=dt.ALL_DTYPES[1:],
          samples=_samples({"start": 0.0, "end": 1.0, "steps": 5}, {"start": -2.0, "end": 2.0,
                           "steps": 1}, {"start": 3.0, "end": -3.0, "steps": 7},
                           {"start": 0.0, "end": 1.0, "steps": 0}))
 register(name="eye", inputs=(), kernel=lambda n=0, m=None, dtype=None, device=None:
          np.eye(n, m, dtype=dt.as_dtype(dtype).np),
          dtype_rule=_dtype_attr, shape_rule=_eye_shape, flags={FACTORY},
-         attrs={"n": 0, "m": None, **DEVICE}, dtypes=dt.ALL_DTYPES,
+         attrs={"n": REQUIRED, "m": None, **DEVICE}, dtypes=dt.ALL_DTYPES,
          samples=_samples({"n": 3}, {"n": 2, "m": 4}, {"n": 0}))
 register(name="uniform", inputs=(),
          kernel=lambda size=(), low=0.0, high=1.0, dtype=None, device=None, generator=None:

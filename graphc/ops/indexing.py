@@ -18,7 +18,7 @@ from ..errors import DTypeError, OpIndexError, OpValueError, ShapeError
 from ..layout import broadcast_shapes, normalize_dim
 from . import functions as F
 from . import samples
-from .registry import Flag, Sample, register
+from .registry import REQUIRED, Flag, Sample, register
 from .rules import check_inputs, describe, is_tensor, same_as_first
 
 ALL = dt.ALL_DTYPES
@@ -438,11 +438,11 @@ register(name="stack", inputs=("*tensors",), kernel=_stack, dtype_rule=_promote_
          grad=_stack_grad,
          doc="join along a new dim")
 register(name="gather", inputs=("self", "index"), kernel=_gather, dtype_rule=_gather_rule,
-         shape_rule=_gather_shape, attrs={"dim": 0}, dtypes=ALL, samples=_index_samples("gather"),
+         shape_rule=_gather_shape, attrs={"dim": REQUIRED}, dtypes=ALL, samples=_index_samples("gather"),
          grad=_gather_grad,
          doc="out[i][j] = self[index[i][j]][j] (dim 0), and likewise for other dims")
 register(name="index_select", inputs=("self", "index"), kernel=_index_select,
-         dtype_rule=_index_select_rule, shape_rule=_index_select_shape, attrs={"dim": 0},
+         dtype_rule=_index_select_rule, shape_rule=_index_select_shape, attrs={"dim": REQUIRED},
          dtypes=ALL, samples=_index_samples("index_select"), grad=_index_select_grad)
 register(name="masked_fill", inputs=("self", "mask", "value"),
          kernel=lambda x, mask, value: np.where(mask, value, x), dtype_rule=_masked_fill_rule,
@@ -450,18 +450,18 @@ register(name="masked_fill", inputs=("self", "mask", "value"),
          grad=_masked_fill_grad,
          doc="value where mask is true (self and mask broadcast)")
 register(name="index", inputs=("self", "*indices"), kernel=_index, dtype_rule=_index_rule,
-         shape_rule=_index_shape, attrs={"spec": ()}, dtypes=ALL,
+         shape_rule=_index_shape, attrs={"spec": REQUIRED}, dtypes=ALL,
          samples=_advanced_samples(put=False), grad=_index_grad,
          doc="self[key] for index tensors; spec maps each indexed dim to a full slice (None) "
              "or to index tensor j")
 register(name="index_put_", inputs=("self", "values", "*indices"), kernel=_index_put_,
          dtype_rule=_index_put_rule, shape_rule=_index_put_shape,
-         attrs={"spec": (), "accumulate": False}, flags={Flag.MUTATES, Flag.IMPURE}, dtypes=ALL,
+         attrs={"spec": REQUIRED, "accumulate": False}, flags={Flag.MUTATES, Flag.IMPURE}, dtypes=ALL,
          samples=_advanced_samples(put=True), grad=_index_put_grad,
          doc="self[key] = values (accumulate: +=, repeated indices add up)")
 register(name="index_put", inputs=("self", "values", "*indices"), kernel=_index_put,
          dtype_rule=_index_put_rule, shape_rule=_index_put_shape,
-         attrs={"spec": (), "accumulate": False}, dtypes=ALL,
+         attrs={"spec": REQUIRED, "accumulate": False}, dtypes=ALL,
          samples=_advanced_samples(put=True), grad=_index_put_grad,
          doc="a copy of self with self[key] = values (accumulate: +=); the out-of-place "
              "index_put_, which gradients of indexing use")

@@ -20,6 +20,16 @@ from typing import Any
 from ..errors import OpTypeError
 
 
+class _Required:
+    """The default of an attribute every call must give (printed IR always shows it)."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
 class Flag(enum.Enum):
     ELEMENTWISE = "elementwise"  # output[i] depends on input[i] only (after broadcasting)
     REDUCTION = "reduction"      # reduces over some dims of its first input
@@ -78,7 +88,11 @@ class OpDef:
                               f"(accepted: {accepted})")
         if len(attrs) == len(self.attrs):
             return attrs
-        return {**self.attrs, **attrs}
+        bound = {**self.attrs, **attrs}
+        missing = [k for k, v in bound.items() if v is REQUIRED]
+        if missing:
+            raise OpTypeError(self.name, f"missing required argument(s) {', '.join(missing)}")
+        return bound
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"

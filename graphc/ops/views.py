@@ -19,7 +19,7 @@ from ..errors import OpIndexError, OpValueError, ShapeError
 from ..layout import as_shape, infer_size, normalize_dim, numel, view_strides
 from . import functions as F
 from . import samples
-from .registry import Flag, Sample, register
+from .registry import REQUIRED, Flag, Sample, register
 from .rules import same_as_first
 
 ALL = dt.ALL_DTYPES
@@ -240,20 +240,20 @@ def view_op(name, rule, ref, attrs, cases, doc=""):
 
 
 C, T, S, N = samples.LAYOUTS
-view_op("view", _view_rule, lambda a, size=(): a.reshape(size), {"size": ()}, [
+view_op("view", _view_rule, lambda a, size=(): a.reshape(size), {"size": REQUIRED}, [
     ((3, 4), C, {"size": (12,)}), ((3, 4), C, {"size": (2, -1, 2)}), ((12,), C, {"size": (3, 4)}),
     ((), C, {"size": (1, 1)}), ((0, 4), C, {"size": (4, 0)}), ((3, 4), S, {"size": (3, 2, 2)}),
     ((3, 4), T, {"size": (3, 2, 2)}), ((4, 1), C, {"size": (4,)}),
 ], doc="same data, new shape; fails where the layout needs a copy (use reshape)")
-view_op("reshape", _reshape_rule, lambda a, size=(): a.reshape(size), {"size": ()}, [
+view_op("reshape", _reshape_rule, lambda a, size=(): a.reshape(size), {"size": REQUIRED}, [
     ((3, 4), C, {"size": (12,)}), ((3, 4), T, {"size": (12,)}), ((3, 4), N, {"size": (2, 6)}),
     ((2, 3, 4), S, {"size": (6, -1)}), ((), C, {"size": (1,)}), ((0, 3), C, {"size": (3, 0)}),
 ], doc="a view when the layout allows, else a contiguous copy")
-view_op("permute", _permute_rule, lambda a, dims=(): np.transpose(a, dims), {"dims": ()}, [
+view_op("permute", _permute_rule, lambda a, dims=(): np.transpose(a, dims), {"dims": REQUIRED}, [
     ((3, 4), C, {"dims": (1, 0)}), ((2, 3, 4), T, {"dims": (2, 0, 1)}), ((), C, {"dims": ()}),
     ((2, 0, 3), C, {"dims": (-1, 0, 1)}), ((4, 5), N, {"dims": (1, 0)}),
 ])
-view_op("expand", _expand_rule, _expand_ref, {"size": ()}, [
+view_op("expand", _expand_rule, _expand_ref, {"size": REQUIRED}, [
     ((3, 1), C, {"size": (3, 4)}), ((1,), C, {"size": (2, 3, 5)}), ((3, 1), T, {"size": (2, -1, 4)}),
     ((), C, {"size": (2, 2)}), ((1, 0), C, {"size": (3, 0)}), ((2, 3), C, {"size": (2, 3)}),
 ], doc="size-1 dims repeat with stride 0; new dims are added in front")
@@ -261,16 +261,16 @@ view_op("squeeze", _squeeze_rule, _squeeze_ref, {"dim": None}, [
     ((3, 1, 4, 1), C, {"dim": None}), ((3, 1, 4), C, {"dim": (1,)}), ((3, 1, 4), C, {"dim": (0,)}),
     ((1, 1), T, {"dim": (0, 1)}), ((), C, {"dim": None}), ((1, 0), C, {"dim": None}),
 ], doc="drop size-1 dims (dim: which ones; others named are left alone)")
-view_op("unsqueeze", _unsqueeze_rule, lambda a, dim=0: np.expand_dims(a, dim), {"dim": 0}, [
+view_op("unsqueeze", _unsqueeze_rule, lambda a, dim=0: np.expand_dims(a, dim), {"dim": REQUIRED}, [
     ((3, 4), C, {"dim": 0}), ((3, 4), T, {"dim": 1}), ((3, 4), C, {"dim": -1}), ((), C, {"dim": 0}),
     ((0, 2), C, {"dim": 2}),
 ])
 view_op("select", _select_rule, lambda a, dim=0, index=0: np.take(a, index, axis=dim),
-        {"dim": 0, "index": 0}, [
+        {"dim": REQUIRED, "index": REQUIRED}, [
     ((3, 4), C, {"dim": 0, "index": 1}), ((3, 4), T, {"dim": 1, "index": -1}),
     ((2, 3, 4), S, {"dim": 2, "index": 3}), ((5,), N, {"dim": 0, "index": 0}),
 ], doc="index one position of a dim, removing the dim")
-view_op("slice", _slice_rule, _slice_ref, {"dim": 0, "start": None, "end": None, "step": 1}, [
+view_op("slice", _slice_rule, _slice_ref, {"dim": REQUIRED, "start": None, "end": None, "step": 1}, [
     ((6, 4), C, {"dim": 0, "start": 1, "end": 5, "step": 2}),
     ((6, 4), T, {"dim": 1, "start": -3, "end": None, "step": 1}),
     ((6, 4), C, {"dim": 0, "start": 10, "end": 20, "step": 1}),
@@ -278,7 +278,7 @@ view_op("slice", _slice_rule, _slice_ref, {"dim": 0, "start": None, "end": None,
     ((3, 5), S, {"dim": -1, "start": 1, "end": -1, "step": 3}),
 ], doc="start:end:step along one dim (negative steps are allowed, unlike PyTorch)")
 view_op("as_strided", _as_strided_rule, _as_strided_ref,
-        {"size": (), "stride": (), "storage_offset": None}, [
+        {"size": REQUIRED, "stride": REQUIRED, "storage_offset": None}, [
     ((12,), C, {"size": (3, 3), "stride": (3, 1), "storage_offset": 1}),
     ((4, 3), C, {"size": (2, 2), "stride": (1, 2), "storage_offset": 0}),
     ((5,), C, {"size": (3, 2), "stride": (1, 1), "storage_offset": 0}),

@@ -112,3 +112,8 @@ def test_backend_hooks_see_calls_below_the_modes():
 def test_unknown_attributes_are_rejected_with_the_accepted_ones():
     with pytest.raises(TypeError, match=r"sum: unexpected argument\(s\) dims \(accepted: dim, keepdim"):
         dispatch(OPS.sum, graphc.ones(2), dims=0)
+
+
+def test_required_attributes_must_be_given():
+    with pytest.raises(TypeError, match="select: missing required argument.*index"):
+        dispatch(OPS.select, graphc.ones(2), dim=0)
