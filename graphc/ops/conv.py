@@ -93,7 +93,7 @@ def _pad_grad(ctx, g):
 
 # ---- unfold and fold ---------------------------------------------------------------
 
-WINDOW = {"kernel_size": REQUIRED, "dilation": 1, "padding": 0, "stride": 1}
+WINDOW = {"kernel_size": REQUIRED, "dilation": (1, 1), "padding": (0, 0), "stride": (1, 1)}
 
 
 def _unfold_shape(name, x, **w):
@@ -162,7 +162,7 @@ def _fold_grad(ctx, g):
 
 # ---- conv2d ------------------------------------------------------------------------
 
-CONV = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+CONV = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
 
 
 def _conv_padding(name, x, weight, padding, dilation, stride):
@@ -234,7 +234,7 @@ def _conv2d_decomposition(x, weight, bias=None, stride=1, padding=0, dilation=1,
 
 # ---- pooling -----------------------------------------------------------------------
 
-POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False}
+POOL = {"kernel_size": REQUIRED, "stride": None, "padding": (0, 0), "ceil_mode": False}
 
 
 def _pool_geometry(name, x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
@@ -419,7 +419,7 @@ register(name="conv2d", inputs=("input", "weight", "bias"), kernel=_conv2d, dtyp
          doc="2-D cross-correlation (stride, padding incl. 'same'/'valid', dilation, groups)")
 register(name="max_pool2d", inputs=("self",), kernel=_max_pool2d,
          dtype_rule=floating_only(same_as_first), shape_rule=_pool_shape,
-         attrs={**POOL, "dilation": 1}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
+         attrs={**POOL, "dilation": (1, 1)}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
          samples=_spatial_samples("max_pool2d"), decomposition=_max_pool2d_decomposition)
 register(name="avg_pool2d", inputs=("self",), kernel=_avg_pool2d,
          dtype_rule=floating_only(same_as_first), shape_rule=_pool_shape, attrs=dict(AVG),

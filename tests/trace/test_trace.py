@@ -337,3 +337,11 @@ def test_traced_module_keeps_training_flag_and_state_dict():
     assert not gm.training
     assert set(gm.state_dict()) <= set(model.state_dict())
     assert gm.state_dict()["conv.weight"] is not None
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="graphviz is not installed")
+def test_render_draws_an_svg_with_graphviz(tmp_path):
+    gm = graphc.trace(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), TensorSpec((1, 2)))
+    path = graphc.ir.render(gm.graph, str(tmp_path / "g.svg"))
+    text = open(path).read()
+    assert "<svg" in text and "%relu = relu(%linear)" in text
