@@ -34,6 +34,12 @@ class Graph:
         self._used: set[str] = set()
         self._insert_at: int | None = None  # None: append
         self.version = 0  # bumped by every edit (GraphModule regenerates its code)
+        self.owner = None  # a weak reference to the GraphModule that runs this graph
+
+    def module_at(self, target: str):
+        """The owning module's submodule at ``target`` (None without an owner)."""
+        owner = self.owner() if self.owner is not None else None
+        return _resolve(owner, target, target) if owner is not None else None
 
     # ---- naming ------------------------------------------------------------------
     def unique_name(self, hint: str) -> str:
@@ -163,6 +169,7 @@ class Graph:
                                      map_arg(n.kwargs, env.__getitem__), name=n.name)
             copied.meta = dict(n.meta)
             env[n] = copied
+        new.owner = self.owner
         return new, env
 
     def __deepcopy__(self, memo):

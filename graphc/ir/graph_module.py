@@ -16,6 +16,7 @@ from __future__ import annotations
 import keyword
 import linecache
 import math
+import weakref
 from typing import Any
 
 from ..dtype import dtype as DType
@@ -117,6 +118,7 @@ class GraphModule(Module):
     def __init__(self, root: Module | dict, graph: Graph, class_name: str = "GraphModule"):
         super().__init__()
         object.__setattr__(self, "graph", graph)
+        graph.owner = weakref.ref(self)
         object.__setattr__(self, "_class_name", class_name)
         object.__setattr__(self, "_compiled_version", None)
         for n in graph.nodes:
@@ -136,7 +138,9 @@ class GraphModule(Module):
         elif type(value).__name__ == "Parameter" and isinstance(value, Tensor):
             owner.register_parameter(last, value)
         elif isinstance(value, Tensor):
-            owner.register_buffer(last, value, persistent=not last.startswith("_tensor_constant"))
+            # constants the compiler made are not part of the model's state
+            owner.register_buffer(last, value,
+                                  persistent=not last.startswith(("_tensor_constant", "_folded")))
         else:
             object.__setattr__(owner, last, value)
 

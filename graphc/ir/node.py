@@ -113,7 +113,9 @@ class Node:
             return True
         if self.op == "call_function":
             return Flag.IMPURE in self.target.flags
-        return self.op in ("call_module", "call_method")
+        if self.op == "call_module":  # a fused kernel is pure; other modules may not be
+            return not getattr(self.graph.module_at(self.target), "pure", False)
+        return self.op == "call_method" and self.target != "__getitem__"
 
     def format(self) -> str:
         from .printer import format_node

@@ -36,6 +36,13 @@ class ShapeProp(Interpreter):
     def get_attr(self, node: Node, args, kwargs) -> Any:
         return as_meta(super().get_attr(node, args, kwargs))
 
+    def call_function(self, node: Node, args, kwargs) -> Any:
+        from ..ops.registry import Flag
+
+        if Flag.FACTORY in node.target.flags:  # make the tensor on the meta device
+            kwargs = {**kwargs, "device": "meta"}
+        return super().call_function(node, args, kwargs)
+
     def call_module(self, node: Node, args, kwargs) -> Any:
         from ..autograd import no_grad
 

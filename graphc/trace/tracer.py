@@ -35,10 +35,12 @@ MODES = ("symbolic", "example")
 
 
 class Tracer(DispatchMode):
-    def __init__(self, root: Module | None, mode: str, leaf_modules=()):
+    def __init__(self, root: Module | None, mode: str, leaf_modules=(), graph: Graph | None = None,
+                 taken_names=()):
         if mode not in MODES:
             raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
-        self.graph = Graph()
+        self.graph = graph if graph is not None else Graph()
+        self._taken = set(taken_names)  # attribute names the owning module already uses
         self.mode = mode
         self.root = root
         self.leaf_modules = tuple(leaf_modules)
@@ -71,8 +73,10 @@ class Tracer(DispatchMode):
             return x
         name = self._names.get(id(x))
         if name is None:
-            name = f"_tensor_constant{sum(1 for t in self.attrs if t.startswith('_tensor_constant'))}"
-            self._names[id(x)] = name
+            i = 0
+            while f"_tensor_constant{i}" in self.attrs or f"_tensor_constant{i}" in self._taken:
+                i += 1
+            name = self._names[id(x)] = f"_tensor_constant{i}"
         return self._attr(name, x)
 
     def _uses_proxy(self, inputs) -> bool:
@@ -86,7 +90,9 @@ class Tracer(DispatchMode):
         inputs = tuple(self.lift(x) for x in inputs)
         payload_attrs = attrs
         if Flag.FACTORY in op.flags and self.mode == "symbolic":
-            payload_attrs = {**attrs, "device": "meta"}  # the node keeps the real device
+            payload_attrs = {**attrs, "device": "meta"}
+            if str(attrs.get("device")) == "meta":  # zeros_like(proxy): the proxy's payload
+                attrs = {**attrs, "device": None}  # device is not the program's
         try:
             out = run_backend(op, inputs, payload_attrs)
         except ShapeError as e:
@@ -261,3 +267,34 @@ def _lift_output(tracer: Tracer, value):
     if isinstance(value, dict):
         return {k: _lift_output(tracer, v) for k, v in value.items()}
     return value
+
+
+def trace_into(gm: GraphModule, fn, args: tuple, kwargs: dict | None = None):
+    """Record ``fn(*args, **kwargs)`` into ``gm.graph`` at its insertion point.
+
+    Nodes among ``args`` (with shape/dtype meta) become Proxies; other values pass as they
+    are. Returns the result with Proxies replaced by their nodes; constant tensors the
+    function creates are installed on ``gm``. Used by the decomposition pass and
+    ``replace_pattern``.
+    """
+    from ..ir.node import Node
+    from ..tensor import empty_meta
+
+    tracer = Tracer(None, "symbolic", graph=gm.graph, taken_names=_attribute_names(gm))
+
+    def proxy(value):
+        if isinstance(value, Node):
+            return Proxy.wrap(empty_meta(value.meta["shape"], value.meta["dtype"]), value, tracer)
+        return value
+
+    with no_grad(), tracer:
+        out = fn(*(proxy(a) for a in args), **{k: proxy(v) for k, v in (kwargs or {}).items()})
+    result = _lift_output(tracer, out)
+    for target, value in tracer.attrs.items():
+        gm._install(target, value)
+    return result
+
+
+def _attribute_names(gm: GraphModule) -> set[str]:
+    return {name for name, _ in gm.named_buffers()} | {name for name, _ in gm.named_parameters()} \
+        | set(vars(gm))

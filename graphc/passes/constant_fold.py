@@ -1,0 +1,79 @@
+"""Constant folding: pure ops whose inputs are all known at compile time are computed once
+and replaced by a constant.
+
+Known at compile time: constants the tracer captured (``_tensor_constant*``), results of
+folding, and deterministic factories (full, arange, eye...). Parameters and buffers are
+not — they are live, the program reads their current values — unless frozen with
+``freeze_parameters`` (for inference: weight transposes and the like then fold too).
+Results above ``max_elements`` stay computed at run time (a large constant costs memory
+that a cheap factory does not).
+"""
+
+from __future__ import annotations
+
+from ..autograd import no_grad
+from ..ir.graph_module import GraphModule, fetch
+from ..ir.node import Node, map_arg
+from ..ops.dispatch import dispatch
+from ..ops.registry import Flag
+from ..tensor import Tensor
+
+MAX_ELEMENTS = 1 << 20
+_CONSTANT_PREFIXES = ("_tensor_constant", "_folded")
+
+
+def _is_constant_attr(gm: GraphModule, node: Node) -> bool:
+    if node.op != "get_attr":
+        return False
+    if gm.__dict__.get("_frozen", False):
+        return True
+    return node.target.rsplit(".", 1)[-1].startswith(_CONSTANT_PREFIXES)
+
+
+def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
+    graph = gm.graph
+    known: dict[Node, Tensor] = {}
+    changed = False
+    for node in list(graph.nodes):
+        if _is_constant_attr(gm, node):
+            known[node] = fetch(gm, node.target)
+            continue
+        if node.op != "call_function" or Flag.IMPURE in node.target.flags:
+            continue
+        inputs = node.all_input_nodes
+        if any(i not in known for i in inputs):
+            continue
+        if not inputs and Flag.FACTORY not in node.target.flags:
+            continue
+        with no_grad():
+            value = dispatch(node.target, *map_arg(node.args, known.__getitem__),
+                             **map_arg(node.kwargs, known.__getitem__))
+        if not isinstance(value, Tensor):
+            continue
+        known[node] = value
+        if value.numel() > max_elements or not inputs:
+            continue  # keep big results (and lone factories) computed at run time
+        name = _fresh_name(gm)
+        gm._install(name, value.detach().contiguous())
+        with graph.inserting_before(node):
+            const = graph.get_attr(name)
+        const.meta = {**node.meta, "folded_from": node.target.name}
+        node.replace_all_uses_with(const)
+        graph.erase_node(node)
+        known[const] = value
+        changed = True
+    return changed
+
+
+def _fresh_name(gm: GraphModule) -> str:
+    i = 0
+    while hasattr(gm, f"_folded{i}"):
+        i += 1
+    return f"_folded{i}"
+
+
+def freeze_parameters(gm: GraphModule) -> bool:
+    """Treat parameters and buffers as constants from now on and fold what depends only on
+    them. The graph no longer sees later changes to the weights (inference only)."""
+    object.__setattr__(gm, "_frozen", True)
+    return fold_constants(gm)

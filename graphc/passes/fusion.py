@@ -1,0 +1,448 @@
+"""The fusion planner: partition a decomposed graph into kernels and log every decision.
+
+Nodes are classified by their op's flags: elementwise, reduction, matmul, view, opaque
+(impure, data movement such as cat/gather/pad/unfold, module calls). Walking in
+topological order, a consumer joins the group of one of its producers when a rule allows:
+
+    elementwise <- elementwise          same shape (a larger one would recompute the producer)
+    reduction   <- elementwise          the producer computes the reduction's input (prologue)
+    elementwise <- reduction            on the reduced values (epilogue), or on the full rows
+                                        when the reduction is over the innermost dims (row
+                                        kernel: reduce, then broadcast back, one row at a time)
+    reduction   <- reduction group      another reduction over the same rows
+    elementwise <- matmul               same shape (bias, activation, residual: the epilogue)
+    (a widening cast joins its consumers' kernel rather than its producer's: stored, it
+    would double the bytes)
+    view        <- elementwise/matmul   reshape-like views keep the element order: they join
+
+Everything else starts a kernel of its own: matmul operands are materialized for BLAS,
+impure ops are never fused, views that reorder or repeat elements (permute, expand,
+slice) of an intermediate end its kernel, and a join that would make the kernels
+depend on each other in a cycle is refused. A view of a value computed outside a kernel
+(an input, a weight) is read in place by every kernel that uses it (views cost nothing,
+so copying one into several kernels duplicates no work). No node is ever computed twice.
+
+Each group becomes ``call_module[fused_i]`` holding a FusedKernel with the group's
+sub-graph. ``FusionPlan`` keeps the groups and, for every producer -> consumer edge,
+whether it fused, the rule that decided, and the bytes moved without and with fusion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..ir.fused import FusedKernel
+from ..ir.graph import Graph
+from ..ir.graph_module import GraphModule
+from ..ir.node import Node, map_arg
+from ..ops.registry import Flag
+from ..ops.rules import reduce_dims
+
+RESHAPE_LIKE = {"view", "reshape", "squeeze", "unsqueeze"}
+
+
+def kind_of(node: Node) -> str:
+    if node.op in ("placeholder", "get_attr", "output"):
+        return "io"
+    if node.op != "call_function":
+        return "opaque"
+    flags = node.target.flags
+    if Flag.IMPURE in flags or Flag.COMPOSITE in flags and Flag.MATMUL not in flags:
+        return "opaque"
+    if Flag.MATMUL in flags:
+        return "matmul"
+    if Flag.REDUCTION in flags:
+        return "reduction"
+    if Flag.ELEMENTWISE in flags:
+        return "elementwise"
+    if Flag.VIEW in flags:
+        return "view"
+    return "opaque"
+
+
+def _widens(node: Node) -> bool:
+    src = node.args[0] if node.args else None
+    return node.target.name == "cast" and isinstance(src, Node) and \
+        node.meta["dtype"].itemsize > src.meta["dtype"].itemsize
+
+
+def nbytes(node: Node) -> int:
+    shape, dtype = node.meta.get("shape"), node.meta.get("dtype")
+    return math.prod(shape) * dtype.itemsize if shape is not None and dtype is not None else 0
+
+
+@dataclass
+class Decision:
+    producer: str
+    consumer: str
+    fused: bool
+    rule: str
+    bytes_unfused: int
+    bytes_fused: int
+
+    def __str__(self) -> str:
+        mark = "fused " if self.fused else "kernel"
+        return (f"{mark}  %{self.producer} -> %{self.consumer}: {self.rule} "
+                f"[{self.bytes_unfused} -> {self.bytes_fused} bytes]")
+
+
+@dataclass
+class Group:
+    kind: str
+    members: list[Node]
+    domain: tuple                 # elementwise/matmul: the values' shape; reduction: its input
+    reduced: tuple = ()           # reduction dims
+    row: bool = False             # reduced dims are the innermost ones
+    views_inside: bool = False    # holds reshape-like views (values of equal size, new shapes)
+
+    def reduced_shapes(self) -> tuple[tuple, tuple]:
+        keep = tuple(1 if i in self.reduced else s for i, s in enumerate(self.domain))
+        drop = tuple(s for i, s in enumerate(self.domain) if i not in self.reduced)
+        return keep, drop
+
+
+@dataclass
+class FusionPlan:
+    kernels: list[tuple[str, FusedKernel, list[str]]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.kernels)} kernels"]
+        for target, k, members in self.kernels:
+            lines.append(f"  {target}  {k.name:<24} {k.kind:<11} {', '.join(members)}")
+        lines.append("decisions (producer -> consumer):")
+        lines += ["  " + str(d) for d in self.decisions]
+        return "\n".join(lines)
+
+    def bytes_moved(self) -> tuple[int, int]:
+        return (sum(d.bytes_unfused for d in self.decisions),
+                sum(d.bytes_fused for d in self.decisions))
+
+
+def _reduction_info(node: Node) -> tuple[tuple, tuple, bool]:
+    src = node.args[0]
+    shape = tuple(src.meta["shape"])
+    dim = node.kwargs.get("dim")
+    dims = reduce_dims(node.target.name, (dim,) if isinstance(dim, int) else dim, len(shape))
+    row = bool(dims) and dims == tuple(range(len(shape) - len(dims), len(shape)))
+    return shape, dims, row
+
+
+class _Planner:
+    def __init__(self, gm: GraphModule):
+        self.gm = gm
+        self.graph = gm.graph
+        self.group_of: dict[Node, Group] = {}
+        self.groups: list[Group] = []
+        self._pending: list[tuple] = []
+        self.ancestors: dict[Node, set] = {}
+        for n in self.graph.nodes:
+            acc = set()
+            for i in n.all_input_nodes:
+                acc.add(i)
+                acc |= self.ancestors[i]
+            self.ancestors[n] = acc
+
+    # ---- the rules ---------------------------------------------------------------
+    def admit(self, g: Group, node: Node, producer: Node) -> tuple[bool, str]:
+        kind, shape = kind_of(node), tuple(node.meta["shape"])
+        if kind == "matmul":
+            return False, "consumer is a matmul: BLAS reads materialized operands"
+        if kind == "view":
+            if node.target.name not in RESHAPE_LIKE:
+                return False, (f"{node.target.name} reorders or repeats the producer's elements: "
+                               "the producer is materialized")
+            if g.kind == "reduction":
+                return False, "a view inside a reduction kernel is not fused"
+            return True, "reshape-like view keeps the element order"
+        if kind == "reduction":
+            src_shape, dims, row = _reduction_info(node)
+            if node.args[0] not in g.members:
+                return False, "the reduction reads another value than this kernel's result"
+            if g.kind == "elementwise" and src_shape == g.domain and not g.views_inside:
+                return True, "reduction prologue: the producer computes the reduction's input"
+            if g.kind == "reduction" and src_shape == g.domain and dims == g.reduced and g.row:
+                return True, "another reduction over the same rows"
+            if g.kind == "matmul":
+                return False, "reductions do not fuse into a matmul kernel"
+            return False, "the reduction's iteration space differs from the kernel's"
+        if kind != "elementwise":
+            return False, f"{node.target.name} is not fused (impure or data movement)"
+        if _widens(node) and g.kind != "reduction":
+            return False, ("a widening cast joins its consumers' kernel instead (written here, "
+                           "it would double the bytes stored)")
+        if g.kind in ("elementwise", "matmul"):
+            if shape == g.domain or math.prod(shape) == math.prod(g.domain) and g.views_inside:
+                rule = "matmul epilogue" if g.kind == "matmul" else "elementwise, same shape"
+                return True, rule
+            if math.prod(shape) > math.prod(g.domain):
+                return False, "consumer broadcasts the result to a larger shape (would recompute it)"
+            return False, "iteration spaces differ"
+        keep, drop = g.reduced_shapes()
+        if shape in (keep, drop):
+            return True, "reduction epilogue on the reduced values"
+        if shape == g.domain:
+            if g.row:
+                return True, "reduce-then-broadcast over the innermost dims (row kernel)"
+            return False, "reduce-then-broadcast over non-innermost dims is not fused"
+        return False, "iteration spaces differ"
+
+    def mergeable(self, g: Group, other: Group) -> tuple[bool, str]:
+        """Whether a second producer's kernel can merge into the consumer's kernel."""
+        if other.kind != "elementwise":
+            return False, f"the producer's {other.kind} kernel stays separate"
+        same = other.domain == g.domain or (math.prod(other.domain) == math.prod(g.domain)
+                                            and (g.views_inside or other.views_inside))
+        if not same:
+            return False, "the two producers' kernels iterate over different shapes"
+        if g.kind == "reduction" and not g.row:
+            return False, "elementwise work over the full shape does not join a reduction over " \
+                          "non-innermost dims"
+        anchors = [m for m in g.members if kind_of(m) in ("matmul", "reduction")]
+        if g.kind == "matmul" and any(self.ancestors[a] & set(other.members) for a in anchors):
+            return False, "the other kernel computes a matmul operand: BLAS reads it materialized"
+        if not self._acyclic_with({m: g for m in other.members}):
+            return False, "merging the kernels would make them depend on each other"
+        return True, "merged with the other producer's kernel: elementwise over the same shape"
+
+    def _merge(self, g: Group, other: Group) -> None:
+        g.members.extend(other.members)
+        g.views_inside = g.views_inside or other.views_inside
+        for m in other.members:
+            self.group_of[m] = g
+        self.groups.remove(other)
+
+    def creates_cycle(self, g: Group, node: Node) -> bool:
+        return not self._acyclic_with({node: g})
+
+    def _acyclic_with(self, change: dict) -> bool:
+        """Whether the kernels (and unfused nodes) still form a DAG after moving the nodes
+        in ``change`` into the given groups."""
+        def unit(n: Node):
+            g = change.get(n, self.group_of.get(n))
+            return id(g) if g is not None else id(n)
+
+        edges: dict = {}
+        for n in self.graph.nodes:
+            u = unit(n)
+            for i in n.all_input_nodes:
+                v = unit(i)
+                if v != u:
+                    edges.setdefault(v, set()).add(u)
+        state: dict = {}  # 1: on the stack, 2: done
+        for start in list(edges):
+            if state.get(start):
+                continue
+            stack = [(start, iter(edges.get(start, ())))]
+            state[start] = 1
+            while stack:
+                current, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    state[current] = 2
+                    stack.pop()
+                elif state.get(nxt) == 1:
+                    return False
+                elif not state.get(nxt):
+                    state[nxt] = 1
+                    stack.append((nxt, iter(edges.get(nxt, ()))))
+        return True
+
+    def _computed_inputs(self, node: Node) -> list[Node]:
+        return [i for i in node.all_input_nodes if kind_of(i) != "io"]
+
+    # ---- the walk ----------------------------------------------------------------
+    def plan(self) -> None:
+        for node in self.graph.nodes:
+            kind = kind_of(node)
+            if kind in ("io", "opaque"):
+                self._log_unfused(node, "consumer is not fused (impure, data movement or I/O)")
+                continue
+            producers = [p for p in self._computed_inputs(node) if p in self.group_of]
+            target: Group | None = None
+            admitted = None
+            refused: dict[Node, str] = {}
+            for p in producers:  # join the first producer's kernel that admits the consumer
+                g = self.group_of[p]
+                ok, rule = self.admit(g, node, p)
+                if ok and self.creates_cycle(g, node):
+                    ok, rule = False, "joining would make the kernels depend on each other"
+                if ok:
+                    self._join(g, node)
+                    target, admitted = g, p
+                    self._decide(p, node, True, rule)
+                    break
+                refused[p] = rule
+            for p in producers:  # the other producers' kernels may merge into it
+                g = self.group_of[p]
+                if p is admitted:
+                    continue
+                if g is target:
+                    self._decide(p, node, True, "producer is in the same kernel")
+                    continue
+                if target is None:
+                    self._decide(p, node, False, refused[p])
+                    continue
+                ok, rule = self.mergeable(target, g)
+                if ok:
+                    self._merge(target, g)
+                self._decide(p, node, ok, rule if ok else f"{refused.get(p, '')}; {rule}".lstrip("; "))
+            for p in node.all_input_nodes:
+                if kind_of(p) == "view" and p not in self.group_of:
+                    self._decide(p, node, True, "view of a value computed outside the kernel: "
+                                 "read in place (a free view, copied into each kernel using it)")
+                elif kind_of(p) != "io" and p not in self.group_of:
+                    what = p.target.name if p.op == "call_function" else p.op
+                    self._decide(p, node, False, f"producer {what} is not fused (impure, data "
+                                 "movement or I/O)")
+            if target is None and kind != "view":
+                self._start(node)
+
+    def _start(self, node: Node) -> None:
+        kind = kind_of(node)
+        shape = tuple(node.meta["shape"])
+        g = Group(kind, [node], shape)
+        if kind == "reduction":
+            g.domain, g.reduced, g.row = _reduction_info(node)
+        self.groups.append(g)
+        self.group_of[node] = g
+
+    def _join(self, g: Group, node: Node) -> None:
+        kind = kind_of(node)
+        if kind == "reduction" and g.kind == "elementwise":
+            g.kind = "reduction"
+            g.domain, g.reduced, g.row = _reduction_info(node)
+        if kind == "view":
+            g.views_inside = True
+            g.domain = tuple(node.meta["shape"]) if g.kind == "elementwise" else g.domain
+        g.members.append(node)
+        self.group_of[node] = g
+
+    def _decide(self, producer: Node, consumer: Node, fused: bool, rule: str) -> None:
+        self._pending.append((producer, consumer, fused, rule))
+
+    def decisions_with_bytes(self) -> list[Decision]:
+        """Unfused, a value is written and read back (2x its size); fused, it is written
+        only if something outside the kernel still reads it."""
+        out = []
+        for producer, consumer, fused, rule in self._pending:
+            size = 0 if kind_of(producer) == "view" else nbytes(producer)  # views move nothing
+            g = self.group_of.get(producer)
+            exported = g is None or any(u not in g.members for u in producer.users)
+            d = Decision(producer.name, consumer.name, fused, rule, 2 * size,
+                         (size if exported else 0) if fused else 2 * size)
+            consumer.meta.setdefault("fusion", []).append(d)
+            out.append(d)
+        return out
+
+    def _log_unfused(self, node: Node, rule: str) -> None:
+        for p in node.all_input_nodes:
+            if kind_of(p) in ("elementwise", "reduction", "matmul"):
+                self._decide(p, node, False, rule)
+
+
+def _kernel_name(g: Group, used: set) -> str:
+    if g.kind == "elementwise":
+        base = f"E_{math.prod(g.domain)}"
+    elif g.kind == "reduction":
+        kept = math.prod(s for i, s in enumerate(g.domain) if i not in g.reduced)
+        reduced = math.prod(g.domain[i] for i in g.reduced)
+        base = f"R_{kept}_{reduced}"
+    else:
+        mm = next(m for m in g.members if kind_of(m) == "matmul")
+        a, b = (x.meta["shape"] for x in mm.args[:2])
+        m = math.prod(a[:-1]) if len(a) > 1 else 1
+        base = f"M_{m}_{b[-1] if len(b) > 1 else 1}_{a[-1]}"
+    name, i = base, 1
+    while name in used:
+        name, i = f"{base}_{i}", i + 1
+    used.add(name)
+    return name
+
+
+def _input_views(node: Node, members: set) -> list[Node]:
+    """The chain of views between a kernel and a value computed outside it."""
+    chain = []
+    while node.op == "call_function" and kind_of(node) == "view" and node not in members:
+        chain.append(node)
+        node = node.args[0] if isinstance(node.args[0], Node) else None
+        if node is None or node in members:
+            return []
+    return chain
+
+
+def _build(gm: GraphModule, g: Group, name: str, index: int) -> tuple[str, FusedKernel]:
+    graph = gm.graph
+    members = set(g.members)
+    # input views (and their chains) are copied into the kernel; their roots become inputs
+    absorbed: list[Node] = []
+    for m in g.members:
+        for i in m.all_input_nodes:
+            for v in _input_views(i, members):
+                if v not in absorbed:
+                    absorbed.append(v)
+    inside = set(absorbed) | members
+    order = [n for n in graph.nodes if n in inside]
+    inputs = []
+    for n in order:
+        for i in n.all_input_nodes:
+            if i not in inside and i not in inputs:
+                inputs.append(i)
+    outputs = [m for m in g.members if any(u not in members for u in m.users)]
+    sub = Graph()
+    env: dict[Node, Node] = {}
+    for i, value in enumerate(inputs):
+        p = sub.placeholder(f"in{i}")
+        p.meta = {k: value.meta[k] for k in ("shape", "dtype", "stride") if k in value.meta}
+        env[value] = p
+    for n in order:
+        copied = sub.create_node(n.op, n.target, map_arg(n.args, env.__getitem__),
+                                 map_arg(n.kwargs, env.__getitem__), name=n.name)
+        copied.meta = dict(n.meta)  # including its fusion decisions
+        env[n] = copied
+    sub.output(env[outputs[0]] if len(outputs) == 1 else tuple(env[o] for o in outputs))
+    kernel = FusedKernel(sub, g.kind, name, g.domain, g.reduced)
+    target = f"fused_{index}"
+    gm.add_module(target, kernel)
+    last = max(graph.nodes.index(m) for m in g.members)
+    with graph.inserting_after(graph.nodes[last]):
+        call = graph.call_module(target, tuple(inputs))
+        call.meta["kernel"] = name
+        results = [call]
+        if len(outputs) > 1:
+            results = [graph.call_method("__getitem__", (call, k)) for k in range(len(outputs))]
+    if len(outputs) == 1:
+        call.meta.update({k: outputs[0].meta[k] for k in ("shape", "dtype", "stride")
+                          if k in outputs[0].meta})
+    for out, res in zip(outputs, results):
+        if len(outputs) > 1:
+            res.meta.update({k: out.meta[k] for k in ("shape", "dtype", "stride") if k in out.meta})
+        out.replace_all_uses_with(res)
+    for n in reversed(graph.nodes):
+        if n in inside and not n.users:
+            graph.erase_node(n)
+    return target, kernel
+
+
+def fuse(gm: GraphModule) -> FusionPlan:
+    """Partition ``gm``'s graph into FusedKernels (in place) and return the plan."""
+    for n in gm.graph.nodes:
+        if n.op != "output" and "shape" not in n.meta:
+            raise ValueError(f"fusion needs shapes: %{n.name} has none (run refresh_shapes)")
+    planner = _Planner(gm)
+    planner.plan()
+    plan = FusionPlan(decisions=planner.decisions_with_bytes())
+    used: set = set()
+    for i, g in enumerate(planner.groups):
+        name = _kernel_name(g, used)
+        target, kernel = _build(gm, g, name, i)
+        plan.kernels.append((target, kernel, [m.name for m in g.members]))
+    gm.graph.topological_sort()
+    object.__setattr__(gm, "fusion_plan", plan)
+    return plan
+
+
+def fusion_pass(gm: GraphModule) -> bool:
+    """``fuse`` as a pass (graph -> changed)."""
+    return bool(fuse(gm).kernels)

@@ -1,0 +1,153 @@
+"""Algebraic simplification, exact under IEEE arithmetic. Each rule replaces a node by a
+value it always equals (same shape and dtype, bit for bit, nan and -0.0 included):
+
+    x * 1, 1 * x, x / 1, x ** 1       -> x
+    x + (-0.0), (-0.0) + x, x - 0.0   -> x      (x + 0.0 is NOT x: -0.0 + 0.0 is +0.0)
+    neg(neg(x))                       -> x
+    permute(permute(x, p), q)         -> permute(x, p∘q), or x when that is the identity
+    reshape/view(reshape/view(x))     -> reshape(x)
+    reshape/view/expand to x's shape  -> x
+    cast(x, x.dtype), clone(x)        -> x      (only in graphs without in-place writes)
+
+Rules that would change a value in any case (x * 0 -> 0 breaks for nan/inf, x - x -> 0
+likewise) are not applied.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..ir.graph_module import GraphModule
+from ..ir.node import Node
+from ..ops.registry import OPS, Flag
+
+
+def _same_type(node: Node, x) -> bool:
+    return isinstance(x, Node) and x.meta.get("shape") == node.meta.get("shape") \
+        and x.meta.get("dtype") is node.meta.get("dtype") and "shape" in node.meta
+
+
+def _is(value, number: float, negative_zero: bool | None = None) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != number:
+        return False
+    if negative_zero is not None:
+        return math.copysign(1.0, value) < 0 if negative_zero else math.copysign(1.0, value) > 0
+    return True
+
+
+def _identity_operand(node: Node):
+    """The x of x*1, x/1, x**1, x+(-0.0), x-0.0 (and the mirrored forms), if it keeps type."""
+    name = node.target.name
+    if len(node.args) != 2 or any(node.kwargs.get(k) for k in ("rounding_mode",)):
+        return None
+    a, b = node.args
+    candidates = []
+    if name == "mul":
+        candidates = [(a, b), (b, a)]
+    elif name in ("div", "pow"):
+        candidates = [(a, b)]
+    elif name == "add":
+        candidates = [(a, b), (b, a)]
+    elif name == "sub":
+        candidates = [(a, b)]
+    for x, other in candidates:
+        if name in ("mul", "div", "pow") and not _is(other, 1):
+            continue
+        if name == "add" and not _is(other, 0, negative_zero=True):
+            continue
+        if name == "sub" and not (_is(other, 0, negative_zero=False) or
+                                  (isinstance(other, int) and other == 0)):
+            continue
+        if _same_type(node, x):
+            return x
+    return None
+
+
+def _double_negation(node: Node):
+    if node.target is not OPS.neg:
+        return None
+    x = node.args[0]
+    if isinstance(x, Node) and x.op == "call_function" and x.target is OPS.neg:
+        return x.args[0]
+    return None
+
+
+def _compose_permutes(gm, node: Node):
+    if node.target is not OPS.permute:
+        return None
+    x = node.args[0]
+    dims = tuple(d % len(node.kwargs["dims"]) if node.kwargs["dims"] else d
+                 for d in node.kwargs["dims"])
+    if dims == tuple(range(len(dims))) and _same_type(node, x):
+        return x
+    if isinstance(x, Node) and x.op == "call_function" and x.target is OPS.permute:
+        inner = tuple(d % len(dims) for d in x.kwargs["dims"])
+        composed = tuple(inner[d] for d in dims)
+        node.args = (x.args[0],)
+        node.kwargs = {**node.kwargs, "dims": composed}
+        return node
+    return None
+
+
+_RESHAPES = ("reshape", "view")
+
+
+def _reshapes(gm, node: Node):
+    name = node.target.name
+    if name not in _RESHAPES and name != "expand":
+        return None
+    x = node.args[0]
+    if _same_type(node, x):
+        return x
+    if name in _RESHAPES and isinstance(x, Node) and x.op == "call_function" \
+            and x.target.name in _RESHAPES:
+        node.target = OPS.reshape
+        node.args = (x.args[0],)
+        node.kwargs = {"size": node.meta["shape"]} if "shape" in node.meta else node.kwargs
+        return node
+    return None
+
+
+def _copies(gm, node: Node):
+    if node.target is OPS.clone or node.target is OPS.cast:
+        if _same_type(node, node.args[0]) and not _has_writes(gm):
+            return node.args[0]
+    return None
+
+
+def _has_writes(gm) -> bool:
+    return any(n.op == "call_function" and Flag.MUTATES in n.target.flags for n in gm.graph.nodes)
+
+
+RULES = [
+    ("identity operand", lambda gm, n: _identity_operand(n)),
+    ("double negation", lambda gm, n: _double_negation(n)),
+    ("permute of permute", _compose_permutes),
+    ("reshape chain / no-op reshape", _reshapes),
+    ("no-op copy", _copies),
+]
+
+
+def simplify(gm: GraphModule) -> bool:
+    """Apply the rules until none applies; rewritten nodes keep their meta."""
+    changed = False
+    progress = True
+    while progress:
+        progress = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_function" or node not in gm.graph.nodes:
+                continue
+            if not node.args:  # factories: nothing to simplify
+                continue
+            for _, rule in RULES:
+                replacement = rule(gm, node)
+                if replacement is None:
+                    continue
+                if replacement is not node:
+                    node.replace_all_uses_with(replacement)
+                    if not node.users:
+                        gm.graph.erase_node(node)
+                changed = progress = True
+                gm.graph.touch()
+                break
+    return changed

@@ -1,0 +1,307 @@
+"""Each pass on its own: what it rewrites, what it must leave alone, and that the graph
+still lints and computes the same values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import graphc.nn.functional as F
+from graphc.ir import GraphError, Interpreter
+from graphc.ops import OPS
+from graphc.passes import (PassCheckError, PassManager, cse, dce, decompose, fold_constants,
+                           freeze_parameters, plan_memory, refresh_shapes, replace_pattern,
+                           simplify)
+from graphc.trace import TensorSpec
+
+
+def ops_in(gm) -> list[str]:
+    return [n.target.name for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def same_values(gm, fn, *inputs, seed=0, tol=1e-6):
+    graphc.manual_seed(seed)
+    expected = fn(*inputs)
+    graphc.manual_seed(seed)
+    with graphc.no_grad():
+        got = gm(*inputs)
+    exp = expected if isinstance(expected, tuple) else (expected,)
+    out = got if isinstance(got, tuple) else (got,)
+    for a, b in zip(out, exp):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=tol, atol=tol)
+
+
+def test_decompose_leaves_only_primitives_and_keeps_locations():
+    def f(x, w):
+        return F.layer_norm(F.gelu(x @ w), (4,)).softmax(-1).var(0)
+
+    x, w = graphc.randn(3, 5), graphc.randn(5, 4)
+    gm = graphc.trace(f, x, w)
+    location = next(n for n in gm.graph.nodes if n.op == "call_function").meta["location"]
+    assert decompose(gm)
+    gm.graph.lint(gm, require_meta=True)
+    flags = [n.target.flags for n in gm.graph.nodes if n.op == "call_function"]
+    assert not any(graphc.ops.Flag.COMPOSITE in f for f in flags)
+    assert {"layer_norm", "gelu", "softmax", "var"} <= {n.meta["origin"] for n in gm.graph.nodes
+                                                         if "origin" in n.meta}
+    assert all(n.meta.get("location", "").startswith("test_passes.py") for n in gm.graph.nodes
+               if n.op == "call_function") and location.startswith("test_passes.py")
+    same_values(gm, f, x, w, tol=1e-5)
+    assert not decompose(gm)
+
+
+def test_decompose_can_keep_named_composites():
+    gm = graphc.trace(lambda x: F.softmax(F.silu(x), -1), TensorSpec((2, 3)))
+    decompose(gm, keep=("softmax",))
+    assert "softmax" in ops_in(gm) and "silu" not in ops_in(gm)
+
+
+def test_cse_merges_pure_duplicates_only():
+    def f(x):
+        a = (x * 2.0).exp()
+        b = (x * 2.0).exp()
+        z = x * 0.0 + x * -0.0  # different attributes by their bits: not merged
+        noise = graphc.rand(3) + graphc.rand(3)  # random draws are never merged
+        return a + b + z, noise
+
+    gm = graphc.trace(f, TensorSpec((3,)))
+    assert cse(gm)
+    assert ops_in(gm).count("exp") == 1 and ops_in(gm).count("uniform") == 2
+    assert ops_in(gm).count("mul") == 3  # x*2.0 once, x*0.0 and x*-0.0
+    gm.graph.lint(gm)
+    same_values(gm, f, graphc.tensor([1.0, -2.0, 0.5]))
+
+
+def test_cse_does_not_merge_across_in_place_writes():
+    def f(x):
+        buf = x * 1.0
+        a = buf + 1
+        buf.add_(5)
+        b = buf + 1
+        return a, b
+
+    gm = graphc.trace(f, TensorSpec((2,)))
+    cse(gm)
+    a, b = gm(graphc.ones(2))
+    assert a.tolist() == [2.0, 2.0] and b.tolist() == [7.0, 7.0]
+
+
+def test_dce_removes_dead_pure_code_and_keeps_impure():
+    def f(x, running):
+        x.exp().sum()  # dead
+        F.dropout(x, 0.5)  # dead but random: kept (it advances the generator)
+        running.copy_(x)  # dead but writes: kept
+        return x + 1
+
+    gm = graphc.trace(f, TensorSpec((3,)), TensorSpec((3,)))
+    assert dce(gm)
+    names = ops_in(gm)
+    assert "exp" not in names and "sum" not in names
+    assert "dropout" in names and "copy_" in names
+    running = graphc.zeros(3)
+    gm(graphc.ones(3), running)
+    assert running.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_constant_folding_and_live_parameters():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            pos = graphc.arange(4).float() / 4 + 1  # known at compile time
+            return self.fc(x) * pos
+
+    model = M()
+    gm = graphc.trace(model, TensorSpec((2, 4)))
+    decompose(gm)
+    assert fold_constants(gm)
+    dce(gm)
+    assert "arange" not in ops_in(gm) and "div" not in ops_in(gm)
+    folded = [n for n in gm.graph.nodes if n.op == "get_attr" and n.target.startswith("_folded")]
+    assert folded and folded[0].meta["shape"] == (4,)
+    assert "permute" in ops_in(gm)  # the weight's transpose reads a live parameter
+    x = graphc.randn(2, 4)
+    same_values(gm, model, x)
+    assert "_folded0" not in gm.state_dict()  # compiler constants are not model state
+    with graphc.no_grad():
+        model.fc.weight.mul_(2)
+    same_values(gm, model, x)  # still live
+
+
+def test_freezing_folds_weight_work_and_stops_tracking_updates():
+    model = nn.Linear(4, 3)
+    gm = graphc.trace(model, TensorSpec((2, 4)))
+    decompose(gm)
+    assert freeze_parameters(gm)
+    dce(gm)
+    assert "permute" not in ops_in(gm)
+    x = graphc.randn(2, 4)
+    same_values(gm, model, x)
+    with graphc.no_grad():
+        before = gm(x)
+        model.weight.mul_(2)
+        assert np.allclose(gm(x).numpy(), before.numpy())  # frozen: the update is not seen
+
+
+@pytest.mark.parametrize("fn, gone", [
+    (lambda x: x * 1 + 0, None),  # x * 1 goes; x + 0 stays (int 0: exact, but keep the rule simple)
+    (lambda x: (x * 1.0) / 1 ** 1, "mul"),
+    (lambda x: x + -0.0, "add"),
+    (lambda x: x - 0.0, "sub"),
+    (lambda x: graphc.neg(graphc.neg(x)), "neg"),
+    (lambda x: x.T.T + 1, "permute"),
+    (lambda x: x.reshape(6).reshape(2, 3).view(3, 2), "view"),
+    (lambda x: x.reshape(2, 3).expand(2, 3), "expand"),
+    (lambda x: x.to(graphc.float32).clone() * 2, "clone"),
+])
+def test_simplify_rules_are_exact(fn, gone):
+    x = graphc.tensor([[-0.0, 0.0, math.nan], [math.inf, -math.inf, 2.5]])
+    gm = graphc.trace(fn, x)
+    simplify(gm)
+    dce(gm)
+    gm.graph.lint(gm)
+    if gone:
+        assert gone not in ops_in(gm), ops_in(gm)
+    expected = fn(x).numpy()
+    got = gm(x).numpy()
+    assert got.shape == expected.shape
+    assert np.array_equal(np.signbit(got), np.signbit(expected))  # -0.0 stays -0.0
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_adding_positive_zero_is_not_simplified():
+    gm = graphc.trace(lambda x: x + 0.0, TensorSpec((1,)))
+    assert not simplify(gm)
+    assert gm(graphc.tensor([-0.0])).numpy()[0] == 0.0 and not np.signbit(
+        gm(graphc.tensor([-0.0])).numpy()[0])
+
+
+def test_replace_pattern():
+    def model(x, w, v):
+        return graphc.relu(x @ w) + graphc.relu(x @ v) * 2
+
+    def pattern(a, b):
+        return graphc.relu(a @ b)
+
+    def replacement(a, b):
+        return graphc.clamp(a @ b, min=0.0)
+
+    gm = graphc.trace(model, TensorSpec((3, 4)), TensorSpec((4, 5)), TensorSpec((4, 5)))
+    matches = replace_pattern(gm, pattern, replacement)
+    assert len(matches) == 2 and "relu" not in ops_in(gm) and ops_in(gm).count("clamp") == 2
+    gm.graph.lint(gm)
+    x, w, v = graphc.randn(3, 4), graphc.randn(4, 5), graphc.randn(4, 5)
+    same_values(gm, model, x, w, v)
+
+
+def test_replace_pattern_leaves_matches_whose_intermediates_are_used():
+    def model(x, w):
+        y = x @ w
+        return graphc.relu(y), y
+
+    gm = graphc.trace(model, TensorSpec((2, 2)), TensorSpec((2, 2)))
+    assert replace_pattern(gm, lambda a, b: graphc.relu(a @ b),
+                           lambda a, b: graphc.clamp(a @ b, min=0.0)) == []
+
+
+def test_memory_plan_reuses_buffers_and_writes_in_place():
+    def f(x):
+        a = x.exp()          # dies at b: b can write over it
+        b = a * 2
+        c = b.sin() + x      # b dies here too
+        t = c.T              # a view keeps c alive until d
+        d = t.sum()
+        return d
+
+    gm = graphc.trace(f, TensorSpec((64, 64)))
+    plan = plan_memory(gm)
+    assert plan.in_place == {"mul": "exp", "sin": "mul", "add": "sin"}
+    assert plan.buffer_sizes == [64 * 64 * 4] and plan.unplanned_bytes == 4 * 64 * 64 * 4
+    sum_index = gm.graph.nodes.index(next(n for n in gm.graph.nodes if n.name == "sum"))
+    assert plan.live["add"] == (4, sum_index)  # the permute view keeps add alive until sum
+    assert "sum" not in plan.assignment and "permute" not in plan.assignment
+    assert str(plan).startswith("4 intermediates in 1 buffers: 16384 bytes (without reuse 65536)")
+
+
+def test_memory_plan_does_not_reuse_a_buffer_that_is_still_live():
+    def f(x):
+        a = x.exp()
+        b = x.sin()      # a is still needed: b cannot take its buffer
+        c = a * b
+        return c.sum()
+
+    plan = plan_memory(graphc.trace(f, TensorSpec((8,))))
+    assert plan.assignment["exp"] != plan.assignment["sin"]
+    assert plan.in_place == {"mul": "exp"}
+
+
+def test_pass_manager_history_and_user_passes():
+    calls = []
+
+    def count_nodes(gm):
+        calls.append(len(gm.graph.nodes))
+        return False
+
+    pm = PassManager.default()
+    pm.insert(0, count_nodes)
+    gm = graphc.trace(lambda x: F.softmax(x * 1.0, -1).sum(), TensorSpec((2, 3)))
+    history = pm.run(gm, check_inputs=(graphc.randn(2, 3),))
+    names = [r.name for r in history.records]
+    assert names == ["count_nodes", "decompose", "simplify", "cse", "fold_constants", "dce",
+                     "refresh_shapes"]
+    dec = history.records[1]
+    assert dec.changed and dec.nodes_after > dec.nodes_before and "+  %amax" in dec.diff
+    assert "-  %softmax" in dec.diff and history.records[2].changed  # x * 1.0 removed
+    assert calls == [history.records[0].nodes_before]
+    text = history.format(ir=True)
+    assert "decompose" in text and "ms" in text and "+  %exp" in text
+
+
+def test_check_mode_catches_a_pass_that_changes_the_result():
+    def wrong(gm):
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and n.target is OPS.exp:
+                n.target = OPS.sin
+                return True
+        return False
+
+    gm = graphc.trace(lambda x: x.exp() + 1, TensorSpec((4,)))
+    with pytest.raises(PassCheckError, match="after pass wrong: output 0 differs"):
+        PassManager([wrong]).run(gm, check_inputs=(graphc.randn(4),))
+
+
+def test_check_mode_catches_a_pass_that_breaks_the_graph():
+    def break_links(gm):
+        node = next(n for n in gm.graph.nodes if n.op == "call_function")
+        gm.graph.nodes.remove(node)
+        gm.graph.nodes.insert(0, node)
+        return True
+
+    gm = graphc.trace(lambda x: x.exp() + 1, TensorSpec((4,)))
+    with pytest.raises(GraphError, match="before it is defined"):
+        PassManager([break_links]).run(gm, check_inputs=(graphc.randn(4),))
+
+
+def test_refresh_shapes_reruns_meta():
+    gm = graphc.trace(lambda x: x.sum(0), TensorSpec((3, 4)))
+    out = gm.graph.output_node.args[0]
+    out.meta["shape"] = (99,)
+    assert refresh_shapes(gm) and out.meta["shape"] == (4,)
+    assert not refresh_shapes(gm)
+
+
+def test_interpreter_agrees_after_the_default_pipeline_on_models():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4).eval(), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval()
+    x = graphc.randn(2, 3, 8, 8)
+    gm = graphc.trace(model, x)
+    PassManager.default().run(gm, check_inputs=(x,), rtol=1e-4, atol=1e-5)
+    with graphc.no_grad():
+        np.testing.assert_allclose(Interpreter(gm).run(x).numpy(), model(x).numpy(), rtol=1e-4,
+                                   atol=1e-5)
