@@ -34,3 +34,4 @@ def test_demo_runs_and_shows_each_part():
     assert "eager:" in out and "ms per call" in out
     assert "device='meta', size=(8, 128, 256)" in out
     assert "graph(%x : f32[8, 128, 256]):" in out and "differs from eager by 0.0e+00" in out
+    assert "9 kernels; intermediate traffic" in out and "call_module[fused_8]" in out

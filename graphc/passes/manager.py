@@ -117,10 +117,13 @@ class PassManager:
 
     def run(self, gm: GraphModule, check_inputs: tuple | None = None, seed: int = 0,
             rtol: float = 1e-5, atol: float = 1e-5) -> PassHistory:
-        """Run every pass on ``gm``; with ``check_inputs`` (or GRAPHC_DEBUG >= 1), lint after
-        each pass and compare the Interpreter's output with the one before any pass."""
+        """Run every pass on ``gm``; with ``check_inputs`` (or GRAPHC_DEBUG >= 1, with random
+        inputs), lint after each pass and compare the Interpreter's output with the one
+        before any pass. GRAPHC_DEBUG >= 2 prints the history with each pass's IR diff."""
         import graphc
 
+        if check_inputs is None and debug_level() >= 1:
+            check_inputs = random_inputs(gm, seed)  # debug mode checks with random data
         check = check_inputs is not None
         expected = None
         if check:
@@ -153,6 +156,24 @@ class PassManager:
         if debug_level() >= 2:
             print(history.format(ir=True))
         return history
+
+
+def random_inputs(gm: GraphModule, seed: int = 0) -> tuple:
+    """Random inputs with the placeholders' recorded shapes and dtypes."""
+    import graphc
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for node in gm.graph.placeholders:
+        shape, dtype = node.meta["shape"], node.meta["dtype"]
+        if dtype.is_floating_point:
+            values = rng.standard_normal(shape)
+        elif dtype is graphc.bool_:
+            values = rng.random(shape) < 0.5
+        else:
+            values = rng.integers(0, 3, shape)
+        out.append(graphc.tensor(values, dtype=dtype))
+    return tuple(out)
 
 
 def debug_level() -> int:

@@ -305,3 +305,20 @@ def test_interpreter_agrees_after_the_default_pipeline_on_models():
     with graphc.no_grad():
         np.testing.assert_allclose(Interpreter(gm).run(x).numpy(), model(x).numpy(), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_debug_mode_checks_every_pass_with_random_inputs(monkeypatch, capsys):
+    def wrong(gm):
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and n.target is OPS.exp:
+                n.target = OPS.sin
+                return True
+        return False
+
+    monkeypatch.setenv("GRAPHC_DEBUG", "2")
+    gm = graphc.trace(lambda x: x.exp() * 1.0, TensorSpec((4,)))
+    PassManager.default().run(gm)
+    assert "simplify" in capsys.readouterr().out  # the history is printed
+    gm = graphc.trace(lambda x: x.exp() + 1, TensorSpec((4,)))
+    with pytest.raises(PassCheckError, match="after pass wrong"):
+        PassManager([wrong]).run(gm)

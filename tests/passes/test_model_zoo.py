@@ -1,0 +1,27 @@
+"""The default pipeline and fusion on the model zoo of the tracing tests: every pass lints
+and keeps the outputs; the fused graph equals eager."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.passes import PassManager, fuse
+from tests.trace.test_trace import MODELS
+
+
+@pytest.mark.parametrize("name, make, shape", [m for m in MODELS if m[0] != "cnn_bn_train"],
+                         ids=[m[0] for m in MODELS if m[0] != "cnn_bn_train"])
+def test_pipeline_and_fusion_on_models(name, make, shape):
+    graphc.manual_seed(0)
+    model = make()
+    x = graphc.randn(*shape)
+    gm = graphc.trace(model, x)
+    history = PassManager.default().run(gm, check_inputs=(x,), rtol=1e-4, atol=1e-5)
+    assert history.records[0].changed or name == "mlp"
+    plan = fuse(gm)
+    gm.graph.lint(gm, require_meta=True)
+    assert plan.kernels
+    with graphc.no_grad():
+        np.testing.assert_allclose(gm(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
