@@ -21,6 +21,7 @@ from typing import Any
 
 from ..dtype import dtype as DType
 from ..nn.module import Module
+from ..nn.parameter import Parameter
 from ..ops.dispatch import dispatch
 from ..ops.registry import OPS
 from ..tensor import Tensor
@@ -135,7 +136,7 @@ class GraphModule(Module):
             owner = owner._modules[part]
         if isinstance(value, Module):
             owner.add_module(last, value)
-        elif type(value).__name__ == "Parameter" and isinstance(value, Tensor):
+        elif isinstance(value, Parameter):
             owner.register_parameter(last, value)
         elif isinstance(value, Tensor):
             # constants the compiler made are not part of the model's state

@@ -412,11 +412,12 @@ def _index_put_grad(ctx, g):
     indices = [ctx.input(i) for i in range(2, len(ctx.node.input_meta))]  # self may have changed
     spec = ctx.attrs["spec"]
     g_self = g if ctx.attrs["accumulate"] else F.index_put(g, index_key(spec, indices), 0.0)
-    g_values = dispatch_index(g, indices, spec) if ctx.needs(1) else None
+    g_values = _take(g, indices, spec) if ctx.needs(1) else None
     return (g_self, g_values, *(None for _ in indices))
 
 
-def dispatch_index(x, indices, spec):
+def _take(x, indices, spec):
+    """x[key] for an index spec (the ``index`` op)."""
     from .dispatch import dispatch
     from .registry import OPS
 
