@@ -447,7 +447,8 @@ register(name="index_select", inputs=("self", "index"), kernel=_index_select,
          dtypes=ALL, samples=_index_samples("index_select"), grad=_index_select_grad)
 register(name="masked_fill", inputs=("self", "mask", "value"),
          kernel=lambda x, mask, value: np.where(mask, value, x), dtype_rule=_masked_fill_rule,
-         shape_rule=_masked_fill_shape, dtypes=ALL, samples=_index_samples("masked_fill"),
+         shape_rule=_masked_fill_shape, flags={Flag.ELEMENTWISE}, dtypes=ALL,
+         samples=_index_samples("masked_fill"),
          grad=_masked_fill_grad,
          doc="value where mask is true (self and mask broadcast)")
 register(name="index", inputs=("self", "*indices"), kernel=_index, dtype_rule=_index_rule,

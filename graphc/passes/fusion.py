@@ -125,6 +125,7 @@ def _reduction_info(node: Node) -> tuple[tuple, tuple, bool]:
     shape = tuple(src.meta["shape"])
     dim = node.kwargs.get("dim")
     dims = reduce_dims(node.target.name, (dim,) if isinstance(dim, int) else dim, len(shape))
+    dims = tuple(d for d in dims if d < len(shape))  # a 0-d tensor's dim 0 is no dim
     row = bool(dims) and dims == tuple(range(len(shape) - len(dims), len(shape)))
     return shape, dims, row
 

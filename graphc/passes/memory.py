@@ -47,6 +47,25 @@ def _root(node: Node) -> Node:
     return node
 
 
+def _kernel_output(n: Node) -> bool:
+    """An output of a multi-output kernel (``call[k]`` of a call_module)."""
+    return n.op == "call_method" and n.target == "__getitem__" \
+        and isinstance(n.args[0], Node) and n.args[0].op == "call_module"
+
+
+def _read_in_place(kernel, position: int) -> bool:
+    """Whether a kernel reads its input ``position`` only at the element it writes (so it
+    may write its output over that input): no view of it, no broadcast."""
+    graph = getattr(kernel, "graph", None)
+    if graph is None:
+        return False
+    p = graph.placeholders[position]
+    out = graph.output_node.args[0]
+    shape = tuple(out.meta["shape"]) if isinstance(out, Node) else None
+    return tuple(p.meta.get("shape", ())) == shape and all(
+        u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)
+
+
 def plan_memory(gm: GraphModule) -> MemoryPlan:
     nodes = gm.graph.nodes
     index = {n: i for i, n in enumerate(nodes)}
@@ -56,26 +75,36 @@ def plan_memory(gm: GraphModule) -> MemoryPlan:
         for i in n.all_input_nodes:
             r = _root(i)
             last_use[r] = max(last_use.get(r, 0), index[n])
-    plannable = [n for n in nodes if n.op in ("call_function", "call_module")
-                 and _root(n) is n and n not in outputs and "shape" in n.meta
-                 and not (n.op == "call_function" and Flag.MUTATES in n.target.flags)]
+
+    def plannable(n: Node) -> bool:
+        return _root(n) is n and n not in outputs and "shape" in n.meta and not (
+            n.op == "call_function" and Flag.MUTATES in n.target.flags)
+
+    # values in the order they are made; a multi-output kernel makes all of them at once
+    made: list[tuple[Node, int]] = []
+    for n in nodes:
+        if n.op == "call_module" and "shape" not in n.meta:
+            made += [(u, index[n]) for u in sorted(n.users, key=index.__getitem__)
+                     if _kernel_output(u) and plannable(u)]
+        elif n.op in ("call_function", "call_module") and plannable(n):
+            made.append((n, index[n]))
     plan = MemoryPlan()
     free: list[int] = []
     holder: dict[Node, int] = {}
-    for n in plannable:
-        i = index[n]
+    for n, i in made:
         for value, buf in list(holder.items()):  # buffers whose value died before n
             if last_use.get(value, index[value]) < i and buf not in free:
                 free.append(buf)
                 del holder[value]
         size = nbytes(n)
         buf = None
-        if kind_of(n) == "elementwise" or (n.op == "call_module" and getattr(
-                gm.graph.module_at(n.target), "kind", "") == "elementwise"):
+        module = gm.graph.module_at(n.target) if n.op == "call_module" else None
+        if kind_of(n) == "elementwise" or getattr(module, "kind", "") == "elementwise":
             for inp in n.all_input_nodes:  # write over an input that dies here
                 r = _root(inp)
                 if r in holder and last_use.get(r) == i and nbytes(r) == size \
-                        and r.meta.get("dtype") is n.meta.get("dtype") and r is inp:
+                        and r.meta.get("dtype") is n.meta.get("dtype") and r is inp \
+                        and (module is None or _read_in_place(module, n.args.index(inp))):
                     buf = holder.pop(r)
                     plan.in_place[n.name] = r.name
                     break

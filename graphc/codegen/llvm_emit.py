@@ -1,0 +1,549 @@
+"""LLVM emission: kernel IR to LLVM IR, and the program's ``main`` around the kernels.
+
+Every buffer is reached through the program's pointer table (``i8** ptrs``; slot k holds
+the address of buffer k's first element). A kernel becomes one function per top-level
+statement (a *stage*):
+
+    void stage(i8** ptrs, i64 start, i64 end, i32* err, i64 tid)
+
+A parallel stage runs its outer loop over ``[start, end)``; the program splits that range
+over threads (``parallel_for``, pthreads). ``main`` calls the stages in order and the
+fallbacks (numpy kernels, through a callback in the pointer table), and returns the first
+nonzero error code:
+
+    i32 main(i8** ptrs)
+
+Fast-math policy (per op, no global flags): sums and products of floats carry
+``reassoc`` so they vectorize (the order of additions differs from numpy's pairwise
+summation; float32 sums accumulate in float64, so the result stays within a few ULPs of
+float32); float max/min reductions use ``maxnum`` with ``nnan nsz`` plus a separate
+"any nan" reduction, so nan still propagates; the math library uses FMA where it only
+rounds less. Everything else is IEEE: no ``nnan``, ``ninf`` or ``afn``.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from .. import dtype as dt
+from .emitters import I1, I8, I32, I64, Scalar, convert, lltype, memtype
+from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, Const, Gemm, Kernel, Load,
+                        Loop, Reduce, Store, Unravel)
+from .target import PREFIX
+
+I8P = I8.as_pointer()
+I8PP = I8P.as_pointer()
+VOID = ir.VoidType()
+STAGE_TYPE = ir.FunctionType(VOID, [I8PP, I64, I64, I32.as_pointer(), I64])
+CALLBACK_TYPE = ir.FunctionType(I32, [I64])
+MAX_THREADS = 64
+REDUCE_FLAGS = ("reassoc", "contract")
+
+_DTYPE_OF = {I1: dt.bool_, I32: dt.int32, I64: dt.int64,
+             ir.FloatType(): dt.float32, ir.DoubleType(): dt.float64}
+
+
+def dtype_of(ty: ir.Type) -> dt.dtype:
+    return _DTYPE_OF[ty]
+
+
+def c64(v: int) -> ir.Constant:
+    return ir.Constant(I64, int(v))
+
+
+def constant(value, d: dt.dtype) -> ir.Constant:
+    if d is dt.bool_:
+        return ir.Constant(I1, int(bool(value)))
+    if d.is_floating_point:
+        return ir.Constant(lltype(d), float(value))
+    return ir.Constant(lltype(d), int(value))
+
+
+class Stage:
+    """One function of the program: a kernel's top-level statement."""
+
+    def __init__(self, kernel: Kernel, index: int, stmts: list):
+        self.kernel = kernel
+        self.stmts = stmts
+        self.symbol = f"{PREFIX}{kernel.name}_{index}"
+        first = stmts[0]
+        self.parallel = isinstance(first, Loop) and first.parallel
+        self.extent = first.var.extent if self.parallel else 1
+        self.work = sum(_work(s) for s in stmts)
+
+
+def _work(stmt) -> int:
+    """Roughly how many element operations a statement performs."""
+    if isinstance(stmt, Loop):
+        return stmt.var.extent * sum(_work(s) for s in stmt.body)
+    if isinstance(stmt, Reduce):
+        n = 1
+        for v in stmt.loops:
+            n *= v.extent
+        return n * (len(stmt.accs) + len(stmt.side))
+    if isinstance(stmt, Gemm):
+        return stmt.m * stmt.n * stmt.k
+    return 1
+
+
+class FunctionEmitter:
+    """Emits one stage: loops, index arithmetic, expressions, stores."""
+
+    def __init__(self, module: ir.Module, stage: Stage, blas, sites: dict):
+        self.module = module
+        self.fn = ir.Function(module, STAGE_TYPE, stage.symbol)
+        self.fn.linkage = "internal"
+        self.ptrs, self.start, self.end, self.err_out, self.tid = self.fn.args
+        self.blas = blas
+        self.sites = sites  # id(Apply) -> site number (for error messages)
+        # the entry block holds allocas and buffer pointers; code starts in the next block
+        self.entry = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.b = ir.IRBuilder(self.fn.append_basic_block("start"))
+        self.base: dict[int, ir.Value] = {}
+        self.vars: dict = {TID: self.tid}
+        self.memo: list[dict] = [{}]
+        self.err = self.alloca(I32, "err")
+        self.b.store(ir.Constant(I32, 0), self.err)
+        self.stage = stage
+
+    # ---- plumbing ---------------------------------------------------------------------
+    def alloca(self, ty, name: str):
+        return self.entry.alloca(ty, name=name)
+
+    def pointer(self, slot: int, d: dt.dtype):
+        """Buffer ``slot`` as a typed pointer (loaded once, in the entry block)."""
+        key = (slot, d)
+        if key not in self.base:
+            e = self.entry
+            raw = e.load(e.gep(self.ptrs, [c64(slot)], inbounds=True), name=f"buf{slot}")
+            self.base[key] = e.bitcast(raw, memtype(d).as_pointer())
+        return self.base[key]
+
+    def index(self, idx) -> ir.Value:
+        b = self.b
+        if isinstance(idx, Affine):
+            acc = c64(idx.offset)
+            for var, stride in idx.terms:
+                term = self.vars[var] if stride == 1 else b.mul(self.vars[var], c64(stride))
+                acc = b.add(acc, term)
+            return acc
+        assert isinstance(idx, Unravel)
+        flat = self.index(idx.flat)
+        acc = c64(idx.offset)
+        for n, s in zip(reversed(idx.shape), reversed(idx.strides)):
+            if n != 1 and s != 0:
+                digit = b.urem(flat, c64(n))
+                acc = b.add(acc, b.mul(digit, c64(s)))
+            if n != 1:
+                flat = b.udiv(flat, c64(n))
+        return acc
+
+    def address(self, ref, idx):
+        return self.b.gep(self.pointer(ref.slot, ref.dtype), [self.index(idx)], inbounds=True)
+
+    def load(self, ref, idx) -> ir.Value:
+        v = self.b.load(self.address(ref, idx), align=ref.dtype.itemsize)
+        if ref.dtype is dt.bool_:
+            return self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+        return v
+
+    def store(self, ref, idx, value, value_dtype: dt.dtype) -> None:
+        value = convert(self.b, value, value_dtype, ref.dtype)
+        if ref.dtype is dt.bool_:
+            value = self.b.zext(value, I8)
+        self.b.store(value, self.address(ref, idx), align=ref.dtype.itemsize)
+
+    # ---- expressions ------------------------------------------------------------------
+    def value(self, e) -> ir.Value:
+        key = id(e)
+        for scope in reversed(self.memo):
+            if key in scope:
+                return scope[key]
+        v = self._compute(e)
+        self.memo[-1][key] = v
+        return v
+
+    def _compute(self, e) -> ir.Value:
+        if isinstance(e, Load):
+            return self.load(e.ref, e.index)
+        if isinstance(e, Const):
+            return constant(e.value, e.dtype)
+        if isinstance(e, AccValue):
+            return self.acc_result(e.acc)
+        assert isinstance(e, Apply), e
+        args = []
+        for k, a in enumerate(e.args):
+            if a is None:
+                args.append(None)
+                continue
+            target = (e.casts[k] if k < len(e.casts) else None) or a.dtype
+            if isinstance(a, Const):
+                args.append(constant(a.value, target))
+            else:
+                args.append(convert(self.b, self.value(a), a.dtype, target))
+        s = Scalar(self.b, e.compute, self.err)
+        s.site = self.sites.get(id(e), 0)
+        r = e.op.emit(s, args, e.attrs)
+        return convert(self.b, r, dtype_of(r.type), e.dtype)
+
+    # ---- statements -------------------------------------------------------------------
+    def emit_body(self, body: list) -> None:
+        pending = []  # evaluate a run of stores' values before storing any (in-place safety)
+        for stmt in body:
+            if isinstance(stmt, Store):
+                pending.append((stmt, self.value(stmt.value)))
+                continue
+            self._flush(pending)
+            if isinstance(stmt, Loop):
+                self.loop(stmt)
+            elif isinstance(stmt, Reduce):
+                self.reduce(stmt)
+            elif isinstance(stmt, AccumStore):
+                self.accum_store(stmt)
+            elif isinstance(stmt, Gemm):
+                self.gemm(stmt)
+            else:
+                raise TypeError(f"unknown kernel statement {stmt!r}")
+        self._flush(pending)
+
+    def _flush(self, pending: list) -> None:
+        for stmt, v in pending:
+            self.store(stmt.ref, stmt.index, v, stmt.value.dtype)
+        pending.clear()
+
+    def counted_loop(self, var, lo, hi, body) -> None:
+        """``for var in [lo, hi): body()`` in the form LLVM's loop passes expect."""
+        b = self.b
+        pre = b.block
+        head = self.fn.append_basic_block(f"{var.name}.loop")
+        done = self.fn.append_basic_block(f"{var.name}.done")
+        b.cbranch(b.icmp_signed("<", lo, hi), head, done)
+        b.position_at_end(head)
+        i = b.phi(I64, name=var.name)
+        i.add_incoming(lo, pre)
+        self.vars[var] = i
+        self.memo.append({})
+        body()
+        self.memo.pop()
+        nxt = b.add(i, c64(1), name=f"{var.name}.next", flags=["nsw", "nuw"])
+        i.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
+        b.position_at_end(done)
+        del self.vars[var]
+
+    def loop(self, stmt: Loop) -> None:
+        if stmt.parallel and self.stage.parallel and stmt is self.stage.stmts[0]:
+            lo, hi = self.start, self.end
+        else:
+            lo, hi = c64(0), c64(stmt.var.extent)
+        self.counted_loop(stmt.var, lo, hi, lambda: self.emit_body(stmt.body))
+
+    def nest(self, loops: list, body) -> None:
+        if not loops:
+            body()
+            return
+        self.counted_loop(loops[0], c64(0), c64(loops[0].extent),
+                          lambda: self.nest(loops[1:], body))
+
+    # ---- reductions -------------------------------------------------------------------
+    def reduce(self, stmt: Reduce) -> None:
+        for acc in stmt.accs:
+            self.init_acc(acc)
+        position = None
+        if any(a.kind in ("argmax", "argmin") for a in stmt.accs):
+            position = stmt.loops
+
+        def body():
+            for acc in stmt.accs:
+                self.update_acc(acc, position)
+            self.emit_body(list(stmt.side))
+        self.nest(list(stmt.loops), body)
+
+    def init_acc(self, acc: Acc) -> None:
+        from .schedule import identity
+
+        slots = {}
+        if acc.kind in ("argmax", "argmin"):
+            vdt = acc.value.dtype
+            slots["best"] = self.alloca(lltype(vdt), f"{acc.name}.best")
+            slots["index"] = self.alloca(I64, f"{acc.name}.index")
+            self.b.store(constant(0, vdt), slots["best"])
+            self.b.store(c64(-1), slots["index"])
+        else:
+            slots["acc"] = self.alloca(lltype(acc.acc_dtype), f"{acc.name}.acc")
+            self.b.store(constant(identity(acc.kind, acc.acc_dtype), acc.acc_dtype), slots["acc"])
+            if acc.kind in ("max", "min") and acc.acc_dtype.is_floating_point:
+                slots["nan"] = self.alloca(I1, f"{acc.name}.nan")
+                self.b.store(ir.Constant(I1, 0), slots["nan"])
+        acc.llvm_slots = slots  # this emission's storage for the accumulator
+
+    def update_acc(self, acc: Acc, loops) -> None:
+        b, slots = self.b, acc.llvm_slots
+        x = self.value(acc.value)
+        if acc.kind in ("argmax", "argmin"):
+            vdt = acc.value.dtype
+            pos = c64(0)
+            for var in loops or ():
+                pos = b.add(b.mul(pos, c64(var.extent)), self.vars[var])
+            best, idx = b.load(slots["best"]), b.load(slots["index"])
+            s = Scalar(b, vdt)
+            better = s.cmp(">" if acc.kind == "argmax" else "<", x, best)
+            first = b.icmp_signed("<", idx, c64(0))
+            if vdt.is_floating_point:  # the first nan wins, as in numpy
+                x_nan, best_nan = b.fcmp_unordered("uno", x, x), b.fcmp_unordered("uno", best, best)
+                better = b.and_(b.not_(best_nan), b.or_(x_nan, better))
+            take = b.or_(first, better)
+            b.store(b.select(take, x, best), slots["best"])
+            b.store(b.select(take, pos, idx), slots["index"])
+            return
+        x = convert(b, x, acc.value.dtype, acc.acc_dtype)
+        cur = b.load(slots["acc"])
+        b.store(self.combine(acc.kind, acc.acc_dtype, cur, x, reduction=True), slots["acc"])
+        if "nan" in slots:
+            seen = b.or_(b.load(slots["nan"]), b.fcmp_unordered("uno", x, x))
+            b.store(seen, slots["nan"])
+
+    def combine(self, kind: str, d: dt.dtype, cur, x, reduction: bool):
+        b = self.b
+        if d.is_floating_point:
+            if kind in ("sum", "prod"):
+                v = b.fadd(cur, x) if kind == "sum" else b.fmul(cur, x)
+                v.flags.extend(REDUCE_FLAGS)
+                return v
+            if kind in ("max", "min"):
+                s = Scalar(b, d)
+                if reduction:  # nan is tracked separately (see init_acc)
+                    return s.math.intrinsic("maxnum" if kind == "max" else "minnum", cur, x,
+                                            fastmath=("nnan", "nsz"))
+                return s.intrinsic("maximum" if kind == "max" else "minimum", cur, x)
+        if d is dt.bool_:
+            if kind in ("all", "prod", "min"):
+                return b.and_(cur, x)
+            return b.or_(cur, x)
+        if kind == "sum":
+            return b.add(cur, x)
+        if kind == "prod":
+            return b.mul(cur, x)
+        if kind in ("max", "min"):
+            pick = b.icmp_signed(">" if kind == "max" else "<", x, cur)
+            return b.select(pick, x, cur)
+        raise ValueError(f"cannot combine {kind} of {d}")
+
+    def acc_result(self, acc: Acc) -> ir.Value:
+        b, slots = self.b, acc.llvm_slots
+        if acc.kind in ("argmax", "argmin"):
+            idx = b.load(slots["index"])
+            return convert(b, b.select(b.icmp_signed("<", idx, c64(0)), c64(0), idx),
+                           dt.int64, acc.out_dtype)
+        v = b.load(slots["acc"])
+        if "nan" in slots:
+            v = b.select(b.load(slots["nan"]), ir.Constant(v.type, float("nan")), v)
+        return convert(b, v, acc.acc_dtype, acc.out_dtype)
+
+    def accum_store(self, stmt: AccumStore) -> None:
+        ptr = self.address(stmt.ref, stmt.index)
+        d = stmt.ref.dtype
+        cur = self.b.load(ptr, align=d.itemsize)
+        if d is dt.bool_:
+            cur = self.b.icmp_unsigned("!=", cur, ir.Constant(I8, 0))
+        x = convert(self.b, self.value(stmt.value), stmt.value.dtype, d)
+        v = self.combine(stmt.kind, d, cur, x, reduction=False)
+        if d is dt.bool_:
+            v = self.b.zext(v, I8)
+        self.b.store(v, ptr, align=d.itemsize)
+
+    # ---- BLAS ---------------------------------------------------------------------------
+    def gemm(self, g: Gemm) -> None:
+        fn = self.blas.declare(self.module, g.c.dtype)
+        b = self.b
+        fty = lltype(g.c.dtype)
+        row_major, no_trans, trans = 101, 111, 112
+        n = ir.IntType(self.blas.int_bits)
+        args = [ir.Constant(I32, row_major),
+                ir.Constant(I32, trans if g.trans_a else no_trans),
+                ir.Constant(I32, trans if g.trans_b else no_trans),
+                ir.Constant(n, g.m), ir.Constant(n, g.n), ir.Constant(n, g.k),
+                ir.Constant(fty, 1.0), self.address(g.a, g.a_index), ir.Constant(n, g.lda),
+                self.address(g.b, g.b_index), ir.Constant(n, g.ldb), ir.Constant(fty, 0.0),
+                self.address(g.c, g.c_index), ir.Constant(n, g.ldc)]
+        b.call(fn, args)
+
+    # ---- the function -------------------------------------------------------------------
+    def emit(self) -> ir.Function:
+        self.emit_body(list(self.stage.stmts))
+        self.b.store(self.b.load(self.err), self.err_out)
+        self.b.ret_void()
+        self.entry.branch(self.fn.blocks[1])
+        return self.fn
+
+
+# ---- the program ------------------------------------------------------------------------
+
+class ProgramEmitter:
+    """The module of one compiled graph: every stage, ``parallel_for`` and ``main``."""
+
+    def __init__(self, name: str, triple: str, data_layout: str, threads: int,
+                 parallel_threshold: int, blas):
+        self.module = ir.Module(name)
+        self.module.triple = triple
+        self.module.data_layout = data_layout
+        self.threads = max(1, min(threads, MAX_THREADS))
+        self.threshold = parallel_threshold
+        self.blas = blas
+        self.steps: list = []  # ("stage", Stage) or ("callback", step number)
+        self.sites: dict[int, int] = {}
+        self._parallel_for = None
+
+    def add_kernel(self, kernel: Kernel, sites: dict) -> list[Stage]:
+        # a parallel loop is a stage of its own; serial statements in between share one
+        # (a reduction's accumulator and the store that reads it must be in one function)
+        groups: list[list] = []
+        for stmt in kernel.body:
+            if isinstance(stmt, Loop) and stmt.parallel:
+                groups.append([stmt])
+            elif groups and not (isinstance(groups[-1][0], Loop) and groups[-1][0].parallel):
+                groups[-1].append(stmt)
+            else:
+                groups.append([stmt])
+        stages = [Stage(kernel, k, g) for k, g in enumerate(groups)]
+        for st in stages:
+            FunctionEmitter(self.module, st, self.blas, sites).emit()
+            self.steps.append(("stage", st))
+        return stages
+
+    def add_callback(self, number: int, slot: int) -> None:
+        self.steps.append(("callback", (number, slot)))
+
+    def runs_parallel(self, st: Stage) -> bool:
+        return st.parallel and self.threads > 1 and st.extent > 1 and st.work >= self.threshold
+
+    def finish(self) -> str:
+        main = ir.Function(self.module, ir.FunctionType(I32, [I8PP]), PREFIX + "main")
+        ptrs = main.args[0]
+        b = ir.IRBuilder(main.append_basic_block("entry"))
+        err = b.alloca(I32, name="err")
+        fail = main.append_basic_block("fail")
+        for kind, what in self.steps:
+            if kind == "stage":
+                fn = self.module.globals[what.symbol]
+                if self.runs_parallel(what):
+                    code = b.call(self.parallel_for(), [fn, ptrs, c64(what.extent),
+                                                        c64(self.threads)])
+                else:
+                    b.store(ir.Constant(I32, 0), err)
+                    b.call(fn, [ptrs, c64(0), c64(what.extent), err, c64(0)])
+                    code = b.load(err)
+            else:
+                number, slot = what
+                raw = b.load(b.gep(ptrs, [c64(slot)], inbounds=True))
+                code = b.call(b.bitcast(raw, CALLBACK_TYPE.as_pointer()), [c64(number)])
+            ok = main.append_basic_block("ok")
+            b.store(code, err)
+            b.cbranch(b.icmp_signed("!=", code, ir.Constant(I32, 0)), fail, ok)
+            b.position_at_end(ok)
+        b.ret(ir.Constant(I32, 0))
+        b.position_at_end(fail)
+        b.ret(b.load(err))
+        return str(self.module)
+
+    def parallel_for(self) -> ir.Function:
+        """``i32 parallel_for(stage, ptrs, extent, threads)``: split [0, extent) into
+        ``threads`` chunks, run chunk 0 here and the others on new threads, join, and
+        return the first nonzero error code."""
+        if self._parallel_for is not None:
+            return self._parallel_for
+        m = self.module
+        stage_ptr = STAGE_TYPE.as_pointer()
+        task = ir.LiteralStructType([stage_ptr, I8PP, I64, I64, I32, I64])
+        worker_ty = ir.FunctionType(I8P, [I8P])
+        worker = ir.Function(m, worker_ty, PREFIX + "worker")
+        worker.linkage = "internal"
+        wb = ir.IRBuilder(worker.append_basic_block("entry"))
+        t = wb.bitcast(worker.args[0], task.as_pointer())
+
+        def field(builder, base, k):
+            return builder.gep(base, [ir.Constant(I32, 0), ir.Constant(I32, k)], inbounds=True)
+        wb.call(wb.load(field(wb, t, 0)), [wb.load(field(wb, t, 1)), wb.load(field(wb, t, 2)),
+                                            wb.load(field(wb, t, 3)), field(wb, t, 4),
+                                            wb.load(field(wb, t, 5))])
+        wb.ret(ir.Constant(I8P, None))
+
+        create = ir.Function(m, ir.FunctionType(I32, [I64.as_pointer(), I8P,
+                                                      worker_ty.as_pointer(), I8P]),
+                             "pthread_create")
+        join = ir.Function(m, ir.FunctionType(I32, [I64, I8P.as_pointer()]), "pthread_join")
+
+        fn = ir.Function(m, ir.FunctionType(I32, [stage_ptr, I8PP, I64, I64]),
+                         PREFIX + "parallel_for")
+        fn.linkage = "internal"
+        stage, ptrs, extent, threads = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tasks = b.alloca(ir.ArrayType(task, MAX_THREADS), name="tasks")
+        handles = b.alloca(ir.ArrayType(I64, MAX_THREADS), name="handles")
+        started = b.alloca(ir.ArrayType(I1, MAX_THREADS), name="started")
+        # chunk = ceil(extent / threads), rounded up to 64 iterations (whole cache lines)
+        chunk = b.udiv(b.add(extent, b.sub(threads, c64(1))), threads)
+        chunk = b.and_(b.add(chunk, c64(63)), c64(~63))
+
+        def task_at(builder, k):
+            return builder.gep(tasks, [ir.Constant(I32, 0), k], inbounds=True)
+
+        def spawn_body(builder, k):
+            lo = builder.mul(k, chunk)
+            lo = builder.select(builder.icmp_signed("<", lo, extent), lo, extent)
+            hi = builder.add(lo, chunk)
+            hi = builder.select(builder.icmp_signed("<", hi, extent), hi, extent)
+            tk = task_at(builder, k)
+            for idx, v in enumerate((stage, ptrs, lo, hi, ir.Constant(I32, 0), k)):
+                builder.store(v, field(builder, tk, idx))
+            return lo, hi, tk
+
+        # for k in 1..threads-1: start a thread when its chunk is not empty
+        self._loop(fn, b, c64(1), threads, lambda bb, k: self._spawn(
+            fn, bb, k, spawn_body, handles, started, create, worker))
+        lo, hi, tk0 = spawn_body(b, c64(0))
+        b.call(worker, [b.bitcast(tk0, I8P)])
+        result = b.alloca(I32, name="result")
+        b.store(b.load(field(b, tk0, 4)), result)
+
+        def join_one(bb, k):
+            flag = bb.load(bb.gep(started, [ir.Constant(I32, 0), k], inbounds=True))
+            with bb.if_then(flag):
+                h = bb.load(bb.gep(handles, [ir.Constant(I32, 0), k], inbounds=True))
+                bb.call(join, [h, ir.Constant(I8P.as_pointer(), None)])
+            code = bb.load(field(bb, task_at(bb, k), 4))
+            cur = bb.load(result)
+            bb.store(bb.select(bb.icmp_signed("==", cur, ir.Constant(I32, 0)), code, cur), result)
+        self._loop(fn, b, c64(1), threads, join_one)
+        b.ret(b.load(result))
+        self._parallel_for = fn
+        return fn
+
+    def _spawn(self, fn, b, k, spawn_body, handles, started, create, worker):
+        lo, hi, tk = spawn_body(b, k)
+        flag_ptr = b.gep(started, [ir.Constant(I32, 0), k], inbounds=True)
+        b.store(ir.Constant(I1, 0), flag_ptr)
+        with b.if_then(b.icmp_signed("<", lo, hi)):
+            h = b.gep(handles, [ir.Constant(I32, 0), k], inbounds=True)
+            rc = b.call(create, [h, ir.Constant(I8P, None), worker, b.bitcast(tk, I8P)])
+            ok = b.icmp_signed("==", rc, ir.Constant(I32, 0))
+            with b.if_else(ok) as (then, otherwise):
+                with then:
+                    b.store(ir.Constant(I1, 1), flag_ptr)
+                with otherwise:  # no thread available: run the chunk here
+                    b.call(worker, [b.bitcast(tk, I8P)])
+
+    @staticmethod
+    def _loop(fn, b, lo, hi, body) -> None:
+        pre = b.block
+        head = fn.append_basic_block("t.loop")
+        done = fn.append_basic_block("t.done")
+        b.cbranch(b.icmp_signed("<", lo, hi), head, done)
+        b.position_at_end(head)
+        k = b.phi(I64)
+        k.add_incoming(lo, pre)
+        body(b, k)
+        nxt = b.add(k, c64(1))
+        k.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
+        b.position_at_end(done)

@@ -1,0 +1,304 @@
+"""Running a compiled graph: one native call per run.
+
+``compile_graph(gm, *example_inputs)`` runs the passes and the fusion planner on a copy
+of ``gm``, lowers it for the example inputs' layouts and JIT-compiles the program. The
+returned ``CompiledGraph`` is called like the graph; inputs with another layout (shape,
+strides, dtype) compile another specialisation.
+
+A call fills the pointer table (inputs, weights, fresh outputs), calls ``main`` once and
+wraps the outputs; intermediate buffers and scratch are allocated once per specialisation
+and reused. Nothing runs in Python per kernel, except the fallbacks ``explain()`` lists.
+
+    cg = compile_graph(gm, x)
+    y = cg(x)
+    print(cg.explain())
+    print(cg.dump("asm"))
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+import numpy as np
+
+from .. import dtype as dt
+from ..errors import OpValueError
+from ..ir.graph_module import GraphModule, fetch
+from ..ir.interpreter import Interpreter
+from ..ir.node import Node, map_arg
+from ..tensor import Storage, Tensor
+from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
+from .program import Program, lower
+from .target import PREFIX, compile_ir
+
+MAIN_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
+CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
+ERR_CALLBACK = 1 << 30  # a fallback raised; the exception is re-raised after main returns
+ALIGN = 64
+
+DUMP_STAGES = ("graph", "kernels", "llvm", "llvm_opt", "asm")
+
+
+def _aligned_empty(nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    skip = (-raw.__array_interface__["data"][0]) % ALIGN
+    return raw[skip:skip + nbytes]
+
+
+def _owner(root, target: str):
+    """The module holding attribute ``target`` and the attribute's name (None if absent)."""
+    *path, attr = target.split(".")
+    try:
+        return (fetch(root, ".".join(path)) if path else root), attr
+    except AttributeError:
+        return None, attr
+
+
+def _address(t: Tensor) -> int:
+    return t._storage.data_ptr() + t._offset * t._storage.dtype.itemsize
+
+
+class Specialization:
+    """A program compiled for one input signature, with its buffers."""
+
+    def __init__(self, gm: GraphModule, source: GraphModule, program: Program, compiled,
+                 seconds: float):
+        self.gm = gm
+        self.program = program
+        self.compiled = compiled
+        self.compile_seconds = seconds
+        self.main = MAIN_TYPE(compiled.addresses[PREFIX + "main"])
+        slots = program.slots
+        self.table = (ctypes.c_void_p * max(len(slots), 1))()
+        self.table_address = ctypes.addressof(self.table)
+        self.lock = threading.Lock()
+        self.inputs = [(k, s.index) for k, s in enumerate(slots) if s.kind == "input"]
+        self.params = []  # (slot, owner module, attribute, tensor it was compiled with)
+        self.arrays: dict[int, np.ndarray] = {}  # slot -> flat bytes (buffers, scratch)
+        self.output_slots = [(k, s.nbytes) for k, s in enumerate(slots) if s.kind == "output"]
+        for k, s in enumerate(slots):
+            if s.kind == "param":  # watched where the user sees it: the source module
+                tensor = fetch(gm, s.target)
+                owner, attr = _owner(source, s.target)
+                if owner is None or getattr(owner, attr, None) is not tensor:
+                    owner, attr = _owner(gm, s.target)  # made by a pass (a folded constant)
+                self.params.append((k, owner, attr, tensor))
+            elif s.kind in ("buffer", "scratch"):
+                self.arrays[k] = _aligned_empty(s.nbytes)
+                self.table[k] = self.arrays[k].__array_interface__["data"][0]
+            elif s.kind == "callback":
+                self._callback = CALLBACK_TYPE(self._run_fallback)
+                self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
+        self.interpreter = Interpreter(gm)
+        self._error: BaseException | None = None
+        self._call_inputs: tuple = ()
+        self._call_outputs: dict[int, np.ndarray] = {}
+        self._env: dict[Node, object] = {}
+
+    # ---- one call ------------------------------------------------------------------------
+    def run(self, inputs: tuple):
+        with self.lock:
+            table = self.table
+            for slot, k in self.inputs:
+                table[slot] = _address(inputs[k])
+            for slot, owner, attr, tensor in self.params:
+                current = getattr(owner, attr)
+                if current is not tensor:
+                    raise RuntimeError(
+                        f"compiled graph: attribute {attr!r} was replaced after compiling "
+                        f"(a new tensor, not an in-place update); compile again")
+                table[slot] = _address(tensor)
+            outputs = {}
+            for slot, nbytes in self.output_slots:
+                arr = _aligned_empty(nbytes)
+                outputs[slot] = arr
+                table[slot] = arr.__array_interface__["data"][0]
+            if self.program.fallbacks:
+                self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
+            code = self.main(self.table_address)
+            if code:
+                self._raise(code)
+            return self._outputs(inputs, outputs)
+
+    def _raise(self, code: int):
+        if code == ERR_CALLBACK:
+            error, self._error = self._error, None
+            raise error
+        kind, site = code & ((1 << ERROR_SITE_SHIFT) - 1), code >> ERROR_SITE_SHIFT
+        s = self.program.sites[site - 1] if 0 < site <= len(self.program.sites) else None
+        op = s.op if s else "compiled graph"
+        where = s.location if s else None
+        if kind == ERR_INTEGER_DIVISION:
+            raise OpValueError(op, "integer division by zero", where)
+        if kind == ERR_NEGATIVE_POWER:
+            raise OpValueError(op, "integers to negative integer powers are not allowed; "
+                               "convert the base to float first", where)
+        raise RuntimeError(f"compiled graph failed with error code {code}")
+
+    # ---- values as tensors ---------------------------------------------------------------
+    def _flat(self, slot: int, d: dt.dtype, inputs, outputs) -> tuple[np.ndarray, int]:
+        """A typed flat array over a slot's memory and the element the slot points at."""
+        kind = self.program.slots[slot].kind
+        if kind == "input":
+            t = inputs[self.program.slots[slot].index]
+            return t._storage.array, t._offset
+        if kind == "param":
+            t = next(p[3] for p in self.params if p[0] == slot)
+            return t._storage.array, t._offset
+        raw = outputs[slot] if kind == "output" else self.arrays[slot]
+        usable = raw[:len(raw) - len(raw) % d.itemsize]
+        return usable.view(d.np), 0
+
+    def tensor(self, ref, inputs, outputs) -> Tensor:
+        flat, base = self._flat(ref.slot, ref.dtype, inputs, outputs)
+        storage = Storage(flat, ref.dtype, flat.shape[0])
+        return Tensor._make(storage, ref.shape, ref.strides, base + ref.offset)
+
+    def _value(self, n: Node, inputs, outputs):
+        if n in self._env:
+            return self._env[n]
+        if n.op == "placeholder" and n not in self.program.refs:
+            return inputs[self.gm.graph.placeholders.index(n)]
+        if n.op == "get_attr" and n not in self.program.refs:
+            return fetch(self.gm, n.target)
+        return self.tensor(self.program.refs[n], inputs, outputs)
+
+    def _outputs(self, inputs, outputs):
+        def value(n: Node):
+            if n.op == "placeholder":  # an input returned as it is (as eager returns it)
+                return inputs[self.gm.graph.placeholders.index(n)]
+            if n.op == "get_attr":
+                return fetch(self.gm, n.target)
+            return self._value(n, inputs, outputs)
+        return map_arg(self.program.outputs, value)
+
+    def _run_fallback(self, step: int) -> int:
+        try:
+            _, fb = self.program.steps[step]
+            n = fb.node
+            inputs, outputs = self._call_inputs, self._call_outputs
+            args = map_arg(n.args, lambda a: self._value(a, inputs, outputs))
+            kwargs = map_arg(n.kwargs, lambda a: self._value(a, inputs, outputs))
+            result = getattr(self.interpreter, n.op)(n, args, kwargs)
+            if n in self.program.env_nodes:
+                self._env[n] = result
+                for u in n.users:
+                    if u in self.program.refs and u.op == "call_method":
+                        self._store(u, result[u.args[1]], inputs, outputs)
+            else:
+                self._store(n, result, inputs, outputs)
+            return 0
+        except BaseException as e:  # re-raised by run() with its traceback
+            self._error = e
+            return ERR_CALLBACK
+
+    def _store(self, n: Node, result, inputs, outputs) -> None:
+        dst = self.tensor(self.program.refs[n], inputs, outputs)
+        if not isinstance(result, Tensor):
+            raise TypeError(f"%{n.name}: expected a tensor from the fallback, got "
+                            f"{type(result).__name__}")
+        np.copyto(dst.numpy(), result.numpy(), casting="unsafe")
+
+
+class CompiledGraph:
+    """A graph compiled to native code; call it like the graph."""
+
+    def __init__(self, gm: GraphModule, dump: bool = False, passes=None):
+        self.source = gm
+        self.dump_enabled = dump
+        self.passes = passes
+        self.specializations: dict[tuple, Specialization] = {}
+        self._last: Specialization | None = None
+
+    @staticmethod
+    def signature(inputs: tuple) -> tuple:
+        return tuple((t._shape, t._stride, t._storage.dtype) for t in inputs)
+
+    def __call__(self, *inputs):
+        try:
+            spec = self.specializations[self.signature(inputs)]
+        except (KeyError, AttributeError):
+            spec = self.specialize(inputs)
+        return spec.run(inputs)
+
+    def specialize(self, inputs: tuple) -> Specialization:
+        """Compile (or find) the program for these inputs' layouts."""
+        n = len(self.source.graph.placeholders)
+        if len(inputs) != n:
+            raise TypeError(f"compiled graph takes {n} inputs, got {len(inputs)}")
+        for k, t in enumerate(inputs):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"compiled graph: input {k} must be a graphc.Tensor, got "
+                                f"{type(t).__name__}")
+            if t._storage.array is None:
+                raise ValueError(f"compiled graph: input {k} is a meta tensor (no data)")
+        sig = self.signature(inputs)
+        if sig in self.specializations:
+            return self.specializations[sig]
+        t0 = time.perf_counter()
+        gm = prepare(self.source, inputs, self.passes)
+        program = lower(gm, inputs, name="graph")
+        compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)
+        spec = Specialization(gm, self.source, program, compiled, time.perf_counter() - t0)
+        self.specializations[sig] = spec
+        self._last = spec
+        return spec
+
+    @property
+    def last(self) -> Specialization:
+        if self._last is None:
+            raise RuntimeError("the graph has not been compiled yet: call it once first")
+        return self._last
+
+    def explain(self) -> str:
+        spec = self.last
+        c = spec.compiled
+        how = "from the disk cache" if c.from_cache else "compiled"
+        return (spec.program.explain() +
+                f"\n  LLVM: {how} in {1e3 * c.seconds:.1f} ms; whole specialisation "
+                f"{1e3 * spec.compile_seconds:.1f} ms")
+
+    def dump(self, stage: str) -> str:
+        """The text of one stage: graph, kernels, llvm, llvm_opt or asm."""
+        spec = self.last
+        if stage == "graph":
+            return str(spec.gm.graph)
+        if stage == "kernels":
+            return spec.program.kernel_ir()
+        if stage not in DUMP_STAGES:
+            raise ValueError(f"unknown dump stage {stage!r}; expected one of {DUMP_STAGES}")
+        if not spec.compiled.ir:
+            spec.compiled = compile_ir(spec.program.ir, spec.program.name, [PREFIX + "main"],
+                                       dump=True)
+        return {"llvm": spec.compiled.ir, "llvm_opt": spec.compiled.optimized_ir,
+                "asm": spec.compiled.assembly}[stage]
+
+
+def prepare(gm: GraphModule, inputs: tuple, passes=None) -> GraphModule:
+    """A copy of ``gm`` with shapes for ``inputs``, optimised and fused."""
+    from ..passes import PassManager, fuse
+    from ..passes.shape_prop import refresh_shapes
+
+    gm = GraphModule(gm, gm.graph.copy()[0])  # weights shared with the source, not copied
+    for p, t in zip(gm.graph.placeholders, inputs):
+        p.meta.update(shape=tuple(t._shape), dtype=t.dtype, stride=tuple(t._stride))
+    refresh_shapes(gm)
+    (passes or PassManager.default()).run(gm)
+    fuse(gm)
+    return gm
+
+
+def compile_graph(gm: GraphModule, *example_inputs, dump: bool = False,
+                  passes=None) -> CompiledGraph:
+    """Compile ``gm`` for native execution; with example inputs, compile now.
+
+        cg = compile_graph(gm, x)
+        y = cg(x)
+    """
+    cg = CompiledGraph(gm, dump=dump, passes=passes)
+    if example_inputs:
+        cg.specialize(example_inputs)
+    return cg
+
