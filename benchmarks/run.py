@@ -1,0 +1,198 @@
+"""Benchmark the llvmlite backend: eager graphc, compiled graphc, numpy (and torch, JAX).
+
+    python3 benchmarks/run.py                 # all workloads, table + ratios
+    python3 benchmarks/run.py W1 W2 --json out.json
+    python3 benchmarks/run.py --no-compile-times   # skip the cold/cached compile runs
+
+Everything in the table is measured in this one run, one workload at a time, each
+implementation warmed up and then timed over repeated calls; the figure is the median.
+Speed-ups are numpy's (or eager's) median divided by compiled's. Compile times are
+measured in fresh subprocesses: "cold" with an empty disk cache (includes LLVM's start-up
+in that process), "cached" a second process reading the same cache directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import graphc  # noqa: E402
+from graphc.codegen import compile_graph, thread_count  # noqa: E402
+from workloads import build  # noqa: E402
+
+
+def median_seconds(fn, budget: float = 1.0, min_samples: int = 7) -> float:
+    """Median time of one call; fast functions are timed in batches."""
+    fn()
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    batch = max(1, int(2e-3 / once))  # each sample at least ~2 ms
+    samples = max(min_samples, min(200, int(budget / (once * batch))))
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        times.append((time.perf_counter() - t0) / batch)
+    return statistics.median(times)
+
+
+def optional(name: str):
+    try:
+        return __import__(name)
+    except Exception:
+        return None
+
+
+def check(w, compiled_out, eager_out):
+    a, b = compiled_out.numpy(), eager_out.numpy()
+    err = float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
+    scale = float(np.max(np.abs(b))) if b.size else 1.0
+    if not np.isfinite(err) or err > 1e-4 * max(scale, 1.0):
+        raise SystemExit(f"{w.name}: compiled result differs from eager by {err:g}")
+    return err
+
+
+def run_workload(w, torch, jax_mods) -> dict:
+    row = {"name": w.name, "title": w.title, "target": w.target}
+    with graphc.no_grad():
+        gm = graphc.trace(w.model, *w.inputs)
+        cg = compile_graph(gm, *w.inputs)
+        eager_out = w.model(*w.inputs)
+        row["max_abs_err"] = check(w, cg(*w.inputs), eager_out)
+        spec = cg.last
+        row["kernels"] = len(spec.program.kernels)
+        row["fallbacks"] = [f.node.name for f in spec.program.fallbacks]
+        row["compiled"] = median_seconds(lambda: cg(*w.inputs))
+        row["eager"] = median_seconds(lambda: w.model(*w.inputs), budget=1.0, min_samples=5)
+    if w.numpy_fn is not None:
+        xs = w.numpy_inputs()
+        ref = w.numpy_fn(*xs)
+        err = float(np.max(np.abs(ref - eager_out.numpy())))
+        if not err <= 1e-3 * max(1.0, float(np.max(np.abs(ref)))):
+            raise SystemExit(f"{w.name}: the numpy version differs from graphc eager by {err:g}")
+        row["numpy"] = median_seconds(lambda: w.numpy_fn(*xs))
+    if torch is not None and w.torch_fn is not None:
+        fn = w.torch_fn(torch)
+        xs = tuple(torch.from_numpy(t.numpy()) for t in w.inputs)
+        with torch.inference_mode():
+            row["torch"] = median_seconds(lambda: fn(*xs))
+            try:
+                cfn = torch.compile(fn)
+                cfn(*xs)
+                row["torch.compile"] = median_seconds(lambda: cfn(*xs))
+            except Exception as e:  # no C++ compiler, etc.
+                row["torch.compile"] = None
+                row["torch.compile_error"] = f"{type(e).__name__}: {str(e)[:100]}"
+    if jax_mods is not None and w.jax_fn is not None:
+        jax, jnp = jax_mods
+        fn = jax.jit(w.jax_fn(jnp, jax))
+        xs = tuple(jnp.asarray(t.numpy()) for t in w.inputs)
+        row["jax.jit"] = median_seconds(lambda: fn(*xs).block_until_ready())
+    return row
+
+
+COMPILE_SCRIPT = """
+import sys, time
+sys.path[:0] = {paths!r}
+import graphc
+from graphc.codegen import compile_graph, cache_stats
+from workloads import build
+w, = build([{name!r}])
+with graphc.no_grad():
+    gm = graphc.trace(w.model, *w.inputs)
+    t0 = time.perf_counter()
+    cg = compile_graph(gm, *w.inputs)
+    total = time.perf_counter() - t0
+print(total, cg.last.compiled.seconds, cg.last.compiled.from_cache)
+"""
+
+
+def compile_times(name: str) -> dict:
+    here = Path(__file__).resolve().parent
+    script = COMPILE_SCRIPT.format(paths=[str(here), str(here.parent)], name=name)
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, GRAPHC_CACHE_DIR=d, GRAPHC_CACHE="1")
+        for mode in ("cold", "cached"):
+            res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                                 text=True, timeout=300)
+            if res.returncode:
+                raise SystemExit(f"compile-time run for {name} failed:\n{res.stderr}")
+            total, llvm_seconds, from_cache = res.stdout.split()
+            out[mode] = float(total)
+            out[mode + "_llvm"] = float(llvm_seconds)
+            out[mode + "_hit"] = from_cache == "True"
+    return out
+
+
+def fmt_time(s):
+    if s is None:
+        return "-"
+    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workloads", nargs="*", help="W1..W6 (default: all)")
+    ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--no-compile-times", action="store_true")
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args(argv)
+    torch = None if args.no_torch else optional("torch")
+    jax = optional("jax")
+    jax_mods = (jax, __import__("jax.numpy").numpy) if jax is not None else None
+    if torch is not None:
+        torch.set_num_threads(thread_count())
+    rows = []
+    for w in build(args.workloads or None):
+        print(f"{w.name}: {w.title} ...", file=sys.stderr, flush=True)
+        row = run_workload(w, torch, jax_mods)
+        if not args.no_compile_times and w.name != "W6":
+            row.update(compile_times(w.name))
+        rows.append(row)
+
+    cols = ["numpy", "eager", "compiled", "torch", "torch.compile", "jax.jit"]
+    cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
+    print(f"graphc {graphc.__version__}, {thread_count()} threads, numpy {np.__version__}"
+          + (f", torch {torch.__version__}" if torch else "") + (f", jax {jax.__version__}" if jax else ""))
+    head = ["workload"] + cols + ["vs numpy", "target", "vs eager", "cold", "cached", "kernels"]
+    table = []
+    for r in rows:
+        vs_np = r["numpy"] / r["compiled"] if r.get("numpy") else None
+        line = [r["name"]] + [fmt_time(r.get(c)) for c in cols]
+        line += [f"{vs_np:.2f}x" if vs_np else "-",
+                 f">={r['target']}x" if r.get("target") else "-",
+                 f"{r['eager'] / r['compiled']:.1f}x",
+                 fmt_time(r.get("cold")), fmt_time(r.get("cached")),
+                 str(r["kernels"]) + (f" +{len(r['fallbacks'])} fallback" if r["fallbacks"] else "")]
+        r["speedup_vs_numpy"] = vs_np
+        r["speedup_vs_eager"] = r["eager"] / r["compiled"]
+        table.append(line)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
+    for line in [head] + table:
+        print("  ".join(str(x).rjust(wd) for x, wd in zip(line, widths)))
+    for r in rows:
+        if r.get("torch.compile_error"):
+            print(f"{r['name']}: torch.compile failed: {r['torch.compile_error']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
