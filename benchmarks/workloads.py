@@ -79,7 +79,8 @@ def mlp(width: int) -> nn.Module:
 
 
 def mlp_numpy(model):
-    weights = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy()) for m in model if isinstance(m, nn.Linear)]
+    weights = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy())
+               for m in model if isinstance(m, nn.Linear)]
 
     def run(x):
         for w, b in weights:
@@ -112,8 +113,7 @@ def build(names=None) -> list[Workload]:
         out.append(Workload(
             "W3", "layer_norm(x, 1024, w, b), 4096x1024 f32", ln, (x,),
             lambda x: w3_numpy(x, w, b), 9.0,
-            torch_fn=lambda torch: (lambda x, w=torch.from_numpy(w), b=torch.from_numpy(b):
-                                    torch.nn.functional.layer_norm(x, (1024,), w, b, 1e-5)),
+            torch_fn=lambda torch: _torch_layer_norm(torch, w, b),
             jax_fn=lambda jnp, jax: (lambda x: (x - x.mean(-1, keepdims=True)) * jax.lax.rsqrt(
                 x.var(-1, keepdims=True) + 1e-5) * w + b)))
     for name, width, batch, target in (("W4", 1024, 256, 0.95), ("W5", 64, 1, 2.0)):
@@ -132,10 +132,16 @@ def build(names=None) -> list[Workload]:
     return out
 
 
+def _torch_layer_norm(torch, w, b):
+    tw, tb = torch.from_numpy(w), torch.from_numpy(b)
+    return lambda x: torch.nn.functional.layer_norm(x, (1024,), tw, tb, 1e-5)
+
+
 def _torch_mlp(model):
     def make(torch):
         layers = [m for m in model if isinstance(m, nn.Linear)]
-        ws = [(torch.from_numpy(m.weight.detach().numpy()), torch.from_numpy(m.bias.detach().numpy())) for m in layers]
+        ws = [(torch.from_numpy(m.weight.detach().numpy()), torch.from_numpy(m.bias.detach().numpy()))
+              for m in layers]
 
         def run(x):
             for w, b in ws:

@@ -77,7 +77,7 @@ class Storage:
     saved for backward being modified.
     """
 
-    __slots__ = ("array", "dtype", "size", "device", "version", "__weakref__")
+    __slots__ = ("array", "dtype", "size", "device", "version", "_address", "__weakref__")
 
     def __init__(self, array: np.ndarray | None, dtype: dt.dtype, size: int, device_: device = CPU):
         self.array = array
@@ -85,6 +85,7 @@ class Storage:
         self.size = size
         self.device = device_
         self.version = 0
+        self._address = None
 
     @classmethod
     def from_array(cls, flat: np.ndarray) -> Storage:
@@ -95,9 +96,10 @@ class Storage:
         return cls(None, dtype, size, META)
 
     def data_ptr(self) -> int:
-        if self.array is None:
-            return 0
-        return self.array.__array_interface__["data"][0]
+        address = self._address
+        if address is None:  # the array never changes: look its address up once
+            address = self._address = 0 if self.array is None else self.array.ctypes.data
+        return address
 
     def nbytes(self) -> int:
         return self.size * self.dtype.itemsize

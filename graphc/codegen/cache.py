@@ -2,9 +2,11 @@
 
 A disk entry is keyed by a hash of the module's IR, graphc's version, the LLVM version,
 the CPU name and features (and the cache format), so a change to any of them compiles
-afresh. An entry is ``MAGIC | length | sha256(object) | object``: a truncated or
-corrupted file fails the check and is rebuilt. Entries are written to a temporary file
-and renamed into place, so two processes writing the same entry never leave a torn file.
+afresh. An entry is ``MAGIC | length | sha256(key, object) | object``: a truncated or
+corrupted file fails the check and is rebuilt, and so does a sound entry under another
+key's name (its code defines another module's symbols; calling it would crash). Entries
+are written to a temporary file and renamed into place, so two processes writing the
+same entry never leave a torn file.
 Nothing is pickled. The cache lives in ``$GRAPHC_CACHE_DIR`` (default
 ``~/.cache/graphc``); ``GRAPHC_CACHE=0`` turns the disk cache off. A read-only or
 unusable directory only turns it off for this process.
@@ -20,9 +22,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2
 MAGIC = b"GRAPHC-OBJ\n"
-_HEADER = struct.Struct("<Q32s")  # payload length, sha256 of the payload
+_HEADER = struct.Struct("<Q32s")  # payload length, digest of the key and the payload
 
 
 class CacheStats:
@@ -66,8 +68,14 @@ def _path(key: str) -> Path | None:
     return None if root is None else root / key[:2] / f"{key}.o"
 
 
+def _digest(path: Path, payload: bytes) -> bytes:
+    """sha256 of the entry's key (its file name) and its object code."""
+    return hashlib.sha256(path.stem.encode() + b"\0" + payload).digest()
+
+
 def read_entry(path: Path) -> bytes | None:
-    """The object code in a cache file, or None if it is missing, truncated or corrupted."""
+    """The object code in a cache file, or None if it is missing, truncated, corrupted or
+    written for another key."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -77,7 +85,7 @@ def read_entry(path: Path) -> bytes | None:
         return None
     length, digest = _HEADER.unpack_from(data, len(MAGIC))
     payload = data[head:]
-    if len(payload) != length or hashlib.sha256(payload).digest() != digest:
+    if len(payload) != length or _digest(path, payload) != digest:
         return None
     return payload
 
@@ -89,8 +97,7 @@ def write_entry(path: Path, payload: bytes) -> bool:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".o")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + _HEADER.pack(len(payload), hashlib.sha256(payload).digest()) +
-                        payload)
+                f.write(MAGIC + _HEADER.pack(len(payload), _digest(path, payload)) + payload)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -101,13 +108,14 @@ def write_entry(path: Path, payload: bytes) -> bool:
         return False
 
 
-def lookup_object(source: str, module_name: str) -> bool:
-    """Register a module about to be compiled; True if its object code is on disk."""
+def lookup_object(source: str, module_name: str, read: bool = True) -> bool:
+    """Register a module about to be compiled; True if its object code is on disk (and
+    ``read``: otherwise it is compiled, and its entry written, whatever is on disk)."""
     key = cache_key(source)
     with _lock:
         _pending[module_name] = key
         path = _path(key)
-        if path is None:
+        if path is None or not read:
             return False
         payload = read_entry(path)
         if payload is None:

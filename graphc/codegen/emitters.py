@@ -5,12 +5,18 @@ builder, the op's compute dtype, helpers) and ``args`` are the inputs already co
 that dtype (as the op's dtype rule says). ``install()`` stores them in the op table's
 ``emit`` slot; an op without one runs through its numpy kernel (a reported fallback).
 
-Fast-math policy: no global fast-math. ``contract`` (FMA) is allowed where it only
-rounds less; reductions of floats use ``reassoc`` to vectorize (the sum's rounding
-then differs from numpy's pairwise sum, within the tests' tolerance; float32 sums
-accumulate in float64). Integer division by zero and negative integer powers set the
-kernel's error flag instead of computing garbage; the runtime raises the same error as
-eager mode.
+Fast-math policy, per op (tests/codegen/test_mathlib.py checks the flags in the IR):
+  - elementwise ops carry no fast-math flags: each rounds as numpy's does (x*a + b is a
+    multiply and an add, not an FMA), so nan, inf and -0.0 behave as in eager mode;
+  - transcendentals are our own polynomials (mathlib.py), 1-4 ulp from the correctly
+    rounded result, measured in the tests; erf(float32) is exact;
+  - float sums and products use ``reassoc contract`` so they vectorize: the rounding
+    differs from numpy's pairwise sum within the tests' tolerance; float32 sums add
+    8-lane float32 partial sums over blocks of 256 elements, blocks in float64;
+  - float max/min reductions use ``maxnum nnan nsz`` with nan tracked separately, so a
+    nan anywhere still gives nan (argmax/argmin: the first nan, as numpy).
+Integer division by zero and negative integer powers set the kernel's error flag instead
+of computing garbage; the runtime raises the same error as eager mode.
 """
 
 from __future__ import annotations
@@ -117,8 +123,11 @@ def _float_or_int(float_fn, int_fn):
 
 
 def _maximum(s, a, b, pick_max=True):
-    if s.is_float:
-        return s.intrinsic("maximum" if pick_max else "minimum", a, b)
+    if s.is_float:  # numpy's rule: nan wins, and of equal values (0.0, -0.0) the second
+        bld = s.b
+        first = bld.or_(bld.fcmp_ordered(">" if pick_max else "<", a, b),
+                        bld.fcmp_unordered("uno", a, a))
+        return bld.select(first, a, b)
     if s.dtype is dt.bool_:
         return s.b.or_(a, b) if pick_max else s.b.and_(a, b)
     return s.b.select(s.b.icmp_signed(">" if pick_max else "<", a, b), a, b)
@@ -201,16 +210,25 @@ def _remainder(s, args, attrs):
 
 
 def _int_pow(s, base, exponent):
-    """Square-and-multiply over all 64 exponent bits (branch-free, so it vectorizes)."""
+    """Square-and-multiply, a loop over the exponent's bits (a negative exponent sets the
+    error flag; the loop still ends, shifting it as unsigned)."""
     bld = s.b
     s.flag(bld.icmp_signed("<", exponent, s.c(0)), ERR_NEGATIVE_POWER)
-    result, x, e = s.c(1), base, exponent
-    for _ in range(s.ty.width - 1):
-        odd = bld.icmp_signed("!=", bld.and_(e, s.c(1)), s.c(0))
-        result = bld.select(odd, bld.mul(result, x), result)
-        x = bld.mul(x, x)
-        e = bld.ashr(e, s.c(1))
-    return result
+    before = bld.block
+    loop = bld.append_basic_block("pow.loop")
+    done = bld.append_basic_block("pow.done")
+    bld.branch(loop)
+    bld.position_at_end(loop)
+    result, x, e = bld.phi(s.ty), bld.phi(s.ty), bld.phi(s.ty)
+    odd = bld.icmp_signed("!=", bld.and_(e, s.c(1)), s.c(0))
+    result_next = bld.select(odd, bld.mul(result, x), result)
+    x_next, e_next = bld.mul(x, x), bld.lshr(e, s.c(1))
+    for phi, start, nxt in ((result, s.c(1), result_next), (x, base, x_next), (e, exponent, e_next)):
+        phi.add_incoming(start, before)
+        phi.add_incoming(nxt, loop)
+    bld.cbranch(bld.icmp_signed("!=", e_next, s.c(0)), loop, done)
+    bld.position_at_end(done)
+    return result_next
 
 
 def _lerp(s, args, attrs):
@@ -233,7 +251,9 @@ def _clamp(s, args, attrs):
 
 def _relu(s, args, attrs):
     x = args[0]
-    return s.b.select(s.cmp("<", x, s.c(0)), s.c(0), x)  # nan and -0.0 pass through
+    if s.is_float:  # maximum(x, 0) as numpy computes it: nan passes, -0.0 becomes 0.0
+        return s.b.select(s.b.fcmp_ordered("<=", x, s.c(0)), s.c(0), x)
+    return s.b.select(s.cmp("<", x, s.c(0)), s.c(0), x)
 
 
 def _arith(float_op, int_op, bool_op=None):

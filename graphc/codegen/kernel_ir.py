@@ -35,7 +35,7 @@ class Ref:
         """Strides of this tensor read as ``shape`` (numpy broadcasting: new/size-1 dims get 0)."""
         lead = len(shape) - len(self.shape)
         out = []
-        for i, n in enumerate(shape):
+        for i in range(len(shape)):
             j = i - lead
             if j < 0 or self.shape[j] == 1:
                 out.append(0)
@@ -292,8 +292,8 @@ class _Printer:
                 inner = pad + "  "
                 for a in s.accs:
                     value = self.expr(a.value, inner)
-                    self.lines.append(f"{inner}%{a.name} {a.kind}= {value}"
-                                      f"{'  (in ' + a.acc_dtype.short + ')' if a.acc_dtype is not a.out_dtype else ''}")
+                    wide = f"  (in {a.acc_dtype.short})" if a.acc_dtype is not a.out_dtype else ""
+                    self.lines.append(f"{inner}%{a.name} {a.kind}= {value}{wide}")
                 self.body(list(s.side), depth + 1)
                 self.scopes.pop()
             elif isinstance(s, Gemm):

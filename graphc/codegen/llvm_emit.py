@@ -26,9 +26,9 @@ from __future__ import annotations
 from llvmlite import ir
 
 from .. import dtype as dt
-from .emitters import I1, I8, I32, I64, Scalar, convert, lltype, memtype
+from .emitters import F32, F64, I1, I8, I32, I64, Scalar, convert, lltype, memtype
 from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, Const, Gemm, Kernel, Load,
-                        Loop, Reduce, Store, Unravel)
+                        Loop, Reduce, Store, Unravel, Var)
 from .target import PREFIX
 
 I8P = I8.as_pointer()
@@ -38,6 +38,7 @@ STAGE_TYPE = ir.FunctionType(VOID, [I8PP, I64, I64, I32.as_pointer(), I64])
 CALLBACK_TYPE = ir.FunctionType(I32, [I64])
 MAX_THREADS = 64
 REDUCE_FLAGS = ("reassoc", "contract")
+SUM_BLOCK = 256  # elements per float32 partial sum (see FunctionEmitter.reduce)
 
 _DTYPE_OF = {I1: dt.bool_, I32: dt.int32, I64: dt.int64,
              ir.FloatType(): dt.float32, ir.DoubleType(): dt.float64}
@@ -191,6 +192,9 @@ class FunctionEmitter:
         pending = []  # evaluate a run of stores' values before storing any (in-place safety)
         for stmt in body:
             if isinstance(stmt, Store):
+                written = {st.ref.slot for st, _ in pending}
+                if written and self._reads_fresh(stmt.value, written):
+                    self._flush(pending)  # it reads what an earlier statement wrote
                 pending.append((stmt, self.value(stmt.value)))
                 continue
             self._flush(pending)
@@ -205,6 +209,16 @@ class FunctionEmitter:
             else:
                 raise TypeError(f"unknown kernel statement {stmt!r}")
         self._flush(pending)
+
+    def _reads_fresh(self, e, slots: set) -> bool:
+        """Whether computing ``e`` loads anew (not from the memo) from one of ``slots``."""
+        if e is None or any(id(e) in scope for scope in self.memo):
+            return False
+        if isinstance(e, Load):
+            return e.ref.slot in slots
+        if isinstance(e, Apply):
+            return any(self._reads_fresh(a, slots) for a in e.args)
+        return False
 
     def _flush(self, pending: list) -> None:
         for stmt, v in pending:
@@ -252,12 +266,39 @@ class FunctionEmitter:
         position = None
         if any(a.kind in ("argmax", "argmin") for a in stmt.accs):
             position = stmt.loops
+        loops = list(stmt.loops)
+        blocked = [a for a in stmt.accs if a.kind == "sum" and a.acc_dtype is dt.float64
+                   and a.value.dtype is dt.float32]
+        if not blocked or not loops:
+            def body():
+                for acc in stmt.accs:
+                    self.update_acc(acc, position)
+                self.emit_body(list(stmt.side))
+            self.nest(loops, body)
+            return
+        # float32 sums in blocks: 8-lane float32 partial sums over SUM_BLOCK elements (the
+        # loop vectorizes at full width), each block's total added in float64
+        inner = loops[-1]
+        blocks = Var(f"{inner.name}.block", -(-inner.extent // SUM_BLOCK))
+        b = self.b
+        partial = {a: self.alloca(F32, f"{a.name}.partial") for a in blocked}
 
-        def body():
-            for acc in stmt.accs:
-                self.update_acc(acc, position)
-            self.emit_body(list(stmt.side))
-        self.nest(list(stmt.loops), body)
+        def block_body():
+            lo = b.mul(self.vars[blocks], c64(SUM_BLOCK))
+            hi = b.add(lo, c64(SUM_BLOCK))
+            hi = b.select(b.icmp_signed("<", hi, c64(inner.extent)), hi, c64(inner.extent))
+            for a in blocked:
+                b.store(ir.Constant(F32, 0.0), partial[a])
+
+            def body():
+                for acc in stmt.accs:
+                    self.update_acc(acc, position, partial.get(acc))
+                self.emit_body(list(stmt.side))
+            self.counted_loop(inner, lo, hi, body)
+            for a in blocked:
+                total = b.fadd(b.load(a.llvm_slots["acc"]), b.fpext(b.load(partial[a]), F64))
+                b.store(total, a.llvm_slots["acc"])
+        self.nest(loops[:-1] + [blocks], block_body)
 
     def init_acc(self, acc: Acc) -> None:
         from .schedule import identity
@@ -273,12 +314,18 @@ class FunctionEmitter:
             slots["acc"] = self.alloca(lltype(acc.acc_dtype), f"{acc.name}.acc")
             self.b.store(constant(identity(acc.kind, acc.acc_dtype), acc.acc_dtype), slots["acc"])
             if acc.kind in ("max", "min") and acc.acc_dtype.is_floating_point:
-                slots["nan"] = self.alloca(I1, f"{acc.name}.nan")
-                self.b.store(ir.Constant(I1, 0), slots["nan"])
+                mask = I64 if acc.acc_dtype is dt.float64 else I32
+                slots["nan"] = self.alloca(mask, f"{acc.name}.nan")
+                self.b.store(ir.Constant(mask, 0), slots["nan"])
         acc.llvm_slots = slots  # this emission's storage for the accumulator
 
-    def update_acc(self, acc: Acc, loops) -> None:
+    def update_acc(self, acc: Acc, loops, partial=None) -> None:
+        """Fold this iteration's value into the accumulator (or a float32 ``partial`` sum)."""
         b, slots = self.b, acc.llvm_slots
+        if partial is not None:
+            b.store(self.combine("sum", dt.float32, b.load(partial), self.value(acc.value), True),
+                    partial)
+            return
         x = self.value(acc.value)
         if acc.kind in ("argmax", "argmin"):
             vdt = acc.value.dtype
@@ -299,9 +346,9 @@ class FunctionEmitter:
         x = convert(b, x, acc.value.dtype, acc.acc_dtype)
         cur = b.load(slots["acc"])
         b.store(self.combine(acc.kind, acc.acc_dtype, cur, x, reduction=True), slots["acc"])
-        if "nan" in slots:
-            seen = b.or_(b.load(slots["nan"]), b.fcmp_unordered("uno", x, x))
-            b.store(seen, slots["nan"])
+        if "nan" in slots:  # a mask as wide as the value: the flag vectorizes with it
+            mask = b.sext(b.fcmp_unordered("uno", x, x), slots["nan"].allocated_type)
+            b.store(b.or_(b.load(slots["nan"]), mask), slots["nan"])
 
     def combine(self, kind: str, d: dt.dtype, cur, x, reduction: bool):
         b = self.b
@@ -337,7 +384,8 @@ class FunctionEmitter:
                            dt.int64, acc.out_dtype)
         v = b.load(slots["acc"])
         if "nan" in slots:
-            v = b.select(b.load(slots["nan"]), ir.Constant(v.type, float("nan")), v)
+            seen = b.icmp_signed("!=", b.load(slots["nan"]), ir.Constant(slots["nan"].allocated_type, 0))
+            v = b.select(seen, ir.Constant(v.type, float("nan")), v)
         return convert(b, v, acc.acc_dtype, acc.out_dtype)
 
     def accum_store(self, stmt: AccumStore) -> None:

@@ -41,7 +41,7 @@ def thread_count() -> int:
         try:
             return max(1, int(value))
         except ValueError:
-            raise ValueError(f"GRAPHC_NUM_THREADS must be a positive integer, got {value!r}")
+            raise ValueError(f"GRAPHC_NUM_THREADS must be a positive integer, got {value!r}") from None
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

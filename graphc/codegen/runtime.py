@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from ctypes import addressof
+from operator import attrgetter, is_
 import time
 
 import numpy as np
@@ -27,7 +29,7 @@ from .. import dtype as dt
 from ..errors import OpValueError
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
-from ..ir.node import Node, map_arg
+from ..ir.node import Node, map_arg, nodes_in
 from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
 from .program import Program, lower
@@ -37,6 +39,7 @@ MAIN_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
 CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
 ERR_CALLBACK = 1 << 30  # a fallback raised; the exception is re-raised after main returns
 ALIGN = 64
+SMALL_OUTPUT = 1 << 16  # bytes; outputs up to this size are ctypes buffers (zero-filled)
 
 DUMP_STAGES = ("graph", "kernels", "llvm", "llvm_opt", "asm")
 
@@ -60,6 +63,51 @@ def _address(t: Tensor) -> int:
     return t._storage.data_ptr() + t._offset * t._storage.dtype.itemsize
 
 
+_storage_of = attrgetter("_storage")
+
+
+def _holder(owner, attr: str) -> dict | None:
+    """The dict an attribute lives in (a module's registry or its __dict__)."""
+    for name in ("_parameters", "_buffers"):
+        d = owner.__dict__.get(name)
+        if d is not None and attr in d:
+            return d
+    return owner.__dict__ if attr in owner.__dict__ else None
+
+
+class _Param:
+    """A weight the program reads: where it is set, and what it was compiled with."""
+
+    __slots__ = ("slot", "owner", "attr", "holder", "tensor", "storage", "layout")
+
+    def __init__(self, slot: int, owner, attr: str, tensor: Tensor):
+        self.slot, self.owner, self.attr, self.tensor = slot, owner, attr, tensor
+        self.holder = _holder(owner, attr) if owner is not None else None
+        self.storage = tensor._storage
+        self.layout = (tensor._shape, tensor._stride, tensor._storage.dtype)
+
+    def current(self) -> bool:
+        """Still the same tensor over the same memory (the common case, checked per call)."""
+        return self.holder is not None and self.holder.get(self.attr) is self.tensor \
+            and self.tensor._storage is self.storage
+
+    def refresh(self, table) -> None:
+        """The slow path: explain a replaced weight, or follow a ``.data =`` swap."""
+        now = getattr(self.owner, self.attr, None) if self.owner is not None else None
+        if now is not self.tensor:
+            raise RuntimeError(
+                f"compiled graph: attribute {self.attr!r} was replaced after compiling (a new "
+                f"tensor, not an in-place update); compile again")
+        t = self.tensor
+        if (t._shape, t._stride, t._storage.dtype) != self.layout:
+            raise RuntimeError(
+                f"compiled graph: {self.attr!r} changed from shape {list(self.layout[0])} "
+                f"{self.layout[2]} to {list(t._shape)} {t._storage.dtype} after compiling; "
+                f"compile again")
+        self.storage = t._storage
+        table[self.slot] = _address(t)
+
+
 class Specialization:
     """A program compiled for one input signature, with its buffers."""
 
@@ -75,16 +123,24 @@ class Specialization:
         self.table_address = ctypes.addressof(self.table)
         self.lock = threading.Lock()
         self.inputs = [(k, s.index) for k, s in enumerate(slots) if s.kind == "input"]
-        self.params = []  # (slot, owner module, attribute, tensor it was compiled with)
+        self.params: list[_Param] = []
         self.arrays: dict[int, np.ndarray] = {}  # slot -> flat bytes (buffers, scratch)
-        self.output_slots = [(k, s.nbytes) for k, s in enumerate(slots) if s.kind == "output"]
+        slot_dtype = {ref.slot: ref.dtype for ref in program.refs.values()}
+        self.output_slots = [  # (slot, dtype, elements, buffer type for small ones)
+            (k, slot_dtype[k], s.nbytes // slot_dtype[k].itemsize,
+             ctypes.c_byte * s.nbytes if s.nbytes <= SMALL_OUTPUT else None)
+            for k, s in enumerate(slots) if s.kind == "output"]
+        out = program.outputs  # one output that is a fresh buffer: no structure to rebuild
+        ref = program.refs.get(out) if isinstance(out, Node) else None
+        self._direct = ref if ref is not None and slots[ref.slot].kind == "output" else None
         for k, s in enumerate(slots):
             if s.kind == "param":  # watched where the user sees it: the source module
                 tensor = fetch(gm, s.target)
                 owner, attr = _owner(source, s.target)
                 if owner is None or getattr(owner, attr, None) is not tensor:
                     owner, attr = _owner(gm, s.target)  # made by a pass (a folded constant)
-                self.params.append((k, owner, attr, tensor))
+                self.params.append(_Param(k, owner, attr, tensor))
+                self.table[k] = _address(tensor)
             elif s.kind in ("buffer", "scratch"):
                 self.arrays[k] = _aligned_empty(s.nbytes)
                 self.table[k] = self.arrays[k].__array_interface__["data"][0]
@@ -92,10 +148,21 @@ class Specialization:
                 self._callback = CALLBACK_TYPE(self._run_fallback)
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
+        self._returned = {n.name for n in nodes_in(source.graph.output_node.args)
+                          if isinstance(n, Node) and n.op in ("placeholder", "get_attr")}
+        self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
+                       [p.attr for p in self.params], [p.tensor for p in self.params],
+                       [p.storage for p in self.params])
         self._error: BaseException | None = None
         self._call_inputs: tuple = ()
         self._call_outputs: dict[int, np.ndarray] = {}
         self._env: dict[Node, object] = {}
+
+    def _params_current(self) -> bool:
+        """Every weight is the tensor and storage compiled with (C-level loops: per call)."""
+        holders, attrs, tensors, storages = self._watch
+        return all(map(is_, map(dict.get, holders, attrs), tensors)) and all(
+            map(is_, map(_storage_of, tensors), storages))
 
     # ---- one call ------------------------------------------------------------------------
     def run(self, inputs: tuple):
@@ -103,23 +170,29 @@ class Specialization:
             table = self.table
             for slot, k in self.inputs:
                 table[slot] = _address(inputs[k])
-            for slot, owner, attr, tensor in self.params:
-                current = getattr(owner, attr)
-                if current is not tensor:
-                    raise RuntimeError(
-                        f"compiled graph: attribute {attr!r} was replaced after compiling "
-                        f"(a new tensor, not an in-place update); compile again")
-                table[slot] = _address(tensor)
-            outputs = {}
-            for slot, nbytes in self.output_slots:
-                arr = _aligned_empty(nbytes)
-                outputs[slot] = arr
-                table[slot] = arr.__array_interface__["data"][0]
+            if self.params and not self._params_current():
+                for k, p in enumerate(self.params):
+                    if not p.current():
+                        p.refresh(table)
+                        self._watch[3][k] = p.storage
+            outputs = {}  # slot -> a fresh storage per call
+            for slot, d, count, small in self.output_slots:
+                if small is not None:  # a ctypes buffer: its address costs less to find
+                    buf = small()
+                    st = Storage(np.frombuffer(buf, d.np), d, count)
+                    st._address = addressof(buf)
+                else:
+                    st = Storage(np.empty(count, d.np), d, count)
+                outputs[slot] = st
+                table[slot] = st.data_ptr()
             if self.program.fallbacks:
                 self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
+            if self._direct is not None:
+                ref = self._direct
+                return Tensor._make(outputs[ref.slot], ref.shape, ref.strides, ref.offset)
             return self._outputs(inputs, outputs)
 
     def _raise(self, code: int):
@@ -145,13 +218,16 @@ class Specialization:
             t = inputs[self.program.slots[slot].index]
             return t._storage.array, t._offset
         if kind == "param":
-            t = next(p[3] for p in self.params if p[0] == slot)
+            t = next(p.tensor for p in self.params if p.slot == slot)
             return t._storage.array, t._offset
-        raw = outputs[slot] if kind == "output" else self.arrays[slot]
+        raw = outputs[slot].array.view(np.uint8) if kind == "output" else self.arrays[slot]
         usable = raw[:len(raw) - len(raw) % d.itemsize]
         return usable.view(d.np), 0
 
     def tensor(self, ref, inputs, outputs) -> Tensor:
+        storage = outputs.get(ref.slot)
+        if storage is not None and storage.dtype is ref.dtype:  # a fresh output
+            return Tensor._make(storage, ref.shape, ref.strides, ref.offset)
         flat, base = self._flat(ref.slot, ref.dtype, inputs, outputs)
         storage = Storage(flat, ref.dtype, flat.shape[0])
         return Tensor._make(storage, ref.shape, ref.strides, base + ref.offset)
@@ -167,11 +243,15 @@ class Specialization:
 
     def _outputs(self, inputs, outputs):
         def value(n: Node):
-            if n.op == "placeholder":  # an input returned as it is (as eager returns it)
-                return inputs[self.gm.graph.placeholders.index(n)]
-            if n.op == "get_attr":
-                return fetch(self.gm, n.target)
-            return self._value(n, inputs, outputs)
+            if n.op == "placeholder":
+                t = inputs[self.gm.graph.placeholders.index(n)]
+            elif n.op == "get_attr":
+                t = fetch(self.gm, n.target)
+            else:
+                return self._value(n, inputs, outputs)
+            # an input or weight is returned as it is only where the user's graph returns it;
+            # where a pass simplified a computation to it (clone(x), 1 * x), a copy, as eager
+            return t if n.name in self._returned or not isinstance(t, Tensor) else t.detach().clone()
         return map_arg(self.program.outputs, value)
 
     def _run_fallback(self, step: int) -> int:
@@ -214,11 +294,12 @@ class CompiledGraph:
 
     @staticmethod
     def signature(inputs: tuple) -> tuple:
-        return tuple((t._shape, t._stride, t._storage.dtype) for t in inputs)
+        return tuple([(t._shape, t._stride, t._storage.dtype, t._storage.device) for t in inputs])
 
     def __call__(self, *inputs):
         try:
-            spec = self.specializations[self.signature(inputs)]
+            spec = self.specializations[
+                tuple([(t._shape, t._stride, t._storage.dtype, t._storage.device) for t in inputs])]
         except (KeyError, AttributeError):
             spec = self.specialize(inputs)
         return spec.run(inputs)

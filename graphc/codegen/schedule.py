@@ -18,6 +18,8 @@ kernel through its numpy kernels and lists it as a fallback.
 
 from __future__ import annotations
 
+import math
+
 from ..ir.fused import FusedKernel
 from ..ir.node import Node
 from ..ops.registry import Flag
@@ -240,6 +242,11 @@ def _acc_dtype(kind: str, out_dtype):
     return out_dtype
 
 
+# ops that a later pass over a row recomputes rather than caches in scratch
+CHEAP_OPS = frozenset({"cast", "add", "sub", "mul", "neg", "abs", "maximum", "minimum", "where",
+                       "eq", "ne", "lt", "le", "gt", "ge", "relu", "clamp"})
+
+
 def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
     bld = _Builder(fk, in_refs, out_refs)
     domain, reduced = tuple(fk.domain), tuple(fk.reduced_dims)
@@ -292,12 +299,26 @@ def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
         for a in row_ancestors(out, set()):
             if a in first_pass:
                 later_use[a] = True
-    cached = {n for n in later_use if n.op == "call_function"}
-    scratch_refs: dict[Node, Ref] = {}
+    def cheap(n, depth=0) -> bool:
+        """Recomputing n from the input row costs less than a scratch round trip."""
+        if not row_level(n) or n in bld.refs:
+            return True
+        return depth < 4 and n.target.name in CHEAP_OPS and all(
+            cheap(a, depth + 1) for a in n.all_input_nodes)
+
+    cached = {n for n in later_use if n.op == "call_function" and not cheap(n)}
+    scratch_refs: dict[Node, Ref] = {}  # the cached values a later pass reads
+    computed: dict[Node, object] = {}    # a cached value as its first pass computes it
     side_stores: dict[int, list] = {p: [] for p in passes}
-    for n in sorted(cached, key=bld.graph.nodes.index):
-        slot = scratch.alloc(cols * n.meta["dtype"].itemsize, per_thread=True)
-        scratch_refs[n] = Ref(slot, 0, (cols,), (1,), n.meta["dtype"])
+
+    def column_index(holder) -> None:
+        col_strides = [0] * len(domain)
+        acc = 1
+        for d in reversed(reduced):
+            col_strides[d] = acc
+            acc *= domain[d]
+        space.index(holder, "index", 0, col_strides)
+        holder.thread_stride = cols
 
     accs: dict[Node, Acc] = {}
     memo: dict[tuple, object] = {}
@@ -307,15 +328,11 @@ def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
         space.index(holder, attr, ref.offset, strides)
 
     def scratch_load(n):
-        ref = scratch_refs[n]
-        ld = Load(ref, None)
-        col_strides = [0] * len(domain)
-        acc = 1
-        for d in reversed(reduced):
-            col_strides[d] = acc
-            acc *= domain[d]
-        space.index(ld, "index", 0, col_strides)
-        ld.thread_stride = cols
+        if n not in scratch_refs:
+            slot = scratch.alloc(cols * n.meta["dtype"].itemsize, per_thread=True)
+            scratch_refs[n] = Ref(slot, 0, (cols,), (1,), n.meta["dtype"])
+        ld = Load(scratch_refs[n], None)
+        column_index(ld)
         return ld
 
     def expr(n, ctx: int):
@@ -343,15 +360,7 @@ def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
                 return expr(a, ctx)
             value = _apply(n, tuple(arg(a) for a in n.args))
             if n in cached and ctx == first_pass[n]:
-                st = Store(scratch_refs[n], None, value)
-                col_strides = [0] * len(domain)
-                acc = 1
-                for d in reversed(reduced):
-                    col_strides[d] = acc
-                    acc *= domain[d]
-                space.index(st, "index", 0, col_strides)
-                st.thread_stride = cols
-                side_stores[ctx].append(st)
+                computed[n] = value
         else:
             raise Unsupported(f"{n.target.name} inside a reduction kernel")
         memo[key] = value
@@ -381,6 +390,10 @@ def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
             st = Store(ref, None, expr(out, 0))
             index_of(st, ref, domain)
             row_stores.append(st)
+    for n, ref in scratch_refs.items():  # store what later passes read, as it is computed
+        st = Store(ref, None, computed[n])
+        column_index(st)
+        side_stores[first_pass[n]].append(st)
     vars_ = space.finalize()
     row_vars = [v for v, g in zip(vars_, space.var_groups) if g == 0]
     col_vars = [v for v, g in zip(vars_, space.var_groups) if g == 1]
@@ -490,8 +503,10 @@ def identity(kind: str, dtype):
         return 1 if kind == "prod" else True
     if dtype is dt.bool_:
         return kind == "min"
-    big = float("inf") if dtype.is_floating_point else (2 ** (dtype.itemsize * 8 - 1) - 1)
-    return -big if kind == "max" else big
+    if dtype.is_floating_point:
+        return -math.inf if kind == "max" else math.inf
+    bits = dtype.itemsize * 8 - 1
+    return -2 ** bits if kind == "max" else 2 ** bits - 1
 
 
 def schedule_reduction(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
@@ -522,6 +537,9 @@ def _blas_layout(ref: Ref, rows: int, cols: int) -> tuple[bool, int] | None:
     if (sr == 1 or rows == 1) and sc >= max(rows, 1):
         return True, max(sc, rows, 1)
     return None
+
+
+BLAS_MIN_WORK = 1 << 15  # multiply-adds below which a call into BLAS costs more than loops
 
 
 def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool = True) -> Kernel:
@@ -559,13 +577,29 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
     la, lb = _blas_layout(a_ref, m, k), _blas_layout(b_ref, k, n)
     body: list
     if use_blas and a_ref.dtype in (dt.float32, dt.float64) and la is not None and lb is not None \
-            and m * n * k:
-        g = Gemm(a_ref, None, b_ref, None, c_ref, None, m, n, k, la[0], lb[0], la[1], lb[1], n)
-        for attr, ref in (("a_index", a_ref), ("b_index", b_ref), ("c_index", c_ref)):
-            strides = Ref(ref.slot, ref.offset, ref.shape[:-2], ref.strides[:-2],
-                          ref.dtype).broadcast(batch) if batch else [0]
-            bspace.index(g, attr, ref.offset, strides)
-        body = _nest(bspace.finalize("b"), [g], parallel=False)
+            and m * n * k >= BLAS_MIN_WORK:
+        def batch_strides(ref: Ref) -> list[int]:
+            return list(Ref(ref.slot, ref.offset, ref.shape[:-2], ref.strides[:-2],
+                            ref.dtype).broadcast(batch)) if batch else [0]
+
+        a_batch, b_batch = batch_strides(a_ref), batch_strides(b_ref)
+        if len(batch) == 1 and batch[0] > m and b_batch == [0] and a_ref.strides[-1] == 1 \
+                and a_batch[0] >= k:
+            # one weight for a batch of few-row matrices (x.transpose(0, 1) @ w): the batch
+            # is the rows of m larger products, B·m rows apart in C
+            g = Gemm(a_ref, None, b_ref, None, c_ref, None, batch[0], n, k, False, lb[0],
+                     a_batch[0], lb[1], c_ref.strides[0])
+            rows = Space((m,))
+            for attr, ref, step in (("a_index", a_ref, a_ref.strides[-2]), ("b_index", b_ref, 0),
+                                    ("c_index", c_ref, c_ref.strides[-2])):
+                rows.index(g, attr, ref.offset, [step])
+            body = _nest(rows.finalize("b"), [g], parallel=False)
+        else:
+            g = Gemm(a_ref, None, b_ref, None, c_ref, None, m, n, k, la[0], lb[0], la[1], lb[1], n)
+            for attr, ref, strides in (("a_index", a_ref, a_batch), ("b_index", b_ref, b_batch),
+                                       ("c_index", c_ref, batch_strides(c_ref))):
+                bspace.index(g, attr, ref.offset, strides)
+            body = _nest(bspace.finalize("b"), [g], parallel=False)
     else:
         body = _dot_loops(a_ref, b_ref, c_ref, batch, m, n, k, mm)
     overrides = {mm: _cast_c(c_ref, c_shape)}
@@ -600,12 +634,12 @@ def _dot_loops(a: Ref, b: Ref, c: Ref, batch, m, n, k, mm) -> list:
     space.index(lb, "index", b.offset, strides(b, "kj"))
     from ..ops.registry import OPS
     product = Apply(OPS.mul, (la, lb), {}, a.dtype, (a.dtype, b.dtype), a.dtype, "product")
-    acc = Acc(mm.name, "sum", _acc_dtype("sum", c.dtype), c.dtype, _cast_expr(product, _acc_dtype(
-        "sum", c.dtype)))
+    acc = Acc(mm.name, "sum", _acc_dtype("sum", c.dtype), c.dtype, product)
     store = Store(c, None, AccValue(acc))
     space.index(store, "index", c.offset, strides(c, "ij"))
-    vars_ = space.finalize("d")
-    outer, inner = vars_[:-1], vars_[-1:]
+    vars_ = space.finalize("d")  # size-1 dims are dropped: split by group, not position
+    outer = [v for v, g in zip(vars_, space.var_groups) if g == 0]
+    inner = [v for v, g in zip(vars_, space.var_groups) if g == 1]
     red = Reduce([acc], inner)
     return _nest(outer, [red, store], parallel=True)
 

@@ -102,7 +102,8 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
         mod = llvm.parse_assembly(source)
         mod.name = unique
         mod.verify()
-        cached = cache.lookup_object(source, unique) and not dump
+        # a dump needs the optimised IR and assembly, so it compiles (and refreshes the entry)
+        cached = cache.lookup_object(source, unique, read=not dump)
         optimized = asm = ""
         if not cached:
             pto = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -120,6 +121,9 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
             finally:
                 cache.forget(unique)
             addresses = {f: _engine.get_function_address(f.replace(PREFIX, tag)) for f in functions}
+            missing = [f for f, address in addresses.items() if not address]
+            if missing:  # never hand out a null function pointer
+                raise RuntimeError(f"LLVM module {unique}: no code for {missing}")
         else:
             cache.forget(unique)
             addresses = known.addresses

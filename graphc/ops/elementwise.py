@@ -81,9 +81,8 @@ def _gelu(x, approximate="none"):
 
 
 def _gelu_decomposition(x, approximate="none"):
-    if approximate == "tanh":
-        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x))
-        return 0.5 * x * (1 + F.tanh(inner))
+    if approximate == "tanh":  # 0.5·(1 + tanh(z)) = sigmoid(2z): one exp, no cancellation
+        return x * F.sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x)))
     return 0.5 * x * (1 + F.erf(x * math.sqrt(0.5)))
 
 

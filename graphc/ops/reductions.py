@@ -133,8 +133,10 @@ def _logsumexp(x, dim=None, keepdim=False):
 def _logsumexp_decomposition(x, dim=None, keepdim=False):
     dims = reduce_dims("logsumexp", dim, x.ndim)
     x = x.to(dt.to_float(x.dtype))
+    if x.numel() == 0:  # shapes are static here; an empty reduction has no max to shift by
+        return F.log(F.sum(F.exp(x), dims, keepdim=keepdim))
     m = F.amax(x, dims, keepdim=True)
-    m = F.where(F.isinf(m), F.zeros_like(m), m)
+    m = F.where(F.isinf(m), 0.0, m)
     out = F.log(F.sum(F.exp(x - m), dims, keepdim=True)) + m
     return F.squeeze(out, dims) if not keepdim else out
 

@@ -1,0 +1,107 @@
+"""Regression tests for backend bugs found by the op-table, random-graph and runtime tests,
+and for the scheduling choices made for speed (each checked against eager)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn.functional as F
+from graphc.codegen import compile_graph
+
+
+def compiled(fn, *inputs):
+    cg = compile_graph(graphc.trace(fn, *inputs), *inputs)
+    return cg, cg(*inputs)
+
+
+def same_bits(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_min_relu_keep_numpys_zero_signs_and_nans(dtype):
+    a = graphc.from_numpy(np.array([0.0, -0.0, np.nan, 1.0, -np.inf, np.nan], dtype))
+    b = graphc.from_numpy(np.array([-0.0, 0.0, 1.0, np.nan, -np.inf, np.nan], dtype))
+    for fn in (graphc.maximum, graphc.minimum):
+        _, got = compiled(fn, a, b)
+        assert same_bits(got.numpy(), fn(a, b).numpy()), fn.__name__
+    _, got = compiled(F.relu, a)
+    assert same_bits(got.numpy(), F.relu(a).numpy())
+
+
+def test_int_max_reduction_starts_below_every_value():
+    x = graphc.tensor([-1, -2147483648, 0], dtype=graphc.int32)
+    fn = lambda x: (x.amin().abs().amax(), x.amax(), x.amin())
+    _, got = compiled(fn, x)
+    for g, e in zip(got, fn(x)):
+        assert same_bits(g.numpy(), e.numpy())
+
+
+@pytest.mark.parametrize("shapes", [((1, 3), (3, 1)), ((3, 1), (1, 2)), ((0, 1), (1, 3)),
+                                    ((2, 2, 1), (1, 2)), ((3,), (3,))])
+def test_matmul_with_unit_dims_and_an_epilogue(shapes):
+    a, b = graphc.randn(*shapes[0]), graphc.randn(*shapes[1])
+    fn = lambda x, w: (x @ w + 1.0).relu()
+    _, got = compiled(fn, a, b)
+    np.testing.assert_allclose(got.numpy(), fn(a, b).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch,rows", [(40, 6), (6, 40)])
+def test_batched_matmul_with_one_weight_over_a_transposed_input(batch, rows):
+    """x.transpose(0, 1) @ w: BLAS runs over whichever of batch and rows is larger."""
+    x, w = graphc.randn(rows, batch, 96), graphc.randn(96, 80)
+    fn = lambda x, w: F.gelu(x.transpose(0, 1) @ w)
+    cg, got = compiled(fn, x, w)
+    assert "gemm" in cg.dump("kernels")
+    np.testing.assert_allclose(got.numpy(), fn(x, w).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_small_matmuls_run_on_loops_and_match():
+    model = graphc.nn.Sequential(graphc.nn.Linear(64, 64), graphc.nn.ReLU(),
+                                 graphc.nn.Linear(64, 64)).eval()
+    x = graphc.randn(1, 64)
+    with graphc.no_grad():
+        cg, got = compiled(model, x)
+        expected = model(x)
+    assert "gemm" not in cg.dump("kernels")
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_float32_sums_are_accurate_over_long_rows():
+    """Blocked float32 partial sums, blocks added in float64: close to the exact sum."""
+    rng = np.random.default_rng(0)
+    x = graphc.from_numpy((rng.random((4, 1_000_003)) + 1e3).astype(np.float32))
+    _, got = compiled(lambda x: (x.sum(-1), x.mean(-1), x.sum()), x)
+    exact = x.numpy().astype(np.float64)
+    np.testing.assert_allclose(got[0].numpy(), exact.sum(-1), rtol=2e-7)
+    np.testing.assert_allclose(got[1].numpy(), exact.mean(-1), rtol=2e-7)
+    np.testing.assert_allclose(got[2].numpy(), exact.sum(), rtol=2e-7)
+
+
+def test_integer_pow_compiles_quickly_and_flags_negative_exponents():
+    a = graphc.from_numpy(np.arange(-5, 20, dtype=np.int64))
+    b = graphc.from_numpy(np.arange(25, dtype=np.int64) % 7)
+    cg, got = compiled(lambda a, b: a ** b, a, b)
+    assert same_bits(got.numpy(), (a ** b).numpy())
+    with pytest.raises(graphc.OpValueError, match="negative integer powers"):
+        cg(a, -b)
+
+
+def test_logsumexp_over_an_empty_dim_is_minus_inf_and_native():
+    x = graphc.from_numpy(np.zeros((0, 5), np.float32))
+    fn = lambda x: graphc.logsumexp(x, dim=0)
+    cg, got = compiled(fn, x)
+    assert same_bits(got.numpy(), fn(x).numpy())
+    assert not cg.last.program.fallbacks
+
+
+def test_gelu_tanh_compiles_as_x_sigmoid_2z_and_stays_accurate_for_negative_inputs():
+    x = graphc.from_numpy(np.linspace(-12, 6, 100_001).astype(np.float64))
+    _, got = compiled(lambda x: F.gelu(x, approximate="tanh"), x)
+    v = x.numpy()
+    z = np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)
+    exact = v / (1 + np.exp(-2 * z))  # 0.5·(1 + tanh z) = sigmoid(2z), without cancellation
+    np.testing.assert_allclose(got.numpy(), exact, rtol=1e-13, atol=1e-300)

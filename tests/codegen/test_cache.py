@@ -1,0 +1,283 @@
+"""The disk cache of compiled object code: hits across processes, damage, races, keys.
+
+The in-memory cache (``target._compiled``) means a module compiled twice in one process
+never reaches the disk, so everything that needs the disk cache runs in fresh
+processes: ``run_graphs`` compiles and runs a few small graphs there and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.codegen import cache, cache_dir, compile_graph, target
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Graph k scales by k + 2, so every k is another module (another cache entry).
+SCRIPT = r"""
+import json, sys
+import numpy as np
+import graphc
+from graphc.codegen import cache_stats, compile_graph
+
+results = []
+for k in map(int, sys.argv[1:]):
+    scale = float(k + 2)
+
+    def f(x, y):
+        return graphc.softmax(x * scale, dim=-1) @ y + graphc.exp(y).sum(0)
+
+    rng = np.random.default_rng(k)
+    x = graphc.from_numpy(rng.standard_normal((16, 32)).astype(np.float32))
+    y = graphc.from_numpy(rng.standard_normal((32, 8)).astype(np.float32))
+    cg = compile_graph(graphc.trace(f, x, y), x, y)
+    got = cg(x, y).numpy()
+    with graphc.no_grad():
+        want = f(x, y).numpy()
+    results.append({"graph": k, "correct": bool(np.allclose(got, want, rtol=1e-5, atol=1e-5)),
+                    "from_cache": "from the disk cache" in cg.explain()})
+s = cache_stats
+print(json.dumps({"results": results, "stats": {"hits": s.hits, "misses": s.misses,
+                                                "rebuilt": s.rebuilt, "write_errors": s.write_errors}}))
+"""
+
+
+def _env(cache_root: Path | str, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHC_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["GRAPHC_CACHE_DIR"] = str(cache_root)
+    env.update(extra)
+    return env
+
+
+def _command(graphs) -> list[str]:
+    return [sys.executable, "-c", SCRIPT, *map(str, graphs)]
+
+
+def _report(stdout: str, stderr: str, returncode: int) -> dict:
+    assert returncode == 0, f"the compiling process failed ({returncode}):\n{stderr}"
+    report = json.loads(stdout.strip().splitlines()[-1])
+    for r in report["results"]:
+        assert r["correct"], f"graph {r['graph']} gave wrong results"
+    return report
+
+
+def run_graphs(cache_root: Path | str, graphs=(0,), **extra: str) -> dict:
+    """Compile and run ``graphs`` in a fresh process using ``cache_root``; its report."""
+    p = subprocess.run(_command(graphs), env=_env(cache_root, **extra), cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    return _report(p.stdout, p.stderr, p.returncode)
+
+
+def entries(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*.o"))
+
+
+def leftovers(root: Path) -> list[str]:
+    return [name for _, _, files in os.walk(root) for name in files if name.startswith(".tmp-")]
+
+
+# ---- across processes ----------------------------------------------------------------------
+
+def test_entry_written_by_one_process_is_a_hit_in_the_next(tmp_path):
+    root = tmp_path / "cache"
+    first = run_graphs(root)
+    assert first["stats"] == {"hits": 0, "misses": 1, "rebuilt": 0, "write_errors": 0}
+    assert not first["results"][0]["from_cache"]
+    [entry] = entries(root)
+    assert cache.read_entry(entry) is not None
+    second = run_graphs(root)
+    assert second["stats"] == {"hits": 1, "misses": 0, "rebuilt": 0, "write_errors": 0}
+    assert second["results"][0]["from_cache"]
+    assert entries(root) == [entry]
+
+
+def _truncate(data: bytes) -> bytes:
+    return data[:len(data) // 2]
+
+
+def _flip_payload_byte(data: bytes) -> bytes:
+    head = len(cache.MAGIC) + cache._HEADER.size
+    k = head + (len(data) - head) // 2
+    return data[:k] + bytes([data[k] ^ 0xFF]) + data[k + 1:]
+
+
+def _foreign(data: bytes) -> bytes:
+    return np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+
+
+def _empty(data: bytes) -> bytes:
+    return b""
+
+
+DAMAGE = {"truncated": _truncate, "flipped-payload-byte": _flip_payload_byte,
+          "foreign-random-bytes": _foreign, "empty": _empty}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_entry_is_detected_and_rebuilt(tmp_path, damage):
+    root = tmp_path / "cache"
+    run_graphs(root)
+    [entry] = entries(root)
+    good = entry.read_bytes()
+    entry.write_bytes(DAMAGE[damage](good))
+    assert cache.read_entry(entry) is None
+    rebuilt = run_graphs(root)
+    assert rebuilt["stats"] == {"hits": 0, "misses": 1, "rebuilt": 1, "write_errors": 0}
+    assert not rebuilt["results"][0]["from_cache"]
+    assert cache.read_entry(entry) is not None  # written afresh
+    assert run_graphs(root)["stats"] == {"hits": 1, "misses": 0, "rebuilt": 0, "write_errors": 0}
+
+
+def test_entry_under_another_keys_name_is_rebuilt(tmp_path):
+    # A sound entry copied to another key's file holds another module's symbols: loading
+    # it must not happen (it crashed the process with SIGSEGV before the key was checked).
+    root = tmp_path / "cache"
+    run_graphs(root, (0,))
+    [zero] = entries(root)
+    run_graphs(root, (1,))
+    [one] = [e for e in entries(root) if e != zero]
+    one.write_bytes(zero.read_bytes())
+    assert cache.read_entry(one) is None
+    report = run_graphs(root, (1,))
+    assert report["stats"] == {"hits": 0, "misses": 1, "rebuilt": 1, "write_errors": 0}
+    assert cache.read_entry(one) is not None and cache.read_entry(zero) is not None
+
+
+def test_cache_off_writes_nothing(tmp_path):
+    root = tmp_path / "cache"
+    for _ in range(2):
+        report = run_graphs(root, (0, 1), GRAPHC_CACHE="0")
+        assert report["stats"] == {"hits": 0, "misses": 0, "rebuilt": 0, "write_errors": 0}
+        assert not any(r["from_cache"] for r in report["results"])
+    assert not root.exists()
+
+
+@pytest.fixture
+def unwritable_cache_dir(tmp_path):
+    """A cache directory this process cannot write to.
+
+    A directory with mode 0o500 where that blocks writes; as root it does not, so then a
+    path under a regular file, which can never be created.
+    """
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    probe = readonly / "probe"
+    try:
+        probe.write_bytes(b"")
+    except PermissionError:
+        yield readonly
+        readonly.chmod(0o700)
+        return
+    probe.unlink()
+    readonly.chmod(0o700)
+    a_file = tmp_path / "a-file"
+    a_file.write_bytes(b"not a directory")
+    yield a_file / "cache"
+    assert a_file.read_bytes() == b"not a directory"
+
+
+def test_unwritable_cache_dir_still_compiles(unwritable_cache_dir):
+    for _ in range(2):
+        report = run_graphs(unwritable_cache_dir, (0, 1))
+        assert report["stats"] == {"hits": 0, "misses": 2, "rebuilt": 0, "write_errors": 2}
+    if unwritable_cache_dir.is_dir():  # the read-only directory: still empty
+        assert not any(unwritable_cache_dir.iterdir())
+
+
+def test_concurrent_processes_share_a_fresh_cache_dir(tmp_path):
+    root = tmp_path / "cache"
+    graphs = (0, 1, 2, 3)
+    procs = [subprocess.Popen(_command(graphs), env=_env(root), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    finished = [(*p.communicate(timeout=120), p.returncode) for p in procs]
+    for out, err, returncode in finished:
+        stats = _report(out, err, returncode)["stats"]
+        assert stats["hits"] + stats["misses"] == len(graphs)
+        assert stats["rebuilt"] == 0 and stats["write_errors"] == 0  # never saw a torn file
+    found = entries(root)
+    assert len(found) == len(graphs)
+    assert all(cache.read_entry(e) is not None for e in found)
+    assert leftovers(root) == []
+    after = run_graphs(root, graphs)
+    assert after["stats"]["hits"] == len(graphs)
+    assert all(r["from_cache"] for r in after["results"])
+
+
+# ---- entries and keys, in this process -----------------------------------------------------
+
+def test_entry_round_trip_and_damage(tmp_path):
+    path = tmp_path / "ab" / "entry.o"
+    payload = bytes(range(256)) * 10
+    assert cache.write_entry(path, payload)
+    assert cache.read_entry(path) == payload
+    data = path.read_bytes()
+    assert data.startswith(cache.MAGIC)
+    for name, damage in DAMAGE.items():
+        path.write_bytes(damage(data))
+        assert cache.read_entry(path) is None, name
+    path.write_bytes(data + b"\0")  # a trailing byte: the length no longer matches
+    assert cache.read_entry(path) is None
+    renamed = tmp_path / "ab" / "other.o"
+    renamed.write_bytes(data)  # sound, but written for another key
+    assert cache.read_entry(renamed) is None
+    assert cache.read_entry(tmp_path / "missing.o") is None
+    assert leftovers(tmp_path) == []
+
+
+def test_write_entry_refused_counts_an_error(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_bytes(b"x")
+    before = cache.stats.write_errors
+    assert cache.write_entry(a_file / "ab" / "entry.o", b"payload") is False
+    assert cache.stats.write_errors == before + 1
+
+
+def test_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHC_CACHE", raising=False)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "here"))
+    assert cache_dir() == tmp_path / "here"
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    assert cache_dir() is None
+    monkeypatch.delenv("GRAPHC_CACHE")
+    monkeypatch.delenv("GRAPHC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "graphc"
+
+
+def _llvm_source(scale: float) -> str:
+    x = graphc.from_numpy(np.ones((4, 8), np.float32))
+    cg = compile_graph(graphc.trace(lambda x: graphc.relu(x * scale).sum(-1), x), x)
+    return cg.dump("llvm")
+
+
+def test_cache_key_follows_the_ir():
+    two, three = _llvm_source(2.0), _llvm_source(3.0)
+    assert two != three
+    assert cache.cache_key(two) != cache.cache_key(three)
+    assert _llvm_source(2.0) == two  # the same graph again: the same module, the same key
+    assert cache.cache_key(two) == cache.cache_key(two)
+    assert len(cache.cache_key(two)) == 64
+
+
+def test_cache_key_follows_version_and_host(monkeypatch):
+    source = _llvm_source(2.0)
+    key = cache.cache_key(source)
+    monkeypatch.setattr(graphc, "__version__", graphc.__version__ + ".post1")
+    assert cache.cache_key(source) != key
+    monkeypatch.undo()
+    assert cache.cache_key(source) == key
+    host = target.host_description()
+    monkeypatch.setattr(target, "host_description", lambda: {**host, "features": "-avx2"})
+    assert cache.cache_key(source) != key
+    monkeypatch.setattr(target, "host_description", lambda: {**host, "cpu": "generic"})
+    assert cache.cache_key(source) != key
