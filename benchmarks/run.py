@@ -4,8 +4,10 @@
     python3 benchmarks/run.py W1 W2 --json out.json
     python3 benchmarks/run.py --no-compile-times   # skip the cold/cached compile runs
 
-Everything in the table is measured in this one run, one workload at a time, each
-implementation warmed up and then timed over repeated calls; the figure is the median.
+Everything in the table is measured in this one run: first graphc (eager and compiled) and
+numpy for every workload, then torch and JAX (their thread pools keep spinning after a
+call and would slow what runs next). Each implementation is warmed up and then timed
+over repeated calls; the figure is the median.
 Speed-ups are numpy's (or eager's) median divided by compiled's. Compile times are
 measured in fresh subprocesses: "cold" with an empty disk cache (includes LLVM's start-up
 in that process), "cached" a second process reading the same cache directory.
@@ -33,22 +35,35 @@ from graphc.codegen import compile_graph, thread_count  # noqa: E402
 from workloads import build  # noqa: E402
 
 
-def median_seconds(fn, budget: float = 1.0, min_samples: int = 7) -> float:
-    """Median time of one call; fast functions are timed in batches."""
+def _batch(fn) -> tuple[int, float]:
+    """Calls per sample (each sample at least ~2 ms) and the time of one call."""
     fn()
     fn()
     t0 = time.perf_counter()
     fn()
     once = max(time.perf_counter() - t0, 1e-7)
-    batch = max(1, int(2e-3 / once))  # each sample at least ~2 ms
-    samples = max(min_samples, min(200, int(budget / (once * batch))))
-    times = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        for _ in range(batch):
-            fn()
-        times.append((time.perf_counter() - t0) / batch)
-    return statistics.median(times)
+    return max(1, int(2e-3 / once)), once
+
+
+def medians(fns: dict, budget: float = 3.0, min_rounds: int = 7) -> dict:
+    """Median time of one call of each function, sampled in interleaved rounds so that
+    all of them see the same machine (these machines are noisy)."""
+    plan = {name: _batch(fn) for name, fn in fns.items()}
+    per_round = sum(batch * once for batch, once in plan.values())
+    rounds = max(min_rounds, min(100, int(budget / per_round)))
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            batch = plan[name][0]
+            t0 = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            times[name].append((time.perf_counter() - t0) / batch)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def median_seconds(fn, budget: float = 1.0) -> float:
+    return medians({"fn": fn}, budget)["fn"]
 
 
 def optional(name: str):
@@ -67,7 +82,7 @@ def check(w, compiled_out, eager_out):
     return err
 
 
-def run_workload(w, torch, jax_mods) -> dict:
+def run_graphc(w) -> dict:
     row = {"name": w.name, "title": w.title, "target": w.target}
     with graphc.no_grad():
         gm = graphc.trace(w.model, *w.inputs)
@@ -77,15 +92,21 @@ def run_workload(w, torch, jax_mods) -> dict:
         spec = cg.last
         row["kernels"] = len(spec.program.kernels)
         row["fallbacks"] = [f.node.name for f in spec.program.fallbacks]
-        row["compiled"] = median_seconds(lambda: cg(*w.inputs))
-        row["eager"] = median_seconds(lambda: w.model(*w.inputs), budget=1.0, min_samples=5)
-    if w.numpy_fn is not None:
-        xs = w.numpy_inputs()
-        ref = w.numpy_fn(*xs)
-        err = float(np.max(np.abs(ref - eager_out.numpy())))
-        if not err <= 1e-3 * max(1.0, float(np.max(np.abs(ref)))):
-            raise SystemExit(f"{w.name}: the numpy version differs from graphc eager by {err:g}")
-        row["numpy"] = median_seconds(lambda: w.numpy_fn(*xs))
+        fns = {"compiled": lambda: cg(*w.inputs), "eager": lambda: w.model(*w.inputs)}
+        if w.numpy_fn is not None:
+            xs = w.numpy_inputs()
+            ref = w.numpy_fn(*xs)
+            err = float(np.max(np.abs(ref - eager_out.numpy())))
+            if not err <= 1e-3 * max(1.0, float(np.max(np.abs(ref)))):
+                raise SystemExit(f"{w.name}: the numpy version differs from graphc eager by {err:g}")
+            fns["numpy"] = lambda: w.numpy_fn(*xs)
+        row.update(medians(fns))
+    return row
+
+
+def run_others(w, row: dict, torch, jax_mods) -> None:
+    """torch eager, torch.compile and JAX, after every graphc and numpy timing (torch's
+    OpenMP threads keep spinning after its calls, which would slow what runs next)."""
     if torch is not None and w.torch_fn is not None:
         fn = w.torch_fn(torch)
         xs = tuple(torch.from_numpy(t.numpy()) for t in w.inputs)
@@ -103,7 +124,6 @@ def run_workload(w, torch, jax_mods) -> dict:
         fn = jax.jit(w.jax_fn(jnp, jax))
         xs = tuple(jnp.asarray(t.numpy()) for t in w.inputs)
         row["jax.jit"] = median_seconds(lambda: fn(*xs).block_until_ready())
-    return row
 
 
 COMPILE_SCRIPT = """
@@ -159,12 +179,18 @@ def main(argv=None) -> int:
     if torch is not None:
         torch.set_num_threads(thread_count())
     rows = []
-    for w in build(args.workloads or None):
+    workloads = build(args.workloads or None)
+    for w in workloads:
         print(f"{w.name}: {w.title} ...", file=sys.stderr, flush=True)
-        row = run_workload(w, torch, jax_mods)
+        rows.append(run_graphc(w))
+    for w, row in zip(workloads, rows):
         if not args.no_compile_times and w.name != "W6":
+            print(f"{w.name}: compile times (fresh processes) ...", file=sys.stderr, flush=True)
             row.update(compile_times(w.name))
-        rows.append(row)
+    for w, row in zip(workloads, rows):
+        if torch is not None or jax_mods is not None:
+            print(f"{w.name}: torch / JAX ...", file=sys.stderr, flush=True)
+            run_others(w, row, torch, jax_mods)
 
     cols = ["numpy", "eager", "compiled", "torch", "torch.compile", "jax.jit"]
     cols = [c for c in cols if any(r.get(c) is not None for r in rows)]

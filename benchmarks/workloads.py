@@ -128,8 +128,18 @@ def build(names=None) -> list[Workload]:
                                            batch_first=True).eval()
         x = graphc.randn(8, 128, 256)
         out.append(Workload("W6", "TransformerEncoderLayer(256, 4 heads), 8x128 tokens", layer, (x,),
-                            None, None))
+                            None, None, torch_fn=_torch_encoder(layer)))
     return out
+
+
+def _torch_encoder(layer):
+    def make(torch):
+        t = torch.nn.TransformerEncoderLayer(256, 4, dim_feedforward=1024, dropout=0.0,
+                                             batch_first=True).eval()
+        t.load_state_dict({k: torch.from_numpy(v.detach().numpy().copy())
+                           for k, v in layer.state_dict().items()})
+        return t
+    return make
 
 
 def _torch_layer_norm(torch, w, b):

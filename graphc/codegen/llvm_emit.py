@@ -38,6 +38,7 @@ STAGE_TYPE = ir.FunctionType(VOID, [I8PP, I64, I64, I32.as_pointer(), I64])
 CALLBACK_TYPE = ir.FunctionType(I32, [I64])
 MAX_THREADS = 64
 REDUCE_FLAGS = ("reassoc", "contract")
+EPILOGUE_THRESHOLD_FACTOR = 32  # see ProgramEmitter.runs_parallel
 SUM_BLOCK = 256  # elements per float32 partial sum (see FunctionEmitter.reduce)
 
 _DTYPE_OF = {I1: dt.bool_, I32: dt.int32, I64: dt.int64,
@@ -71,6 +72,10 @@ class Stage:
         self.parallel = isinstance(first, Loop) and first.parallel
         self.extent = first.var.extent if self.parallel else 1
         self.work = sum(_work(s) for s in stmts)
+
+
+def _has_gemm(body: list) -> bool:
+    return any(isinstance(s, Gemm) or (isinstance(s, Loop) and _has_gemm(s.body)) for s in body)
 
 
 def _work(stmt) -> int:
@@ -463,7 +468,12 @@ class ProgramEmitter:
         self.steps.append(("callback", (number, slot)))
 
     def runs_parallel(self, st: Stage) -> bool:
-        return st.parallel and self.threads > 1 and st.extent > 1 and st.work >= self.threshold
+        threshold = self.threshold
+        if _has_gemm(st.kernel.body):
+            # a matmul's epilogue: OpenBLAS's threads are still spinning after the gemm,
+            # so threads of ours only contend with them unless the epilogue is large
+            threshold *= EPILOGUE_THRESHOLD_FACTOR
+        return st.parallel and self.threads > 1 and st.extent > 1 and st.work >= threshold
 
     def finish(self) -> str:
         main = ir.Function(self.module, ir.FunctionType(I32, [I8PP]), PREFIX + "main")

@@ -18,6 +18,7 @@ and reused. Nothing runs in Python per kernel, except the fallbacks ``explain()`
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from ctypes import addressof
 from operator import attrgetter, is_
@@ -148,6 +149,7 @@ class Specialization:
                 self._callback = CALLBACK_TYPE(self._run_fallback)
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
+        self._pools: dict[int, list[np.ndarray]] = {}  # large outputs' memory, for reuse
         self._returned = {n.name for n in nodes_in(source.graph.output_node.args)
                           if isinstance(n, Node) and n.op in ("placeholder", "get_attr")}
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
@@ -182,7 +184,7 @@ class Specialization:
                     st = Storage(np.frombuffer(buf, d.np), d, count)
                     st._address = addressof(buf)
                 else:
-                    st = Storage(np.empty(count, d.np), d, count)
+                    st = Storage(self._output_array(slot, d, count), d, count)
                 outputs[slot] = st
                 table[slot] = st.data_ptr()
             if self.program.fallbacks:
@@ -194,6 +196,19 @@ class Specialization:
                 ref = self._direct
                 return Tensor._make(outputs[ref.slot], ref.shape, ref.strides, ref.offset)
             return self._outputs(inputs, outputs)
+
+    def _output_array(self, slot: int, d, count: int) -> np.ndarray:
+        """Memory for a large output: an earlier call's that nothing refers to any more (its
+        pages are mapped already: a fresh allocation of many MiB costs a page fault per
+        4 KiB when it is touched), else a new array; a few are kept per output."""
+        pool = self._pools.setdefault(slot, [])
+        for arr in pool:
+            if sys.getrefcount(arr) == 3:  # the pool, this loop and getrefcount itself
+                return arr
+        arr = np.empty(count, d.np)
+        if len(pool) < 2:
+            pool.append(arr)
+        return arr
 
     def _raise(self, code: int):
         if code == ERR_CALLBACK:
