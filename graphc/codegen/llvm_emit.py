@@ -23,6 +23,8 @@ rounds less. Everything else is IEEE: no ``nnan``, ``ninf`` or ``afn``.
 
 from __future__ import annotations
 
+import re
+
 from llvmlite import ir
 
 from .. import dtype as dt
@@ -39,6 +41,7 @@ CALLBACK_TYPE = ir.FunctionType(I32, [I64])
 MAX_THREADS = 64
 REDUCE_FLAGS = ("reassoc", "contract")
 EPILOGUE_THRESHOLD_FACTOR = 32  # see ProgramEmitter.runs_parallel
+INTERLEAVE_COUNT = 2
 SUM_BLOCK = 256  # elements per float32 partial sum (see FunctionEmitter.reduce)
 
 _DTYPE_OF = {I1: dt.bool_, I32: dt.int32, I64: dt.int64,
@@ -72,6 +75,27 @@ class Stage:
         self.parallel = isinstance(first, Loop) and first.parallel
         self.extent = first.var.extent if self.parallel else 1
         self.work = sum(_work(s) for s in stmts)
+
+
+INTERLEAVE_TAG = ".ilv"  # an elementwise kernel's innermost loop: see _interleave
+
+
+def _interleave(text: str) -> str:
+    """Ask the loop vectorizer to interleave two vectors per iteration in the loops tagged
+    INTERLEAVE_TAG. Its cost model declines for long expressions (register pressure), but
+    two independent chains of a transcendental hide each other's latency (W1: 11% faster,
+    measured). llvmlite cannot build the self-referential node a loop ID needs, so the
+    metadata is added to the IR text."""
+    defs = []
+
+    def tag(m: re.Match) -> str:
+        k = 2 * len(defs) + 100000
+        defs.append(f'!{k} = distinct !{{!{k}, !{k + 1}}}\n'
+                    f'!{k + 1} = !{{!"llvm.loop.interleave.count", i32 {INTERLEAVE_COUNT}}}')
+        return m.group(0) + f", !llvm.loop !{k}"
+    text = re.sub(r'br i1 %"?[\w.]+\.again"?, label %"?[\w.]+' + re.escape(INTERLEAVE_TAG) +
+                  r'"?, label %"?[\w.]+"?', tag, text)
+    return text + "\n" + "\n".join(defs) + "\n" if defs else text
 
 
 def _has_gemm(body: list) -> bool:
@@ -230,11 +254,12 @@ class FunctionEmitter:
             self.store(stmt.ref, stmt.index, v, stmt.value.dtype)
         pending.clear()
 
-    def counted_loop(self, var, lo, hi, body) -> None:
-        """``for var in [lo, hi): body()`` in the form LLVM's loop passes expect."""
+    def counted_loop(self, var, lo, hi, body, tag: str = "") -> None:
+        """``for var in [lo, hi): body()`` in the form LLVM's loop passes expect (a ``tag``
+        on the loop's block asks for loop metadata, see ``ProgramEmitter.finish``)."""
         b = self.b
         pre = b.block
-        head = self.fn.append_basic_block(f"{var.name}.loop")
+        head = self.fn.append_basic_block(f"{var.name}.loop{tag}")
         done = self.fn.append_basic_block(f"{var.name}.done")
         b.cbranch(b.icmp_signed("<", lo, hi), head, done)
         b.position_at_end(head)
@@ -246,7 +271,7 @@ class FunctionEmitter:
         self.memo.pop()
         nxt = b.add(i, c64(1), name=f"{var.name}.next", flags=["nsw", "nuw"])
         i.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
+        b.cbranch(b.icmp_signed("<", nxt, hi, name=f"{var.name}.again"), head, done)
         b.position_at_end(done)
         del self.vars[var]
 
@@ -255,7 +280,9 @@ class FunctionEmitter:
             lo, hi = self.start, self.end
         else:
             lo, hi = c64(0), c64(stmt.var.extent)
-        self.counted_loop(stmt.var, lo, hi, lambda: self.emit_body(stmt.body))
+        innermost = not any(isinstance(x, (Loop, Reduce, Gemm)) for x in stmt.body)
+        tag = INTERLEAVE_TAG if innermost and self.stage.kernel.kind == "elementwise" else ""
+        self.counted_loop(stmt.var, lo, hi, lambda: self.emit_body(stmt.body), tag)
 
     def nest(self, loops: list, body) -> None:
         if not loops:
@@ -502,7 +529,7 @@ class ProgramEmitter:
         b.ret(ir.Constant(I32, 0))
         b.position_at_end(fail)
         b.ret(b.load(err))
-        return str(self.module)
+        return _interleave(str(self.module))
 
     def parallel_for(self) -> ir.Function:
         """``i32 parallel_for(stage, ptrs, extent, threads)``: split [0, extent) into

@@ -123,7 +123,8 @@ class Specialization:
         self.table = (ctypes.c_void_p * max(len(slots), 1))()
         self.table_address = ctypes.addressof(self.table)
         self.lock = threading.Lock()
-        self.inputs = [(k, s.index) for k, s in enumerate(slots) if s.kind == "input"]
+        self.inputs = [(k, s.index, program.refs[gm.graph.placeholders[s.index]].dtype.itemsize)
+                       for k, s in enumerate(slots) if s.kind == "input"]
         self.params: list[_Param] = []
         self.arrays: dict[int, np.ndarray] = {}  # slot -> flat bytes (buffers, scratch)
         slot_dtype = {ref.slot: ref.dtype for ref in program.refs.values()}
@@ -149,7 +150,8 @@ class Specialization:
                 self._callback = CALLBACK_TYPE(self._run_fallback)
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
-        self._pools: dict[int, list[np.ndarray]] = {}  # large outputs' memory, for reuse
+        self._pools = {slot: [] for slot, *_ in self.output_slots}  # outputs' memory, reused
+        self._fallbacks = bool(program.fallbacks)
         self._returned = {n.name for n in nodes_in(source.graph.output_node.args)
                           if isinstance(n, Node) and n.op in ("placeholder", "get_attr")}
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
@@ -170,8 +172,10 @@ class Specialization:
     def run(self, inputs: tuple):
         with self.lock:
             table = self.table
-            for slot, k in self.inputs:
-                table[slot] = _address(inputs[k])
+            for slot, k, itemsize in self.inputs:
+                t = inputs[k]
+                st = t._storage
+                table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
             if self.params and not self._params_current():
                 for k, p in enumerate(self.params):
                     if not p.current():
@@ -179,15 +183,9 @@ class Specialization:
                         self._watch[3][k] = p.storage
             outputs = {}  # slot -> a fresh storage per call
             for slot, d, count, small in self.output_slots:
-                if small is not None:  # a ctypes buffer: its address costs less to find
-                    buf = small()
-                    st = Storage(np.frombuffer(buf, d.np), d, count)
-                    st._address = addressof(buf)
-                else:
-                    st = Storage(self._output_array(slot, d, count), d, count)
-                outputs[slot] = st
-                table[slot] = st.data_ptr()
-            if self.program.fallbacks:
+                st = outputs[slot] = self._output_storage(slot, d, count, small)
+                table[slot] = st._address
+            if self._fallbacks:
                 self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
             code = self.main(self.table_address)
             if code:
@@ -197,18 +195,25 @@ class Specialization:
                 return Tensor._make(outputs[ref.slot], ref.shape, ref.strides, ref.offset)
             return self._outputs(inputs, outputs)
 
-    def _output_array(self, slot: int, d, count: int) -> np.ndarray:
-        """Memory for a large output: an earlier call's that nothing refers to any more (its
-        pages are mapped already: a fresh allocation of many MiB costs a page fault per
-        4 KiB when it is touched), else a new array; a few are kept per output."""
-        pool = self._pools.setdefault(slot, [])
-        for arr in pool:
-            if sys.getrefcount(arr) == 3:  # the pool, this loop and getrefcount itself
-                return arr
-        arr = np.empty(count, d.np)
+    def _output_storage(self, slot: int, d, count: int, small) -> Storage:
+        """Memory for an output: an earlier call's that nothing refers to any more (no
+        tensor, no numpy view), else new. Reuse saves the allocation, and for large
+        outputs the page faults: fresh memory costs one per 4 KiB when first touched."""
+        pool = self._pools[slot]
+        for st in pool:  # refcounts: the pool, this loop, the argument (and st.array)
+            if sys.getrefcount(st) == 3 and sys.getrefcount(st.array) == 2:
+                st.version = 0
+                return st
+        if small is not None:  # a ctypes buffer: its address costs less to find
+            buf = small()
+            st = Storage(np.frombuffer(buf, d.np), d, count)
+            st._address = addressof(buf)
+        else:
+            st = Storage(np.empty(count, d.np), d, count)
+            st.data_ptr()
         if len(pool) < 2:
-            pool.append(arr)
-        return arr
+            pool.append(st)
+        return st
 
     def _raise(self, code: int):
         if code == ERR_CALLBACK:

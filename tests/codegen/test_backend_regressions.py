@@ -105,3 +105,23 @@ def test_gelu_tanh_compiles_as_x_sigmoid_2z_and_stays_accurate_for_negative_inpu
     z = np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)
     exact = v / (1 + np.exp(-2 * z))  # 0.5·(1 + tanh z) = sigmoid(2z), without cancellation
     np.testing.assert_allclose(got.numpy(), exact, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("n", [10, 100_000])  # a ctypes buffer, a numpy array
+def test_output_memory_is_reused_only_when_nothing_refers_to_it(n):
+    x = graphc.randn(n)
+    cg = compile_graph(graphc.trace(lambda x: x * 2, x), x)
+    a, b = cg(x), cg(x)
+    assert a.data_ptr() != b.data_ptr()
+    freed = a.data_ptr()
+    del a
+    c = cg(x)
+    assert c.data_ptr() == freed  # no one held it: reused
+    held = c.data_ptr()
+    view, alias, storage = c.numpy(), c[1:], c.untyped_storage()
+    del c
+    for _ in (view, alias, storage):  # each of them keeps the memory
+        d = cg(x * 3)
+        assert d.data_ptr() != held and d.data_ptr() != b.data_ptr()
+        np.testing.assert_array_equal(view, (x * 2).numpy())
+    np.testing.assert_array_equal(b.numpy(), (x * 2).numpy())
