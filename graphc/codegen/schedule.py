@@ -583,7 +583,18 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
                             ref.dtype).broadcast(batch)) if batch else [0]
 
         a_batch, b_batch = batch_strides(a_ref), batch_strides(b_ref)
-        if len(batch) == 1 and batch[0] > m and b_batch == [0] and a_ref.strides[-1] == 1 \
+        c_batch = batch_strides(c_ref)
+        if len(batch) == 1 and b_batch == [0] and not la[0] and a_batch[0] == m * la[1] \
+                and c_batch[0] == m * n:
+            # one weight, and the batch's rows follow each other in A and C: one product
+            # of batch·m rows (a Linear on a 3-D input)
+            g = Gemm(a_ref, None, b_ref, None, c_ref, None, batch[0] * m, n, k, False, lb[0],
+                     la[1], lb[1], n)
+            single = Space((1,))
+            for attr, ref in (("a_index", a_ref), ("b_index", b_ref), ("c_index", c_ref)):
+                single.index(g, attr, ref.offset, [0])
+            body = _nest(single.finalize("b"), [g], parallel=False)
+        elif len(batch) == 1 and batch[0] > m and b_batch == [0] and a_ref.strides[-1] == 1 \
                 and a_batch[0] >= k:
             # one weight for a batch of few-row matrices (x.transpose(0, 1) @ w): the batch
             # is the rows of m larger products, B·m rows apart in C
@@ -597,19 +608,22 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
         else:
             g = Gemm(a_ref, None, b_ref, None, c_ref, None, m, n, k, la[0], lb[0], la[1], lb[1], n)
             for attr, ref, strides in (("a_index", a_ref, a_batch), ("b_index", b_ref, b_batch),
-                                       ("c_index", c_ref, batch_strides(c_ref))):
+                                       ("c_index", c_ref, c_batch)):
                 bspace.index(g, attr, ref.offset, strides)
             body = _nest(bspace.finalize("b"), [g], parallel=False)
     else:
         body = _dot_loops(a_ref, b_ref, c_ref, batch, m, n, k, mm)
     overrides = {mm: _cast_c(c_ref, c_shape)}
-    if epilogue or (exported and c_ref.slot != bld.out_refs[mm].slot):
+    in_place = exported and c_ref.slot == bld.out_refs[mm].slot  # C is that output already
+    if epilogue or any(o is not mm or not in_place for o in bld.outputs):
         load = overrides[mm]
         stores, space, _ = _elementwise(bld, fk.name, out_shape, overrides={mm: load})
         if out_shape == c_shape:
             space.index(load, "index", 0, list(c_ref.strides))
         else:
             space.unravel_index(load, "index", c_shape, c_ref.strides, 0)
+        if in_place:  # C itself is in place already: no copy onto itself
+            stores = [st for st in stores if not (st.value is load and st.ref.slot == c_ref.slot)]
         body += _nest(space.finalize("e"), stores)
     return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs), body, work=m * n * k)
 
@@ -633,8 +647,11 @@ def _dot_loops(a: Ref, b: Ref, c: Ref, batch, m, n, k, mm) -> list:
     space.index(la, "index", a.offset, strides(a, "ik"))
     space.index(lb, "index", b.offset, strides(b, "kj"))
     from ..ops.registry import OPS
-    product = Apply(OPS.mul, (la, lb), {}, a.dtype, (a.dtype, b.dtype), a.dtype, "product")
-    acc = Acc(mm.name, "sum", _acc_dtype("sum", c.dtype), c.dtype, product)
+    # products and sums in the accumulator's dtype (float64 for floats): a float32 product
+    # is exact there, so no overflow depends on the order of the sum (BLAS's FMAs agree)
+    wide = _acc_dtype("sum", c.dtype)
+    product = Apply(OPS.mul, (la, lb), {}, wide, (wide, wide), wide, "product")
+    acc = Acc(mm.name, "sum", wide, c.dtype, product)
     store = Store(c, None, AccValue(acc))
     space.index(store, "index", c.offset, strides(c, "ij"))
     vars_ = space.finalize("d")  # size-1 dims are dropped: split by group, not position

@@ -125,3 +125,27 @@ def test_output_memory_is_reused_only_when_nothing_refers_to_it(n):
         assert d.data_ptr() != held and d.data_ptr() != b.data_ptr()
         np.testing.assert_array_equal(view, (x * 2).numpy())
     np.testing.assert_array_equal(b.numpy(), (x * 2).numpy())
+
+
+@pytest.mark.parametrize("a_shape,transpose", [((1, 1, 1), False), ((4, 3, 5), False),
+                                               ((40, 30, 50), False), ((30, 40, 50), True)])
+def test_matmul_result_returned_with_its_views(a_shape, transpose):
+    """A matmul kernel exporting C and views of it writes every output (a reshape of C was
+    left unwritten); a Linear on a 3-D input is one product of batch·rows rows."""
+    a = graphc.randn(*a_shape)
+    a = a.transpose(0, 1) if transpose else a
+    w = graphc.randn(60, a_shape[-1])
+    fn = lambda a, w: (F.linear(a, w).reshape(-1), F.linear(a, w), F.linear(a, w).mT)
+    cg, got = compiled(fn, a, w)
+    for g, e in zip(got, fn(a, w)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+    if a_shape == (40, 30, 50):
+        assert "gemm 1200x60x50" in cg.dump("kernels")
+
+
+def test_small_matmul_products_are_exact_before_the_sum():
+    """inf + 1e30·1e30: -inf (an exact product, as BLAS's FMA gives), not inf - inf = nan."""
+    a = graphc.from_numpy(np.array([[-np.inf, 1e30]], np.float32))
+    b = graphc.from_numpy(np.array([[1.0], [1e30]], np.float32))
+    _, got = compiled(lambda a, b: a @ b, a, b)
+    assert got.numpy()[0, 0] == -np.inf
