@@ -24,7 +24,7 @@ from ..ir.fused import FusedKernel
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
-from ..passes.memory import plan_memory
+from ..passes.memory import plan_memory, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel
 from .llvm_emit import ProgramEmitter
@@ -102,13 +102,6 @@ class Program:
         return "\n\n".join(k.format() for _, k in self.kernels)
 
 
-def _root(node: Node) -> Node:
-    while node.op == "call_function" and Flag.VIEW in node.target.flags \
-            and isinstance(node.args[0], Node):
-        node = node.args[0]
-    return node
-
-
 def _is_tensor_node(n: Node) -> bool:
     return "shape" in n.meta and "dtype" in n.meta
 
@@ -140,7 +133,7 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph") -> Program:
     out_nodes = [n for n in nodes_in(graph.output_node.args) if isinstance(n, Node)]
     out_roots = []
     for n in out_nodes:
-        r = _root(n)
+        r = view_root(n)
         if r not in refs and r not in out_roots and r.op != "output":
             out_roots.append(r)
     dest: dict[Node, Ref] = {}

@@ -40,7 +40,7 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
-def _root(node: Node) -> Node:
+def view_root(node: Node) -> Node:
     while node.op == "call_function" and Flag.VIEW in node.target.flags \
             and isinstance(node.args[0], Node):
         node = node.args[0]
@@ -69,15 +69,15 @@ def _read_in_place(kernel, position: int) -> bool:
 def plan_memory(gm: GraphModule) -> MemoryPlan:
     nodes = gm.graph.nodes
     index = {n: i for i, n in enumerate(nodes)}
-    outputs = {_root(n) for n in nodes_in(gm.graph.output_node.args)}
+    outputs = {view_root(n) for n in nodes_in(gm.graph.output_node.args)}
     last_use: dict[Node, int] = {}
     for n in nodes:
         for i in n.all_input_nodes:
-            r = _root(i)
+            r = view_root(i)
             last_use[r] = max(last_use.get(r, 0), index[n])
 
     def plannable(n: Node) -> bool:
-        return _root(n) is n and n not in outputs and "shape" in n.meta and not (
+        return view_root(n) is n and n not in outputs and "shape" in n.meta and not (
             n.op == "call_function" and Flag.MUTATES in n.target.flags)
 
     # values in the order they are made; a multi-output kernel makes all of them at once
@@ -101,7 +101,7 @@ def plan_memory(gm: GraphModule) -> MemoryPlan:
         module = gm.graph.module_at(n.target) if n.op == "call_module" else None
         if kind_of(n) == "elementwise" or getattr(module, "kind", "") == "elementwise":
             for inp in n.all_input_nodes:  # write over an input that dies here
-                r = _root(inp)
+                r = view_root(inp)
                 if r in holder and last_use.get(r) == i and nbytes(r) == size \
                         and r.meta.get("dtype") is n.meta.get("dtype") and r is inp \
                         and (module is None or _read_in_place(module, n.args.index(inp))):
