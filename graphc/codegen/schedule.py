@@ -142,15 +142,29 @@ def _apply(node: Node, args: tuple) -> Apply:
 
 
 class _Builder:
-    def __init__(self, fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref]):
+    """A fused kernel's sub-graph with the Refs of its inputs and of views of them.
+
+    A view that no strides can express (reshaping a transposed input) needs a copy: with
+    ``scratch`` the input is copied into a contiguous scratch buffer first (``copies``,
+    loops the scheduler puts before its own), else the kernel is Unsupported.
+    """
+
+    def __init__(self, fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref],
+                 scratch: Scratch | None = None):
         self.fk = fk
         self.graph = fk.graph
         self.refs: dict[Node, Ref] = {}
+        self.copies: list = []
         for p, ref in zip(self.graph.placeholders, in_refs):
             self.refs[p] = ref
         for n in self.graph.nodes:  # views of inputs are read in place
             if n.op == "call_function" and Flag.VIEW in n.target.flags and n.args[0] in self.refs:
-                self.refs[n] = _meta_view(self.refs[n.args[0]], n)
+                try:
+                    self.refs[n] = _meta_view(self.refs[n.args[0]], n)
+                except Unsupported:
+                    if scratch is None:
+                        raise
+                    self.refs[n] = _meta_view(self._copy(self.refs[n.args[0]], scratch), n)
         out = self.graph.output_node.args[0]
         self.outputs = list(out) if isinstance(out, tuple) else [out]
         self.out_refs = dict(zip(self.outputs, out_refs))
@@ -159,6 +173,18 @@ class _Builder:
 
     def shape(self, n: Node) -> tuple:
         return tuple(n.meta["shape"])
+
+    def _copy(self, src: Ref, scratch: Scratch) -> Ref:
+        """``src`` copied into a contiguous scratch buffer (the loops go in ``copies``)."""
+        dst = contiguous(scratch.alloc(max(numel(src.shape), 1) * src.dtype.itemsize, False),
+                         src.shape, src.dtype)
+        space = Space(src.shape)
+        ld, st = Load(src, None), None
+        space.index(ld, "index", src.offset, list(src.strides))
+        st = Store(dst, None, ld)
+        space.index(st, "index", 0, list(dst.strides))
+        self.copies += _nest(space.finalize("c"), [st])
+        return dst
 
 
 def _scalar(value, like_dtype) -> Const:
@@ -545,7 +571,7 @@ BLAS_MIN_WORK = 1 << 15  # multiply-adds below which a call into BLAS costs more
 def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool = True) -> Kernel:
     from .. import dtype as dt
 
-    bld = _Builder(fk, in_refs, out_refs)
+    bld = _Builder(fk, in_refs, out_refs, scratch)
     mm = next(n for n in bld.members if Flag.MATMUL in n.target.flags)
     if not all(a in bld.refs for a in mm.args[:2]):
         raise Unsupported("a matmul operand is computed inside the kernel")
@@ -625,7 +651,8 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
         if in_place:  # C itself is in place already: no copy onto itself
             stores = [st for st in stores if not (st.value is load and st.ref.slot == c_ref.slot)]
         body += _nest(space.finalize("e"), stores)
-    return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs), body, work=m * n * k)
+    return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs), bld.copies + body,
+                  work=m * n * k)
 
 
 def _cast_c(c_ref: Ref, shape) -> Load:

@@ -149,3 +149,13 @@ def test_small_matmul_products_are_exact_before_the_sum():
     b = graphc.from_numpy(np.array([[1.0], [1e30]], np.float32))
     _, got = compiled(lambda a, b: a @ b, a, b)
     assert got.numpy()[0, 0] == -np.inf
+
+
+def test_matmul_of_a_reshape_that_needs_a_copy_copies_natively():
+    """ctx.transpose(1, 2).reshape(b, s, d) @ w (attention's output projection): the
+    operand is copied into scratch inside the kernel, not run through numpy."""
+    ctx, w = graphc.randn(2, 4, 16, 8), graphc.randn(20, 32)
+    fn = lambda ctx, w: F.relu(F.linear(ctx.transpose(1, 2).reshape(2, 16, 32), w))
+    cg, got = compiled(fn, ctx, w)
+    assert not cg.last.program.fallbacks, cg.explain()
+    np.testing.assert_allclose(got.numpy(), fn(ctx, w).numpy(), rtol=1e-5, atol=1e-5)
