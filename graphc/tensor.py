@@ -186,6 +186,10 @@ class Tensor:
     __slots__ = ("_storage", "_shape", "_stride", "_offset", "_np", "requires_grad", "grad",
                  "grad_fn", "_base", "__weakref__", "__dict__")
 
+    # how many times some tensor's memory was swapped (``t.data = ...``): compiled graphs
+    # recheck their weights' storages only when this has changed
+    data_swaps = 0
+
     # numpy defers to our reflected operators instead of converting us with __array__
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -298,6 +302,7 @@ class Tensor:
     def data(self, new: Tensor) -> None:
         if not isinstance(new, Tensor):
             raise TypeError(f"data must be a Tensor, got {type(new).__name__}")
+        Tensor.data_swaps += 1
         self._storage, self._shape, self._stride, self._offset = \
             new._storage, new._shape, new._stride, new._offset
         self._base = new._base

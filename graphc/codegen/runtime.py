@@ -150,6 +150,7 @@ class Specialization:
                 self._callback = CALLBACK_TYPE(self._run_fallback)
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
+        self._swaps = Tensor.data_swaps
         self._pools = {slot: [] for slot, *_ in self.output_slots}  # outputs' memory, reused
         self._fallbacks = bool(program.fallbacks)
         self._returned = {n.name for n in nodes_in(source.graph.output_node.args)
@@ -165,8 +166,13 @@ class Specialization:
     def _params_current(self) -> bool:
         """Every weight is the tensor and storage compiled with (C-level loops: per call)."""
         holders, attrs, tensors, storages = self._watch
-        return all(map(is_, map(dict.get, holders, attrs), tensors)) and all(
-            map(is_, map(_storage_of, tensors), storages))
+        if not all(map(is_, map(dict.get, holders, attrs), tensors)):
+            return False
+        if self._swaps != Tensor.data_swaps:  # some tensor's memory was swapped
+            if not all(map(is_, map(_storage_of, tensors), storages)):
+                return False
+            self._swaps = Tensor.data_swaps
+        return True
 
     # ---- one call ------------------------------------------------------------------------
     def run(self, inputs: tuple):
