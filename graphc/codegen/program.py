@@ -28,7 +28,7 @@ from ..passes.memory import plan_memory, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel
 from .llvm_emit import ProgramEmitter
-from .schedule import Scratch, Unsupported, _meta_view, schedule
+from .schedule import GATHER_OPS, Scratch, Unsupported, _meta_view, schedule, schedule_gather
 from .target import module_target
 
 PARALLEL_THRESHOLD = 1 << 16  # element operations a stage needs before it uses threads
@@ -218,6 +218,17 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph") -> Program:
                 if o is not None:
                     refs[o] = ref
             _number_sites(kernel, module, site_ids, sites)
+            emitter.add_kernel(kernel, site_ids)
+            kernels.append((n.name, kernel))
+            steps.append(("kernel", kernel))
+            continue
+        if n.op == "call_function" and n.target.name in GATHER_OPS and n.args[0] in refs:
+            try:
+                kernel = schedule_gather(n, refs[n.args[0]], destination(n))
+            except Unsupported as e:
+                fallback(n, str(e))
+                continue
+            refs[n] = dest[n]
             emitter.add_kernel(kernel, site_ids)
             kernels.append((n.name, kernel))
             steps.append(("kernel", kernel))

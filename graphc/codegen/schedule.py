@@ -697,3 +697,53 @@ def schedule(fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref], scratch: 
         return schedule_reduction(fk, in_refs, out_refs, scratch)
     return schedule_matmul(fk, in_refs, out_refs, scratch, use_blas)
 
+
+
+# ---- data movement ----------------------------------------------------------------------
+
+GATHER_OPS = ("pad", "unfold")
+
+
+def _copy_nest(src: Ref, dst_offset: int, dst: Ref, shape: tuple) -> list:
+    """dst[dst_offset + Σ i·dst.strides] = src[...] over ``shape`` (a parallel loop nest)."""
+    space = Space(shape)
+    ld = Load(src, None)
+    space.index(ld, "index", src.offset, list(src.strides))
+    st = Store(dst, None, ld)
+    space.index(st, "index", dst_offset, list(dst.strides))
+    return _nest(space.finalize("c"), [st])
+
+
+def schedule_gather(n: Node, src: Ref, out: Ref) -> Kernel:
+    """pad and unfold (im2col) as copy loops: unfold reads a strided window view of its
+    input (no arithmetic, no bounds checks); pad fills the border, then copies the inside."""
+    from ..ops.conv import _pad_widths, _window_args
+
+    x = Tensor._make(Storage.meta(src.dtype, 1), src.shape, src.strides)
+    out_shape = tuple(n.meta["shape"])
+    name = f"C_{'_'.join(map(str, out_shape))}_{n.name}"
+    if n.target.name == "unfold":
+        w = {"dilation": 1, "padding": 0, "stride": 1,
+             **dict(zip(("kernel_size", "dilation", "padding", "stride"), n.args[1:])), **n.kwargs}
+        k, d, p, s, (oh, ow) = _window_args("unfold", x, w["kernel_size"], w["dilation"],
+                                            w["padding"], w["stride"])
+        if p != (0, 0):
+            raise Unsupported("unfold with padding (pad first)")
+        sn, sc, sh, sw = src.strides
+        domain = (src.shape[0], src.shape[1], k[0], k[1], oh, ow)
+        window = Ref(src.slot, src.offset, domain,
+                     (sn, sc, d[0] * sh, d[1] * sw, s[0] * sh, s[1] * sw), src.dtype)
+        body = _copy_nest(window, out.offset, contiguous(out.slot, domain, out.dtype), domain)
+    elif n.target.name == "pad":
+        w = {"pad": (), "value": 0.0, **dict(zip(("pad", "value"), n.args[1:])), **n.kwargs}
+        widths = _pad_widths("pad", len(src.shape), w["pad"])
+        value = w["value"]
+        fill = Store(out, None, Const(value if out.dtype.is_floating_point else int(value),
+                                      out.dtype))
+        space = Space(out_shape)
+        space.index(fill, "index", out.offset, list(out.strides))
+        inside = out.offset + sum(lo * st for (lo, _), st in zip(widths, out.strides))
+        body = _nest(space.finalize("f"), [fill]) + _copy_nest(src, inside, out, src.shape)
+    else:
+        raise Unsupported(f"{n.target.name} has no LLVM lowering")
+    return Kernel(name, "copy", [src], [out], body, work=numel(out_shape))
