@@ -31,6 +31,7 @@ from ..errors import OpValueError
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..ir.node import Node, map_arg, nodes_in
+from ..passes.memory import view_root
 from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
 from .program import Program, lower
@@ -74,6 +75,27 @@ def _holder(owner, attr: str) -> dict | None:
         if d is not None and attr in d:
             return d
     return owner.__dict__ if attr in owner.__dict__ else None
+
+
+def _aliased_by_passes(source, compiled) -> set[int]:
+    """Output positions whose value the passes made share memory where eager's does not:
+    a computation simplified to an input or weight (``clone(x)`` to ``x``), or two outputs
+    merged into one (CSE of ``x.exp(), x.exp()``). These are returned as copies."""
+    def leaves(graph):
+        return [view_root(n) if isinstance(n, Node) else None
+                for n in nodes_in(graph.output_node.args)]
+    before, after = leaves(source), leaves(compiled)
+    if len(before) != len(after):
+        return set()
+    copied = set()
+    for j, (s, c) in enumerate(zip(before, after)):
+        if c is None:
+            continue
+        if c.op in ("placeholder", "get_attr") and s.op not in ("placeholder", "get_attr"):
+            copied.add(j)
+        elif any(after[i] is c and before[i] is not s and i not in copied for i in range(j)):
+            copied.add(j)
+    return copied
 
 
 class _Param:
@@ -153,8 +175,7 @@ class Specialization:
         self._swaps = Tensor.data_swaps
         self._pools = {slot: [] for slot, *_ in self.output_slots}  # outputs' memory, reused
         self._fallbacks = bool(program.fallbacks)
-        self._returned = {n.name for n in nodes_in(source.graph.output_node.args)
-                          if isinstance(n, Node) and n.op in ("placeholder", "get_attr")}
+        self._copied = _aliased_by_passes(source.graph, gm.graph)
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
                        [p.attr for p in self.params], [p.tensor for p in self.params],
                        [p.storage for p in self.params])
@@ -268,16 +289,17 @@ class Specialization:
         return self.tensor(self.program.refs[n], inputs, outputs)
 
     def _outputs(self, inputs, outputs):
+        position = iter(range(1 << 62))
+
         def value(n: Node):
             if n.op == "placeholder":
                 t = inputs[self.gm.graph.placeholders.index(n)]
             elif n.op == "get_attr":
                 t = fetch(self.gm, n.target)
             else:
-                return self._value(n, inputs, outputs)
-            # an input or weight is returned as it is only where the user's graph returns it;
-            # where a pass simplified a computation to it (clone(x), 1 * x), a copy, as eager
-            return t if n.name in self._returned or not isinstance(t, Tensor) else t.detach().clone()
+                t = self._value(n, inputs, outputs)
+            copy = next(position) in self._copied and isinstance(t, Tensor)
+            return t.detach().clone() if copy else t
         return map_arg(self.program.outputs, value)
 
     def _run_fallback(self, step: int) -> int:

@@ -188,3 +188,19 @@ def test_pad_and_unfold_of_strided_inputs(dtype):
         cg, got = compiled(fn, x)
         assert not cg.last.program.fallbacks, cg.explain()
         assert same_bits(got.numpy(), expected.numpy())
+
+
+def test_outputs_share_memory_only_where_eager_results_do():
+    """Passes merge x.exp() twice (CSE) and simplify clone(x) and 1 * x to x; the results
+    still do not share memory with each other or the input, where eager's do not."""
+    x = graphc.randn(4)
+    fn = lambda x: (x.exp(), x.exp(), x.view(2, 2), x, x.clone(), 1 * x)
+    _, (a, b, view, same, cloned, times_one) = compiled(fn, x)
+    pointers = [t.data_ptr() for t in (a, b, cloned, times_one)]
+    assert len(set(pointers)) == 4 and x.data_ptr() not in pointers
+    assert view.data_ptr() == x.data_ptr() and same is x  # as eager: a view, the input itself
+    expected = fn(x)
+    for got, want in zip((a, b), expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)  # exp: within an ulp
+    for got, want in zip((view, cloned, times_one), expected[2:3] + expected[4:]):
+        assert same_bits(got.numpy(), want.numpy())
