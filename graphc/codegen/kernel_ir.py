@@ -205,16 +205,7 @@ class Kernel:
     inputs: list          # Refs read
     outputs: list         # Refs written
     body: list
-    scratch_bytes: int = 0   # per thread, at the scratch slot
-    scratch_slot: int | None = None
     work: int = 0         # elements of the iteration domain (decides threading)
-
-    @property
-    def parallel_extent(self) -> int:
-        for stmt in self.body:
-            if isinstance(stmt, Loop) and stmt.parallel:
-                return stmt.var.extent
-        return 0
 
     def format(self) -> str:
         head = ", ".join([f"in{i}: {r}" for i, r in enumerate(self.inputs)] +

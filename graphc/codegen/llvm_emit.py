@@ -300,20 +300,21 @@ class FunctionEmitter:
             position = stmt.loops
         loops = list(stmt.loops)
         blocked = [a for a in stmt.accs if a.kind == "sum" and a.acc_dtype is dt.float64
-                   and a.value.dtype is dt.float32]
-        if not blocked or not loops:
-            def body():
-                for acc in stmt.accs:
-                    self.update_acc(acc, position)
-                self.emit_body(list(stmt.side))
+                   and a.value.dtype is dt.float32] if loops else []
+        b = self.b
+        partial = {a: self.alloca(F32, f"{a.name}.partial") for a in blocked}
+
+        def body():
+            for acc in stmt.accs:
+                self.update_acc(acc, position, partial.get(acc))
+            self.emit_body(list(stmt.side))
+        if not blocked:
             self.nest(loops, body)
             return
         # float32 sums in blocks: 8-lane float32 partial sums over SUM_BLOCK elements (the
         # loop vectorizes at full width), each block's total added in float64
         inner = loops[-1]
         blocks = Var(f"{inner.name}.block", -(-inner.extent // SUM_BLOCK))
-        b = self.b
-        partial = {a: self.alloca(F32, f"{a.name}.partial") for a in blocked}
 
         def block_body():
             lo = b.mul(self.vars[blocks], c64(SUM_BLOCK))
@@ -321,11 +322,6 @@ class FunctionEmitter:
             hi = b.select(b.icmp_signed("<", hi, c64(inner.extent)), hi, c64(inner.extent))
             for a in blocked:
                 b.store(ir.Constant(F32, 0.0), partial[a])
-
-            def body():
-                for acc in stmt.accs:
-                    self.update_acc(acc, position, partial.get(acc))
-                self.emit_body(list(stmt.side))
             self.counted_loop(inner, lo, hi, body)
             for a in blocked:
                 total = b.fadd(b.load(a.llvm_slots["acc"]), b.fpext(b.load(partial[a]), F64))

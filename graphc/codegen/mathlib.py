@@ -97,12 +97,6 @@ class Math:
     def fabs(self, x):
         return self.intrinsic("fabs", x)
 
-    def pow2(self, n):
-        """2^n for an integer-valued float n with the float type's exponent range."""
-        e = self.b.fptosi(n, self.ity)
-        e = self.b.add(e, ir.Constant(self.ity, self.bias))
-        return self.b.bitcast(self.b.shl(e, ir.Constant(self.ity, self.mbits)), self.ty)
-
     # ---- functions ---------------------------------------------------------------
     def clamp(self, x, lo=None, hi=None):
         """x limited to [lo, hi] by compare and select (one vmaxps/vminps each; a nan x

@@ -21,7 +21,7 @@ import ctypes
 import sys
 import threading
 from ctypes import addressof
-from operator import attrgetter, is_
+from operator import is_
 import time
 
 import numpy as np
@@ -64,8 +64,6 @@ def _owner(root, target: str):
 def _address(t: Tensor) -> int:
     return t._storage.data_ptr() + t._offset * t._storage.dtype.itemsize
 
-
-_storage_of = attrgetter("_storage")
 
 
 def _holder(owner, attr: str) -> dict | None:
@@ -177,8 +175,7 @@ class Specialization:
         self._fallbacks = bool(program.fallbacks)
         self._copied = _aliased_by_passes(source.graph, gm.graph)
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
-                       [p.attr for p in self.params], [p.tensor for p in self.params],
-                       [p.storage for p in self.params])
+                       [p.attr for p in self.params], [p.tensor for p in self.params])
         self._error: BaseException | None = None
         self._call_inputs: tuple = ()
         self._call_outputs: dict[int, np.ndarray] = {}
@@ -186,11 +183,11 @@ class Specialization:
 
     def _params_current(self) -> bool:
         """Every weight is the tensor and storage compiled with (C-level loops: per call)."""
-        holders, attrs, tensors, storages = self._watch
+        holders, attrs, tensors = self._watch
         if not all(map(is_, map(dict.get, holders, attrs), tensors)):
             return False
         if self._swaps != Tensor.data_swaps:  # some tensor's memory was swapped
-            if not all(map(is_, map(_storage_of, tensors), storages)):
+            if not all(p.current() for p in self.params):
                 return False
             self._swaps = Tensor.data_swaps
         return True
@@ -204,10 +201,9 @@ class Specialization:
                 st = t._storage
                 table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
             if self.params and not self._params_current():
-                for k, p in enumerate(self.params):
+                for p in self.params:
                     if not p.current():
                         p.refresh(table)
-                        self._watch[3][k] = p.storage
             outputs = {}  # slot -> a fresh storage per call
             for slot, d, count, small in self.output_slots:
                 st = outputs[slot] = self._output_storage(slot, d, count, small)
@@ -346,8 +342,7 @@ class CompiledGraph:
 
     def __call__(self, *inputs):
         try:
-            spec = self.specializations[
-                tuple([(t._shape, t._stride, t._storage.dtype, t._storage.device) for t in inputs])]
+            spec = self.specializations[self.signature(inputs)]
         except (KeyError, AttributeError):
             spec = self.specialize(inputs)
         return spec.run(inputs)

@@ -178,12 +178,7 @@ class _Builder:
         """``src`` copied into a contiguous scratch buffer (the loops go in ``copies``)."""
         dst = contiguous(scratch.alloc(max(numel(src.shape), 1) * src.dtype.itemsize, False),
                          src.shape, src.dtype)
-        space = Space(src.shape)
-        ld, st = Load(src, None), None
-        space.index(ld, "index", src.offset, list(src.strides))
-        st = Store(dst, None, ld)
-        space.index(st, "index", 0, list(dst.strides))
-        self.copies += _nest(space.finalize("c"), [st])
+        self.copies += _copy_nest(src, 0, dst, src.shape)
         return dst
 
 
@@ -639,7 +634,7 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
             body = _nest(bspace.finalize("b"), [g], parallel=False)
     else:
         body = _dot_loops(a_ref, b_ref, c_ref, batch, m, n, k, mm)
-    overrides = {mm: _cast_c(c_ref, c_shape)}
+    overrides = {mm: Load(c_ref, None)}
     in_place = exported and c_ref.slot == bld.out_refs[mm].slot  # C is that output already
     if epilogue or any(o is not mm or not in_place for o in bld.outputs):
         load = overrides[mm]
@@ -654,9 +649,6 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
     return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs), bld.copies + body,
                   work=m * n * k)
 
-
-def _cast_c(c_ref: Ref, shape) -> Load:
-    return Load(c_ref, None)
 
 
 def _dot_loops(a: Ref, b: Ref, c: Ref, batch, m, n, k, mm) -> list:

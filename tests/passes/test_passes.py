@@ -263,13 +263,16 @@ def test_pass_manager_history_and_user_passes():
     assert "decompose" in text and "ms" in text and "+  %exp" in text
 
 
+def wrong(gm):
+    """A wrong pass: exp becomes sin."""
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.target is OPS.exp:
+            n.target = OPS.sin
+            return True
+    return False
+
+
 def test_check_mode_catches_a_pass_that_changes_the_result():
-    def wrong(gm):
-        for n in gm.graph.nodes:
-            if n.op == "call_function" and n.target is OPS.exp:
-                n.target = OPS.sin
-                return True
-        return False
 
     gm = graphc.trace(lambda x: x.exp() + 1, TensorSpec((4,)))
     with pytest.raises(PassCheckError, match="after pass wrong: output 0 differs"):
@@ -308,12 +311,6 @@ def test_interpreter_agrees_after_the_default_pipeline_on_models():
 
 
 def test_debug_mode_checks_every_pass_with_random_inputs(monkeypatch, capsys):
-    def wrong(gm):
-        for n in gm.graph.nodes:
-            if n.op == "call_function" and n.target is OPS.exp:
-                n.target = OPS.sin
-                return True
-        return False
 
     monkeypatch.setenv("GRAPHC_DEBUG", "2")
     gm = graphc.trace(lambda x: x.exp() * 1.0, TensorSpec((4,)))
