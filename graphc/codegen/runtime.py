@@ -96,13 +96,28 @@ def _aliased_by_passes(source, compiled) -> set[int]:
     return copied
 
 
+class WeightChanged(RuntimeError):
+    """A weight the program reads was replaced or changed layout since compiling.
+    ``attr`` is its dotted name, ``old`` and ``new`` describe it before and now."""
+
+    def __init__(self, message: str, attr: str, old: str, new: str):
+        super().__init__(message)
+        self.attr, self.old, self.new = attr, old, new
+
+
+def _describe(t) -> str:
+    if not isinstance(t, Tensor):
+        return type(t).__name__
+    return f"{t._storage.dtype.name}{list(t._shape)} id {id(t):#x}"
+
+
 class _Param:
     """A weight the program reads: where it is set, and what it was compiled with."""
 
-    __slots__ = ("slot", "owner", "attr", "holder", "tensor", "storage", "layout")
+    __slots__ = ("slot", "target", "owner", "attr", "holder", "tensor", "storage", "layout")
 
-    def __init__(self, slot: int, owner, attr: str, tensor: Tensor):
-        self.slot, self.owner, self.attr, self.tensor = slot, owner, attr, tensor
+    def __init__(self, slot: int, target: str, owner, attr: str, tensor: Tensor):
+        self.slot, self.target, self.owner, self.attr, self.tensor = slot, target, owner, attr, tensor
         self.holder = _holder(owner, attr) if owner is not None else None
         self.storage = tensor._storage
         self.layout = (tensor._shape, tensor._stride, tensor._storage.dtype)
@@ -116,15 +131,17 @@ class _Param:
         """The slow path: explain a replaced weight, or follow a ``.data =`` swap."""
         now = getattr(self.owner, self.attr, None) if self.owner is not None else None
         if now is not self.tensor:
-            raise RuntimeError(
+            raise WeightChanged(
                 f"compiled graph: attribute {self.attr!r} was replaced after compiling (a new "
-                f"tensor, not an in-place update); compile again")
+                f"tensor, not an in-place update); compile again", self.target,
+                _describe(self.tensor), _describe(now))
         t = self.tensor
         if (t._shape, t._stride, t._storage.dtype) != self.layout:
-            raise RuntimeError(
+            raise WeightChanged(
                 f"compiled graph: {self.attr!r} changed from shape {list(self.layout[0])} "
                 f"{self.layout[2]} to {list(t._shape)} {t._storage.dtype} after compiling; "
-                f"compile again")
+                f"compile again", self.target, f"{self.layout[2].name}{list(self.layout[0])}",
+                f"{t._storage.dtype.name}{list(t._shape)}")
         self.storage = t._storage
         table[self.slot] = _address(t)
 
@@ -133,11 +150,13 @@ class Specialization:
     """A program compiled for one input signature, with its buffers."""
 
     def __init__(self, gm: GraphModule, source: GraphModule, program: Program, compiled,
-                 seconds: float):
+                 stages: dict[str, float], history=None, plan=None, watch=None):
         self.gm = gm
         self.program = program
         self.compiled = compiled
-        self.compile_seconds = seconds
+        self.stage_seconds = stages  # passes, fuse, lower, llvm
+        self.compile_seconds = sum(stages.values())
+        self.history, self.plan = history, plan  # the pass history and the fusion plan
         self.main = MAIN_TYPE(compiled.addresses[PREFIX + "main"])
         slots = program.slots
         self.table = (ctypes.c_void_p * max(len(slots), 1))()
@@ -158,10 +177,10 @@ class Specialization:
         for k, s in enumerate(slots):
             if s.kind == "param":  # watched where the user sees it: the source module
                 tensor = fetch(gm, s.target)
-                owner, attr = _owner(source, s.target)
+                owner, attr = _owner(watch if watch is not None else source, s.target)
                 if owner is None or getattr(owner, attr, None) is not tensor:
                     owner, attr = _owner(gm, s.target)  # made by a pass (a folded constant)
-                self.params.append(_Param(k, owner, attr, tensor))
+                self.params.append(_Param(k, s.target, owner, attr, tensor))
                 self.table[k] = _address(tensor)
             elif s.kind in ("buffer", "scratch"):
                 self.arrays[k] = _aligned_empty(s.nbytes)
@@ -329,8 +348,9 @@ class Specialization:
 class CompiledGraph:
     """A graph compiled to native code; call it like the graph."""
 
-    def __init__(self, gm: GraphModule, dump: bool = False, passes=None):
+    def __init__(self, gm: GraphModule, dump: bool = False, passes=None, watch=None):
         self.source = gm
+        self.watch = watch  # the module weights are looked up in by name (default: gm)
         self.dump_enabled = dump
         self.passes = passes
         self.specializations: dict[tuple, Specialization] = {}
@@ -361,11 +381,15 @@ class CompiledGraph:
         sig = self.signature(inputs)
         if sig in self.specializations:
             return self.specializations[sig]
+        stages = {}
+        gm, history, plan = prepare(self.source, inputs, self.passes, stages)
         t0 = time.perf_counter()
-        gm = prepare(self.source, inputs, self.passes)
         program = lower(gm, inputs, name="graph")
+        t1 = time.perf_counter()
         compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)
-        spec = Specialization(gm, self.source, program, compiled, time.perf_counter() - t0)
+        stages.update(lower=t1 - t0, llvm=time.perf_counter() - t1)
+        spec = Specialization(gm, self.source, program, compiled, stages, history, plan,
+                              self.watch)
         self.specializations[sig] = spec
         self._last = spec
         return spec
@@ -400,28 +424,35 @@ class CompiledGraph:
                 "asm": spec.compiled.assembly}[stage]
 
 
-def prepare(gm: GraphModule, inputs: tuple, passes=None) -> GraphModule:
-    """A copy of ``gm`` with shapes for ``inputs``, optimised and fused."""
+def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = None):
+    """A copy of ``gm`` with shapes for ``inputs``, optimised and fused; with the pass
+    history and the fusion plan. ``stages`` receives the seconds of passes and fusion."""
     from ..passes import PassManager, fuse
     from ..passes.shape_prop import refresh_shapes
 
+    t0 = time.perf_counter()
     gm = GraphModule(gm, gm.graph.copy()[0])  # weights shared with the source, not copied
     for p, t in zip(gm.graph.placeholders, inputs):
         p.meta.update(shape=tuple(t._shape), dtype=t.dtype, stride=tuple(t._stride))
     refresh_shapes(gm)
-    (passes or PassManager.default()).run(gm)
-    fuse(gm)
-    return gm
+    history = (passes or PassManager.default()).run(gm)
+    t1 = time.perf_counter()
+    plan = fuse(gm)
+    if stages is not None:
+        stages.update(passes=t1 - t0, fuse=time.perf_counter() - t1)
+    return gm, history, plan
 
 
 def compile_graph(gm: GraphModule, *example_inputs, dump: bool = False,
-                  passes=None) -> CompiledGraph:
-    """Compile ``gm`` for native execution; with example inputs, compile now.
+                  passes=None, watch=None) -> CompiledGraph:
+    """Compile ``gm`` for native execution; with example inputs, compile now. ``watch`` is
+    the module whose attributes the weights are read from by name (default ``gm``): a
+    weight replaced there is noticed on the next call.
 
         cg = compile_graph(gm, x)
         y = cg(x)
     """
-    cg = CompiledGraph(gm, dump=dump, passes=passes)
+    cg = CompiledGraph(gm, dump=dump, passes=passes, watch=watch)
     if example_inputs:
         cg.specialize(example_inputs)
     return cg

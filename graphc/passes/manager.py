@@ -12,13 +12,13 @@ with ``manager.insert``/``append``.
 from __future__ import annotations
 
 import difflib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..debug import debug_level, show
 from ..ir.graph_module import GraphModule
 from ..ir.interpreter import Interpreter
 from ..tensor import Tensor
@@ -119,7 +119,7 @@ class PassManager:
             rtol: float = 1e-5, atol: float = 1e-5) -> PassHistory:
         """Run every pass on ``gm``; with ``check_inputs`` (or GRAPHC_DEBUG >= 1, with random
         inputs), lint after each pass and compare the Interpreter's output with the one
-        before any pass. GRAPHC_DEBUG >= 2 prints the history with each pass's IR diff."""
+        before any pass. GRAPHC_DEBUG >= 2 prints the history with each pass's IR diff (on stderr)."""
         import graphc
 
         if check_inputs is None and debug_level() >= 1:
@@ -153,8 +153,7 @@ class PassManager:
                 with graphc.no_grad():
                     compare_outputs(Interpreter(gm).run(*check_inputs), expected, rtol, atol,
                                     what=f"after pass {name}")
-        if debug_level() >= 2:
-            print(history.format(ir=True))
+        show(2, "passes", history.format(ir=True))
         return history
 
 
@@ -174,10 +173,3 @@ def random_inputs(gm: GraphModule, seed: int = 0) -> tuple:
             values = rng.integers(0, 3, shape)
         out.append(graphc.tensor(values, dtype=dtype))
     return tuple(out)
-
-
-def debug_level() -> int:
-    try:
-        return int(os.environ.get("GRAPHC_DEBUG", "0"))
-    except ValueError:
-        return 0

@@ -1,0 +1,18 @@
+"""graphc.compile and what explains it: guards, the compiled-graph cache, eager fallback,
+explain, check mode, dumps and benchmarks.
+
+    model = graphc.compile(model)         # mode="eager" runs the same model in dynamic mode
+    with graphc.no_grad():
+        y = model(x)
+    print(graphc.explain(model, x))       # graphs, guards, fusion, kernels, fallbacks, times
+    model.compiled.recompiles             # each guard miss: guard, old, new, line, fix
+    graphc.dump(model, "out/")            # every stage and a repro script with saved inputs
+    graphc.benchmark(model, x)            # eager vs compiled, compile times, peak memory
+"""
+
+from .compiled import CaptureError, CompiledFunction, CompiledModule, EagerRun, compile
+from .explain import Explanation, explain
+from .guards import Guard, Recompile
+
+__all__ = ["compile", "explain", "CompiledFunction", "CompiledModule", "CaptureError",
+           "EagerRun", "Explanation", "Guard", "Recompile"]

@@ -1,0 +1,362 @@
+"""``graphc.compile``: a function or module, captured and compiled per call signature.
+
+    model = graphc.compile(model)          # or @graphc.compile / @graphc.compile(check=True)
+    with graphc.no_grad():
+        y = model(x)                       # first call: trace, passes, fusion, LLVM; then cached
+
+A call looks up its signature (guards.py); a hit runs the cached native program (one
+native call). A miss traces the function on the call's inputs (tensors become graph
+inputs, other arguments are baked in), compiles, and records why it compiled again.
+Where capture fails (control flow on tensor values, unsupported Python) the call runs
+eagerly and the reason is recorded with the user's line; ``fullgraph=True`` raises
+instead. Calls that autograd must record (grad mode on and an input or weight requiring
+grad) run eagerly: compiled graphs compute forward values only.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from ..autograd import is_grad_enabled
+from ..errors import user_location
+from ..nn.module import Module
+from ..debug import debug_level, show
+from ..tensor import Tensor
+from ..trace import TraceError, trace
+from . import guards as G
+
+MODES = ("static", "eager")
+CACHE_LIMIT = 8
+
+
+class CaptureError(RuntimeError):
+    """``fullgraph=True`` and the function could not be captured as one graph."""
+
+    def __init__(self, message: str, location: str | None):
+        self.location = location
+        super().__init__(message)
+
+
+@dataclass
+class EagerRun:
+    """A call that ran eagerly, and why."""
+
+    reason: str
+    location: str | None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f" at {self.location}" if self.location else ""
+        return f"ran eagerly{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class Entry:
+    """One compiled signature: the traced graph, its compiled program, its guards."""
+
+    signature: tuple
+    traced: object          # the GraphModule from the tracer
+    compiled: object        # codegen.CompiledGraph
+    spec: object            # its Specialization for this signature
+    guards: list
+    trace_seconds: float
+    weights: list = field(default_factory=list)  # tensors the program reads
+    checked: bool = False
+
+
+class CompiledFunction:
+    """What ``graphc.compile(fn)`` returns; call it like ``fn``.
+
+    ``entries`` maps signatures to compiled graphs; ``recompiles`` and ``eager_runs``
+    record, as data, each guard miss and each call that ran eagerly."""
+
+    def __init__(self, fn, *, module: Module | None = None, mode: str = "static",
+                 fullgraph: bool = False, dynamic: bool | None = None, check: bool = False,
+                 cache_limit: int = CACHE_LIMIT, leaf_modules=(), passes=None):
+        if mode not in MODES:
+            raise ValueError(f"graphc.compile: mode must be 'static' or 'eager', got {mode!r}")
+        if dynamic:
+            raise NotImplementedError(
+                "graphc.compile: dynamic=True is not supported yet: kernels are specialised to "
+                "sizes, so each new size compiles once and is cached (up to cache_limit); use "
+                "dynamic=None")
+        if not isinstance(cache_limit, int) or cache_limit < 1:
+            raise ValueError(f"graphc.compile: cache_limit must be a positive int, got "
+                             f"{cache_limit!r}")
+        self.fn, self.module, self.mode = fn, module, mode
+        self.fullgraph, self.check, self.cache_limit = fullgraph, check, cache_limit
+        self.leaf_modules, self.passes = tuple(leaf_modules), passes
+        target = module.forward if module is not None else fn
+        self.params = _parameters(target)
+        self.names = tuple(p.name for p in self.params)
+        self.entries: dict[tuple, Entry] = {}
+        self.recompiles: list[G.Recompile] = []
+        self.eager_runs: list[EagerRun] = []
+        self._eager: dict[tuple, EagerRun] = {}  # signatures that run eagerly, and why
+        self._last: Entry | None = None
+        self._warned: set[str] = set()
+        functools.update_wrapper(self, target, updated=())
+
+    # ---- a call --------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if self.mode == "eager":
+            return self._eager_call(args, kwargs)
+        if kwargs or len(args) != len(self.names):
+            args = self._bind(args, kwargs)
+        try:
+            sig = G.signature(self.names, args,
+                              self.module.training if self.module is not None else None)
+        except TypeError as e:
+            return self._run_eagerly(None, args, f"an argument cannot be guarded: {e}")
+        entry = self.entries.get(sig)
+        if entry is None:
+            if sig in self._eager:
+                return self._eager_call(args, {})
+            entry = self._compile(sig, args)
+            if entry is None:
+                return self._eager_call(args, {})
+        if is_grad_enabled() and _needs_grad(args, entry.weights):
+            return self._run_eagerly(sig, args, "autograd is recording (grad mode is on and an "
+                                     "input or weight requires grad); compiled graphs compute "
+                                     "values only: call under graphc.no_grad() to run compiled",
+                                     remember=False)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if not entry.checked and self.check:
+            from .check import check_entry
+            check_entry(entry, tensors)
+            entry.checked = True
+        from ..codegen.runtime import WeightChanged
+        try:
+            return entry.spec.run(tensors)
+        except WeightChanged as e:
+            self.entries.pop(sig, None)
+            self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
+                                     "assigning a new tensor to a weight recompiles; update it "
+                                     "in place (w.copy_(new), optimizer steps) to keep the "
+                                     "compiled graph"))
+            entry = self._compile(sig, args, after_miss=False)
+            return entry.spec.run(tensors) if entry is not None else self._eager_call(args, {})
+
+    def _eager_call(self, args, kwargs):
+        target = self.module if self.module is not None else self.fn
+        return target(*args, **kwargs)
+
+    def _run_eagerly(self, sig, args, reason: str, detail: str = "", remember: bool = True):
+        run = EagerRun(reason, user_location(), detail)
+        if sig is not None and remember:
+            self._eager[sig] = run
+        if not self.eager_runs or self.eager_runs[-1].reason != reason:
+            self.eager_runs.append(run)
+        self._warn_once(reason, f"graphc.compile: {run}")
+        return self._eager_call(args, {})
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=_user_stacklevel())
+
+    def _bind(self, args: tuple, kwargs: dict) -> tuple:
+        """Arguments in parameter order (defaults filled), so a signature has one form."""
+        try:
+            bound = inspect.Signature(self.params).bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.__name__}(): {e}") from None
+        bound.apply_defaults()
+        return tuple(bound.arguments[n] for n in self.names)
+
+    # ---- a miss: capture and compile -----------------------------------------------------
+    def _compile(self, sig: tuple, args: tuple, after_miss: bool = True) -> Entry | None:
+        location = user_location()
+        if after_miss and self._last is not None:
+            self._record(G.diagnose(self.names, self._last.signature, sig, location))
+        if len(self.entries) >= self.cache_limit:
+            self._run_eagerly(sig, (), f"the cache limit of {self.cache_limit} compiled "
+                              "signatures is reached; new signatures run eagerly (raise "
+                              "cache_limit=, or make the varying argument a tensor or a fixed "
+                              "size)")
+            return None
+        tensors, concrete = [], {}
+        for name, a in zip(self.names, args):
+            if isinstance(a, Tensor):
+                if a.is_meta:
+                    raise ValueError(f"{self.__name__}(): argument {name!r} is a meta tensor; "
+                                     "compiled code needs data")
+                tensors.append(a)
+            else:
+                concrete[name] = a
+        t0 = time.perf_counter()
+        try:
+            gm = trace(self.module if self.module is not None else self.fn, *tensors,
+                       concrete_args=concrete, leaf_modules=self.leaf_modules)
+        except Exception as e:  # capture failed: eager runs it (and raises the user's errors)
+            where = getattr(e, "location", None) or _innermost_user_line(e) or location
+            reason = (f"capture failed: {e}" if isinstance(e, TraceError)
+                      else f"capture failed: {type(e).__name__}: {e}")
+            if self.fullgraph:
+                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+            run = EagerRun(reason, where)
+            self._eager[sig] = run
+            self.eager_runs.append(run)
+            self._warn_once(reason, f"graphc.compile: {run}")
+            return None
+        trace_seconds = time.perf_counter() - t0
+        show(1, f"{self.__name__}: traced graph", str(gm.graph))
+        from ..codegen import compile_graph
+        cg = compile_graph(gm, passes=self.passes, watch=self.module)
+        spec = cg.specialize(tuple(tensors))
+        _show_stages(self.__name__, spec, cg)
+        fallbacks = spec.program.fallbacks
+        if fallbacks and self.fullgraph:
+            listed = "; ".join(f"%{f.node.name}: {f.reason}" for f in fallbacks)
+            raise CaptureError(f"{self.__name__}: fullgraph=True, but {len(fallbacks)} nodes "
+                               f"have no native lowering: {listed}", location)
+        weights = [p.tensor for p in spec.params]
+        entry = Entry(sig, gm, cg, spec, G.guards(self.names, sig, self.module is not None),
+                      trace_seconds, weights)
+        self.entries[sig] = entry
+        self._last = entry
+        return entry
+
+    def _record(self, r: G.Recompile) -> None:
+        self.recompiles.append(r)
+        show(1, "recompile", str(r))
+
+    # ---- what happened -------------------------------------------------------------------
+    @property
+    def last(self) -> Entry:
+        if self._last is None:
+            raise RuntimeError(f"{self.__name__} has not been compiled yet: call it once first")
+        return self._last
+
+    def explain(self, *args, **kwargs):
+        """What compiling for these arguments does (``graphc.explain``), as text and data."""
+        from .explain import explain
+        return explain(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"<compiled {self.__name__}: mode={self.mode}, {len(self.entries)} compiled "
+                f"signatures, {len(self.recompiles)} recompiles, {len(self.eager_runs)} eager "
+                f"runs>")
+
+
+class CompiledModule(Module):
+    """What ``graphc.compile(module)`` returns: the module, compiled. Attributes, state_dict,
+    train/eval, parameters and submodules are the original module's; calling it runs
+    the compiled graph for the module's current mode."""
+
+    def __init__(self, module: Module, **options):
+        object.__setattr__(self, "_orig_mod", module)
+        object.__setattr__(self, "_compiled", CompiledFunction(module.forward, module=module,
+                                                               **options))
+
+    def __getattr__(self, name: str):
+        return getattr(object.__getattribute__(self, "_orig_mod"), name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._orig_mod, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._orig_mod, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._compiled(*args, **kwargs)
+
+    forward = __call__
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._orig_mod)) | {"explain", "compiled"})
+
+    @property
+    def compiled(self) -> CompiledFunction:
+        """The compiled callable: its entries, recompiles and eager runs."""
+        return self._compiled
+
+    def explain(self, *args, **kwargs):
+        return self._compiled.explain(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CompiledModule(mode={self._compiled.mode}):\n  " + \
+            repr(self._orig_mod).replace("\n", "\n  ")
+
+
+def compile(fn_or_module=None, *, mode: str = "static", fullgraph: bool = False,
+            dynamic: bool | None = None, check: bool = False, cache_limit: int = CACHE_LIMIT,
+            leaf_modules=(), passes=None):
+    """Compile a function or module; usable as ``@graphc.compile`` and ``@graphc.compile(...)``.
+
+    ``mode="eager"`` runs the same code in dynamic mode (one switch for both modes);
+    ``fullgraph=True`` raises a ``CaptureError`` where capture would fall back to eager;
+    ``check=True`` checks every fused kernel against a float64 interpreter on the first
+    call of each signature; ``cache_limit`` bounds the compiled signatures (then calls
+    run eagerly, with a warning).
+
+        model = graphc.compile(model)
+        @graphc.compile(fullgraph=True)
+        def f(x, y): ...
+    """
+    options = dict(mode=mode, fullgraph=fullgraph, dynamic=dynamic, check=check,
+                   cache_limit=cache_limit, leaf_modules=leaf_modules, passes=passes)
+    if fn_or_module is None:
+        return lambda f: compile(f, **options)
+    if isinstance(fn_or_module, CompiledModule):
+        fn_or_module = fn_or_module._orig_mod
+    if isinstance(fn_or_module, Module):
+        return CompiledModule(fn_or_module, **options)
+    if not callable(fn_or_module):
+        raise TypeError(f"graphc.compile: expected a function or a graphc.nn.Module, got "
+                        f"{type(fn_or_module).__name__}")
+    return CompiledFunction(fn_or_module, **options)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _parameters(fn) -> list[inspect.Parameter]:
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        name = getattr(fn, "__qualname__", fn)
+        raise TypeError(f"graphc.compile: {name} takes *args or **kwargs; compiled functions "
+                        "need named parameters")
+    return params
+
+
+def _needs_grad(args, weights) -> bool:
+    return any(isinstance(a, Tensor) and a.requires_grad for a in args) or \
+        any(w.requires_grad for w in weights)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's frame (outside graphc)."""
+    import os
+    import sys
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _innermost_user_line(e: BaseException) -> str | None:
+    """``file:line`` of the deepest traceback frame outside graphc."""
+    import os
+    import traceback
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    found = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        if not os.path.abspath(frame.filename).startswith(package):
+            found = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+    return found
+
+
+def _show_stages(name: str, spec, cg) -> None:
+    level = debug_level()
+    if level >= 1:
+        show(1, f"{name}: fused graph", str(spec.gm.graph))
+        show(1, f"{name}: fusion plan", str(spec.plan))
+    if level >= 3:
+        show(3, f"{name}: kernel IR", spec.program.kernel_ir())
+    if level >= 4:
+        for stage in ("llvm", "llvm_opt", "asm"):
+            show(4, f"{name}: {stage}", cg.dump(stage))

@@ -1,0 +1,170 @@
+"""``graphc.explain(fn, *args)``: what compiling ``fn`` for these arguments does.
+
+    e = graphc.explain(model, x)
+    print(e)                 # graphs, guards, fusion decisions, kernels, fallbacks, timings
+    e.kernels[0]["flops"]    # the same as data; e.as_dict() for all of it
+
+Kernel costs are estimates from the graph: bytes are the kernel's inputs and outputs
+read and written once; FLOPs count one per element per scalar op (a reduction's over
+its input), and 2·M·N·K per matmul.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from ..autograd import no_grad
+from ..ir.fused import FusedKernel
+from ..ir.graph_module import fetch
+from ..ir.node import Node, nodes_in
+from ..ops.registry import Flag
+
+
+@dataclass
+class Explanation:
+    name: str
+    compiled: bool                      # False: the call ran eagerly (see eager_runs)
+    graphs: dict = field(default_factory=dict)       # traced, optimized (fused) graph text
+    guards: list = field(default_factory=list)       # str of each guard
+    passes: list = field(default_factory=list)       # {name, ms, nodes_before, nodes_after}
+    fusion: list = field(default_factory=list)       # each producer -> consumer decision
+    kernels: list = field(default_factory=list)      # {name, kind, node, ops, bytes, flops}
+    fallbacks: list = field(default_factory=list)    # {node, reason, location}
+    eager_runs: list = field(default_factory=list)   # str of each
+    recompiles: list = field(default_factory=list)   # Recompile.as_dict() of each
+    stages_ms: dict = field(default_factory=dict)    # trace, passes, fuse, lower, llvm
+    llvm_from_cache: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        out = [f"explain {self.name}: " + ("compiled" if self.compiled else "runs eagerly")]
+        for r in self.eager_runs:
+            out.append(f"  {r}")
+        for r in self.recompiles:
+            out.append(f"  recompile: {r['guard']} guard on {r['name']}: {r['old']} -> {r['new']}"
+                       f"{' at ' + r['location'] if r['location'] else ''}. {r['suggestion']}")
+        if not self.compiled:
+            return "\n".join(out)
+        out.append("guards (checked on every call):")
+        out += [f"  {g}" for g in self.guards]
+        out.append("traced graph:")
+        out += ["  " + line for line in self.graphs["traced"].splitlines()]
+        out.append("passes:")
+        out += [f"  {p['name']:<20} {p['ms']:8.2f} ms  nodes {p['nodes_before']} -> "
+                f"{p['nodes_after']}" for p in self.passes]
+        out.append("fusion decisions (producer -> consumer):")
+        out += [f"  {d}" for d in self.fusion]
+        out.append("optimized graph:")
+        out += ["  " + line for line in self.graphs["optimized"].splitlines()]
+        out.append(f"kernels ({len(self.kernels)}), estimated cost:")
+        for k in self.kernels:
+            out.append(f"  {k['name']:<22} {k['kind']:<11} {_si(k['bytes'])}B "
+                       f"{_si(k['flops'])}FLOP  {k['ops']}")
+        out.append(f"fallbacks ({len(self.fallbacks)}):")
+        out += [f"  %{f['node']}: {f['reason']}"
+                f"{' at ' + f['location'] if f['location'] else ''}" for f in self.fallbacks]
+        how = " (LLVM from the disk cache)" if self.llvm_from_cache else ""
+        out.append("time per stage: " + ", ".join(
+            f"{k} {v:.1f} ms" for k, v in self.stages_ms.items()) + how)
+        return "\n".join(out)
+
+
+def explain(fn, *args, **kwargs) -> Explanation:
+    """Compile ``fn`` (a function, module, or what ``graphc.compile`` returned) for these
+    arguments, without gradients, and describe every stage."""
+    from .compiled import CompiledFunction, CompiledModule, compile
+
+    if isinstance(fn, CompiledModule):
+        compiled = fn.compiled
+    elif isinstance(fn, CompiledFunction):
+        compiled = fn
+    else:
+        compiled = compile(fn)
+    with no_grad():
+        compiled(*args, **kwargs)
+    e = Explanation(compiled.__name__, compiled=False,
+                    eager_runs=[str(r) for r in compiled.eager_runs],
+                    recompiles=[r.as_dict() for r in compiled.recompiles])
+    if compiled.mode == "eager" or compiled._last is None:
+        return e
+    args = compiled._bind(args, kwargs)
+    from . import guards as G
+    try:
+        sig = G.signature(compiled.names, args, compiled.module.training
+                          if compiled.module is not None else None)
+    except TypeError:
+        return e
+    entry = compiled.entries.get(sig)
+    if entry is None:
+        return e
+    spec = entry.spec
+    e.compiled = True
+    e.graphs = {"traced": str(entry.traced.graph), "optimized": str(spec.gm.graph)}
+    e.guards = [str(g) for g in entry.guards] + [
+        f"weight   {p.target} is the tensor compiled with (replacing it recompiles)"
+        for p in spec.params if p.holder is not None]
+    e.passes = [dict(name=r.name, ms=1e3 * r.seconds, nodes_before=r.nodes_before,
+                     nodes_after=r.nodes_after) for r in spec.history.records]
+    e.fusion = [str(d) for d in spec.plan.decisions]
+    e.kernels = kernel_costs(spec)
+    e.fallbacks = [dict(node=f.node.name, reason=f.reason, location=f.node.meta.get("location"))
+                   for f in spec.program.fallbacks]
+    e.stages_ms = {"trace": 1e3 * entry.trace_seconds,
+                   **{k: 1e3 * v for k, v in spec.stage_seconds.items()}}
+    e.llvm_from_cache = bool(spec.compiled.from_cache)
+    return e
+
+
+def kernel_costs(spec) -> list[dict]:
+    """Each native kernel: name, kind, node, its ops, estimated bytes and FLOPs."""
+    gm = spec.gm
+    nodes = {n.name: n for n in gm.graph.nodes}
+    out = []
+    for node_name, kernel in spec.program.kernels:
+        n = nodes.get(node_name)
+        sub = fetch(gm, n.target) if n is not None and n.op == "call_module" else None
+        if isinstance(sub, FusedKernel):
+            members = [m for m in sub.graph.nodes if m.op == "call_function"]
+        else:
+            members = [n] if n is not None else []
+        values = [a for a in nodes_in((n.args, n.kwargs)) if "shape" in a.meta] if n else []
+        outputs = [n] if n is not None and "shape" in n.meta else []
+        outputs += [u for u in (n.users if n else ()) if u.op == "call_method" and "shape" in u.meta]
+        out.append(dict(name=kernel.name, kind=kernel.kind, node=node_name,
+                        ops=" -> ".join(m.target.name for m in members),
+                        bytes=sum(_nbytes(v) for v in values + outputs),
+                        flops=sum(_flops(m) for m in members)))
+    return out
+
+
+def _nbytes(n: Node) -> int:
+    shape, dtype = n.meta.get("shape"), n.meta.get("dtype")
+    if not isinstance(shape, tuple) or dtype is None:
+        return 0
+    return math.prod(shape) * dtype.itemsize
+
+
+def _flops(n: Node) -> int:
+    op = n.target
+    if Flag.VIEW in op.flags:
+        return 0
+    shape = n.meta.get("shape")
+    if not isinstance(shape, tuple):
+        return 0
+    if Flag.MATMUL in op.flags:
+        a = n.args[0] if n.args and isinstance(n.args[0], Node) else None
+        k = a.meta["shape"][-1] if a is not None and a.meta.get("shape") else 1
+        return 2 * math.prod(shape) * k
+    sizes = [math.prod(a.meta["shape"]) for a in nodes_in(n.args)
+             if isinstance(a.meta.get("shape"), tuple)]
+    return max([math.prod(shape)] + sizes)
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:6.1f} {unit}"
+    return f"{x:6.0f} "
