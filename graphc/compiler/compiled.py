@@ -43,15 +43,14 @@ class CaptureError(RuntimeError):
 
 @dataclass
 class EagerRun:
-    """A call that ran eagerly, and why."""
+    """A call that ran eagerly, why, and the user's line."""
 
     reason: str
     location: str | None
-    detail: str = ""
 
     def __str__(self) -> str:
         where = f" at {self.location}" if self.location else ""
-        return f"ran eagerly{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+        return f"ran eagerly{where}: {self.reason}"
 
 
 @dataclass
@@ -65,6 +64,7 @@ class Entry:
     guards: list
     trace_seconds: float
     weights: list = field(default_factory=list)  # tensors the program reads
+    example: tuple = ()     # the arguments of the call that compiled it (for graphc.dump)
     checked: bool = False
 
 
@@ -143,16 +143,23 @@ class CompiledFunction:
 
     def _eager_call(self, args, kwargs):
         target = self.module if self.module is not None else self.fn
+        if not kwargs and any(p.kind == p.KEYWORD_ONLY for p in self.params):
+            kwargs = {p.name: a for p, a in zip(self.params, args) if p.kind == p.KEYWORD_ONLY}
+            args = tuple(a for p, a in zip(self.params, args) if p.kind != p.KEYWORD_ONLY)
         return target(*args, **kwargs)
 
-    def _run_eagerly(self, sig, args, reason: str, detail: str = "", remember: bool = True):
-        run = EagerRun(reason, user_location(), detail)
-        if sig is not None and remember:
-            self._eager[sig] = run
-        if not self.eager_runs or self.eager_runs[-1].reason != reason:
-            self.eager_runs.append(run)
-        self._warn_once(reason, f"graphc.compile: {run}")
+    def _run_eagerly(self, sig, args, reason: str, remember: bool = True):
+        self._note_eager(sig if remember else None, EagerRun(reason, user_location()))
         return self._eager_call(args, {})
+
+    def _note_eager(self, sig, run: EagerRun) -> None:
+        """Record (once per reason in a row) and warn (once per reason) an eager run;
+        with ``sig``, that signature keeps running eagerly."""
+        if sig is not None:
+            self._eager[sig] = run
+        if not self.eager_runs or self.eager_runs[-1].reason != run.reason:
+            self.eager_runs.append(run)
+        self._warn_once(run.reason, f"graphc.compile: {run}")
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -171,14 +178,14 @@ class CompiledFunction:
     # ---- a miss: capture and compile -----------------------------------------------------
     def _compile(self, sig: tuple, args: tuple, after_miss: bool = True) -> Entry | None:
         location = user_location()
+        if len(self.entries) >= self.cache_limit:
+            self._note_eager(sig, EagerRun(
+                f"the cache limit of {self.cache_limit} compiled signatures is reached; new "
+                "signatures run eagerly (raise cache_limit=, or keep the varying argument to a "
+                "few sizes or values)", location))
+            return None
         if after_miss and self._last is not None:
             self._record(G.diagnose(self.names, self._last.signature, sig, location))
-        if len(self.entries) >= self.cache_limit:
-            self._run_eagerly(sig, (), f"the cache limit of {self.cache_limit} compiled "
-                              "signatures is reached; new signatures run eagerly (raise "
-                              "cache_limit=, or make the varying argument a tensor or a fixed "
-                              "size)")
-            return None
         tensors, concrete = [], {}
         for name, a in zip(self.names, args):
             if isinstance(a, Tensor):
@@ -198,10 +205,7 @@ class CompiledFunction:
                       else f"capture failed: {type(e).__name__}: {e}")
             if self.fullgraph:
                 raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
-            run = EagerRun(reason, where)
-            self._eager[sig] = run
-            self.eager_runs.append(run)
-            self._warn_once(reason, f"graphc.compile: {run}")
+            self._note_eager(sig, EagerRun(reason, where))
             return None
         trace_seconds = time.perf_counter() - t0
         show(1, f"{self.__name__}: traced graph", str(gm.graph))
@@ -216,7 +220,7 @@ class CompiledFunction:
                                f"have no native lowering: {listed}", location)
         weights = [p.tensor for p in spec.params]
         entry = Entry(sig, gm, cg, spec, G.guards(self.names, sig, self.module is not None),
-                      trace_seconds, weights)
+                      trace_seconds, weights, example=args)
         self.entries[sig] = entry
         self._last = entry
         return entry
@@ -266,6 +270,16 @@ class CompiledModule(Module):
         return self._compiled(*args, **kwargs)
 
     forward = __call__
+
+    # containers (Sequential, ModuleList, ModuleDict): special methods skip __getattr__
+    def __getitem__(self, index):
+        return self._orig_mod[index]
+
+    def __len__(self) -> int:
+        return len(self._orig_mod)
+
+    def __iter__(self):
+        return iter(self._orig_mod)
 
     def __dir__(self) -> list[str]:
         return sorted(set(dir(self._orig_mod)) | {"explain", "compiled"})

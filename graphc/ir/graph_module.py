@@ -41,7 +41,7 @@ class _OpCallers:
         return fn
 
 
-_OPS = _OpCallers()
+_OPS = OP_CALLERS = _OpCallers()  # public name: for code written out of a graph (repros)
 
 
 def fetch(root, target: str):

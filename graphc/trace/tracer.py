@@ -247,8 +247,10 @@ def trace(fn_or_module, *example_inputs, concrete_args: dict | None = None, leaf
         extra = [f"{len(remaining)} extra inputs"] if remaining else []
         extra += [f"unknown concrete_args {sorted(concrete)}"] if concrete else []
         raise TraceError(f"trace: {', '.join(extra)}", location="")
+    positional = [a for p, a in zip(params, args) if p.kind != p.KEYWORD_ONLY]
+    keywords = {p.name: a for p, a in zip(params, args) if p.kind == p.KEYWORD_ONLY}
     with no_grad(), _intercept_module_calls(tracer), tracer:
-        out = fn(*args)
+        out = fn(*positional, **keywords)
     tracer.graph.output(map_arg(_lift_output(tracer, out), lambda n: n))
     name = type(root).__name__ if root is not None else getattr(fn, "__name__", "GraphModule")
     gm = GraphModule(tracer.attrs, tracer.graph, class_name=name)

@@ -1,0 +1,158 @@
+"""Check mode (``graphc.compile(..., check=True)``): every fused kernel next to the interpreter.
+
+On the first call of each signature, the optimised graph is run node by node by the
+interpreter. Each fused kernel is also compiled on its own and run natively on the same
+inputs, and its outputs are compared with its sub-graph interpreted in float64 (floating
+inputs widened), rounded to the output dtype. The first kernel outside the tolerance
+raises a ``CheckError`` naming the kernel, its sub-graph and the user's lines; then the
+whole compiled program's outputs are compared with the interpreter's.
+
+Tolerance per element: ``|got - ref| <= tol * (|ref| + max|ref|)`` with tol 1e-3 for
+float32 and 1e-9 for float64 outputs (transcendentals are a few ulp, sums reassociate);
+integer and bool outputs must be equal; nan must appear exactly where the reference has it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtype as dt
+from ..autograd import no_grad
+from ..ir.fused import FusedKernel
+from ..ir.graph import Graph
+from ..ir.graph_module import GraphModule, fetch
+from ..ir.interpreter import Interpreter
+from ..ir.node import Node, map_arg
+from ..tensor import Tensor
+
+TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
+
+
+class CheckError(AssertionError):
+    """A compiled kernel disagrees with the float64 reference. ``kernel`` is its name,
+    ``node`` the fused node, ``subgraph`` its ops as text, ``locations`` the user's lines."""
+
+    def __init__(self, message: str, kernel: str, node: str, subgraph: str, locations: list):
+        super().__init__(message)
+        self.kernel, self.node, self.subgraph, self.locations = kernel, node, subgraph, locations
+
+
+def check_entry(entry, inputs: list) -> None:
+    """Check every fused kernel of a compiled entry on ``inputs``; raise CheckError."""
+    spec = entry.spec
+    gm = spec.gm
+    with no_grad():
+        checker = _KernelChecker(gm)
+        expected = checker.run(*inputs)
+        got = spec.run(inputs)
+    for i, (a, b) in enumerate(zip(_tensors(got), _tensors(expected))):
+        bad = _mismatch(a, b)
+        if bad:
+            raise CheckError(
+                f"check: output {i} of the compiled program differs from the interpreter although "
+                f"every kernel agrees alone ({bad}): a runtime or memory-planning bug; "
+                f"graphc.dump(...) writes a repro", "", "", "", [])
+
+
+class _KernelChecker(Interpreter):
+    def call_module(self, node: Node, args, kwargs):
+        module = fetch(self.module, node.target)
+        value = module(*args, **kwargs)
+        if isinstance(module, FusedKernel):
+            _check_kernel(node, module, args)
+        return value
+
+
+def _check_kernel(node: Node, kernel: FusedKernel, args) -> None:
+    native = _run_alone(node, kernel, args)
+    reference = _interpret_f64(kernel, args)
+    for out, want, got in zip(range(1 << 30), _tensors(reference), _tensors(native)):
+        bad = _mismatch(got, want)
+        if not bad:
+            continue
+        ops = [n for n in kernel.graph.nodes if n.op == "call_function"]
+        locations = sorted({n.meta["location"] for n in ops if n.meta.get("location")})
+        sub = str(kernel.graph)
+        where = f" from your code at {', '.join(locations)}" if locations else ""
+        raise CheckError(
+            f"check: kernel {kernel.name} (%{node.name}: "
+            f"{' -> '.join(n.target.name for n in ops)}) output {out} differs from the float64 "
+            f"reference: {bad}{where}\n{sub}", kernel.name, node.name, sub, locations)
+
+
+def _run_alone(node: Node, kernel: FusedKernel, args) -> object:
+    """The fused kernel compiled as a program of its own, run on ``args``."""
+    from ..codegen.program import lower
+    from ..codegen.runtime import Specialization
+    from ..codegen.target import PREFIX, compile_ir
+
+    g = Graph()
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    placeholders = iter(g.placeholder(f"in{i}") for i in range(len(tensors)))
+    mapped = []
+    for a in args:
+        if isinstance(a, Tensor):
+            p = next(placeholders)
+            p.meta.update(shape=tuple(a.shape), dtype=a.dtype, stride=tuple(a.stride()))
+            mapped.append(p)
+        else:
+            mapped.append(a)
+    call = g.call_module("kernel", tuple(mapped))
+    call.meta.update({k: v for k, v in node.meta.items() if k in ("shape", "dtype", "stride")})
+    parts = [u for u in node.users if u.op == "call_method" and u.target == "__getitem__"]
+    if parts:
+        outs = {}
+        for u in parts:
+            item = g.call_method("__getitem__", (call, u.args[1]))
+            item.meta.update({k: v for k, v in u.meta.items() if k in ("shape", "dtype", "stride")})
+            outs[u.args[1]] = item
+        g.output(tuple(outs[i] for i in sorted(outs)))
+    else:
+        g.output(call)
+    alone = GraphModule({"kernel": kernel}, g)
+    program = lower(alone, tuple(tensors), name=kernel.name)
+    compiled = compile_ir(program.ir, program.name, [PREFIX + "main"])
+    return Specialization(alone, alone, program, compiled, {}).run(tuple(tensors))
+
+
+def _interpret_f64(kernel: FusedKernel, args) -> object:
+    def widen(a):
+        if isinstance(a, Tensor) and a.dtype.is_floating_point:
+            return a.to(dt.float64)
+        return a
+    return Interpreter(kernel, kernel.graph).run(*map_arg(tuple(args), widen))
+
+
+def _tensors(value) -> list:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _mismatch(got: Tensor, want: Tensor) -> str:
+    """'' when ``got`` matches the reference ``want``, else what differs."""
+    if tuple(got.shape) != tuple(want.shape):
+        return f"shape {list(got.shape)}, expected {list(want.shape)}"
+    a = got.numpy()
+    b = want.numpy().astype(a.dtype) if want.dtype != got.dtype else want.numpy()
+    if a.size == 0:
+        return ""
+    if not np.issubdtype(a.dtype, np.floating):
+        wrong = a != b
+    else:
+        tol = TOLERANCE.get(got.dtype.name, 1e-3)
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        finite = np.isfinite(b64)
+        scale = np.abs(b64[finite]).max() if finite.any() else 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            close = (a64 == b64) | (np.abs(a64 - b64) <= tol * (np.abs(b64) + scale))
+        wrong = ~(close | (np.isnan(a64) & np.isnan(b64)))
+    if not wrong.any():
+        return ""
+    at = np.unravel_index(int(np.argmax(wrong)), a.shape)
+    return (f"{int(wrong.sum())} of {a.size} elements wrong; first at index "
+            f"{tuple(int(i) for i in at)}: got {a[at].item()!r}, expected {b[at].item()!r}")

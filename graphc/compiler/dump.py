@@ -1,0 +1,205 @@
+"""``graphc.dump(compiled, directory)``: every stage of one compiled signature, on disk,
+with a repro script that needs nothing but graphc and the files next to it.
+
+    graphc.dump(model, "dump/", x)     # compiles for x if needed
+    python3 dump/repro.py              # eager vs compiled on the saved inputs and weights
+
+Files: ``explain.txt`` (guards, fusion, kernels, fallbacks, times), ``1_traced.txt``,
+``2_passes.txt`` (each pass's IR diff), ``3_fusion.txt``, ``4_optimized.txt``,
+``5_kernels.txt`` (kernel IR), ``6_llvm.ll``, ``7_llvm_opt.ll``, ``8_asm.s``,
+``inputs.gcz``, ``weights.gcz`` and ``expected.gcz`` (the original code's eager outputs;
+``graphc.save`` files), ``repro.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..autograd import no_grad
+from ..ir.graph_module import _CodeWriter
+from ..serialization import save
+from ..tensor import Tensor
+
+_REPRO = '''"""Repro written by graphc.dump: {name}, graphc {version}.
+
+Rebuilds the traced graph from its Python form, loads the saved weights and inputs,
+runs it eagerly (compared with the original code's saved outputs) and compiled (check
+mode: every fused kernel against a float64 interpreter), and compares. Exit code 1 on a
+mismatch.
+
+    python3 repro.py
+"""
+
+import os
+import sys
+
+import graphc
+import graphc.nn as nn
+from graphc.ir.graph_module import OP_CALLERS as ops, fetch  # noqa: F401 (used by forward)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRAINING = {training}
+
+
+{source}
+
+class Repro(nn.Module):
+    """The weights at their dotted names; forward is the traced graph."""
+
+    def __init__(self, weights):
+        super().__init__()
+        for target, value in weights.items():
+            *path, last = target.split(".")
+            owner = self
+            for part in path:
+                if part not in owner._modules:
+                    owner.add_module(part, nn.Module())
+                owner = owner._modules[part]
+            owner.register_buffer(last, value)
+
+
+Repro.forward = forward
+
+
+def outputs(value):
+    if isinstance(value, graphc.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in outputs(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in outputs(v)]
+    return []
+
+
+def main() -> int:
+    model = Repro(graphc.load(os.path.join(HERE, "weights.gcz"))).train(TRAINING)
+    inputs = graphc.load(os.path.join(HERE, "inputs.gcz"))
+    saved = graphc.load(os.path.join(HERE, "expected.gcz"))  # the original code's outputs
+    with graphc.no_grad():
+        expected = outputs(model(*inputs))
+        compiled = graphc.compile(model, check=True)
+        got = outputs(compiled(*inputs))
+    if compare(expected, saved, "the rebuilt graph (eager) vs the original code"):
+        return 1
+    if compare(got, expected, "compiled vs eager"):
+        return 1
+    for run in compiled.compiled.eager_runs:
+        print(run)
+    return 0
+
+
+def compare(got, expected, what) -> float:
+    """Print the largest difference; True on a mismatch."""
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(got, expected)):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            print(f"{{what}}: output {{i}} is {{a.dtype}}{{list(a.shape)}}, expected "
+                  f"{{b.dtype}}{{list(b.shape)}}")
+            return True
+        if a.numel():
+            a64, b64 = a.double(), b.double()
+            same_nan = bool((a64.isnan() == b64.isnan()).all())
+            finite = ~(a64.isnan() | b64.isnan())
+            diff = (a64 - b64).abs()[finite]
+            err = diff.max().item() if diff.numel() else 0.0
+            worst = max(worst, err)
+            scale = max(1.0, b64.abs()[finite].max().item() if diff.numel() else 1.0)
+            if not same_nan or not err <= {rtol} * scale:
+                print(f"{{what}}: output {{i}} MISMATCH, max abs diff {{err:.3e}} (nan "
+                      f"positions {{'agree' if same_nan else 'differ'}})")
+                return True
+    print(f"{{what}}: {{len(got)}} outputs agree; max abs diff {{worst:.3e}}")
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def dump(compiled, directory: str, *args, **kwargs) -> str:
+    """Write every stage of ``compiled`` (what ``graphc.compile`` returned, or a function or
+    module to compile) for ``args`` (default: the inputs of the call that compiled its
+    last signature) into ``directory``, with a repro script; returns the directory."""
+    from .compiled import CompiledFunction, CompiledModule, compile
+    from .explain import explain
+
+    if isinstance(compiled, CompiledModule):
+        fn = compiled.compiled
+    elif isinstance(compiled, CompiledFunction):
+        fn = compiled
+    else:
+        fn = compile(compiled)
+    if not args and not kwargs:
+        if fn._last is None:
+            raise ValueError(f"graphc.dump: {fn.__name__} has not been called yet; pass example "
+                             "inputs: graphc.dump(compiled, directory, *inputs)")
+        args = fn._last.example
+    with no_grad():
+        e = explain(fn, *args, **kwargs)
+    if not e.compiled:
+        raise ValueError(f"graphc.dump: {fn.__name__} ran eagerly for these inputs, nothing "
+                         "was compiled: " + "; ".join(e.eager_runs))
+    entry = fn.last
+    spec = entry.spec
+    os.makedirs(directory, exist_ok=True)
+    cg = entry.compiled
+    files = {
+        "explain.txt": str(e),
+        "1_traced.txt": str(entry.traced.graph) + "\n\n" + entry.traced.code,
+        "2_passes.txt": spec.history.format(ir=True),
+        "3_fusion.txt": str(spec.plan),
+        "4_optimized.txt": str(spec.gm.graph),
+        "5_kernels.txt": spec.program.kernel_ir(),
+        "6_llvm.ll": cg.dump("llvm"),
+        "7_llvm_opt.ll": cg.dump("llvm_opt"),
+        "8_asm.s": cg.dump("asm"),
+        "repro.py": _repro(fn, entry),
+    }
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    traced = entry.traced
+    weights = {n.target: _plain(_fetch(traced, n.target))
+               for n in traced.graph.nodes if n.op == "get_attr"}
+    save(weights, os.path.join(directory, "weights.gcz"))
+    bound = fn._bind(args, kwargs)
+    save([_plain(a) for a in bound if isinstance(a, Tensor)],
+         os.path.join(directory, "inputs.gcz"))
+    with no_grad():
+        save(_outputs(fn._eager_call(bound, {})), os.path.join(directory, "expected.gcz"))
+    return directory
+
+
+def _outputs(value) -> list:
+    if isinstance(value, Tensor):
+        return [_plain(value)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _outputs(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _outputs(v)]
+    return []
+
+
+def _repro(fn, entry) -> str:
+    from .. import __version__
+
+    graph = entry.traced.graph
+    modules = [n.target for n in graph.nodes if n.op == "call_module"]
+    writer = _CodeWriter(graph)
+    source = writer.source()
+    if modules or writer.constants:
+        what = modules or sorted(writer.constants)
+        source += (f"\n\nraise SystemExit('this repro cannot rebuild {what}: leaf modules and "
+                   "non-literal constants are not saved')\n")
+    return _REPRO.format(name=fn.__name__, version=__version__, source=source.rstrip() + "\n",
+                         training=bool(entry.signature[0]), rtol=1e-4)
+
+
+def _fetch(root, target: str):
+    from ..ir.graph_module import fetch
+    return fetch(root, target)
+
+
+def _plain(t: Tensor) -> Tensor:
+    return t.detach().clone()
