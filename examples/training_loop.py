@@ -81,13 +81,12 @@ def main(argv=None) -> int:
     info = compiled.compiled
     print(f"compiled signatures: {len(info.entries)}, recompiles: {len(info.recompiles)}, "
           f"eager runs: {len(info.eager_runs)}")
-    for r in info.recompiles:
-        print(" ", r)
-    # Only eval mode was compiled, once; the optimizer's in-place updates needed nothing more.
-    unexpected = [r for r in info.recompiles if r.guard != "training"]
-    if unexpected or len(info.entries) != 1:
+    # Only eval mode was compiled, once: the optimizer's in-place updates and the batch
+    # norm's running statistics needed no recompile.
+    if info.recompiles or len(info.entries) != 1:
         raise SystemExit(f"FAILED: expected one compiled signature and no recompiles, got "
-                         f"{len(info.entries)} signatures; recompiles: {unexpected}")
+                         f"{len(info.entries)} signatures; recompiles: "
+                         f"{[str(r) for r in info.recompiles]}")
     if not (train_losses[-1] < 0.5 * train_losses[0] and val_losses[-1] < 0.5 * val_losses[0]):
         raise SystemExit(f"FAILED: loss did not go down enough: train {train_losses[0]:.4f} -> "
                          f"{train_losses[-1]:.4f}, val {val_losses[0]:.4f} -> {val_losses[-1]:.4f}")

@@ -62,3 +62,12 @@ class OpIndexError(OpError, IndexError):
 
 class OpValueError(OpError, ValueError):
     """A value the op cannot compute with (integer division by zero, a negative probability...)."""
+
+
+class WeightChanged(RuntimeError):
+    """A weight the program reads was replaced or changed layout since compiling.
+    ``attr`` is its dotted name, ``old`` and ``new`` describe it before and now."""
+
+    def __init__(self, message: str, attr: str, old: str, new: str):
+        super().__init__(message)
+        self.attr, self.old, self.new = attr, old, new

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from .. import dtype as dt
-from ..errors import OpValueError
+from ..errors import OpValueError, WeightChanged
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..ir.node import Node, map_arg, nodes_in
@@ -94,15 +94,6 @@ def _aliased_by_passes(source, compiled) -> set[int]:
         elif any(after[i] is c and before[i] is not s and i not in copied for i in range(j)):
             copied.add(j)
     return copied
-
-
-class WeightChanged(RuntimeError):
-    """A weight the program reads was replaced or changed layout since compiling.
-    ``attr`` is its dotted name, ``old`` and ``new`` describe it before and now."""
-
-    def __init__(self, message: str, attr: str, old: str, new: str):
-        super().__init__(message)
-        self.attr, self.old, self.new = attr, old, new
 
 
 def _describe(t) -> str:

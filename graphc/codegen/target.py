@@ -1,36 +1,68 @@
 """The LLVM target: the host's CPU, one MCJIT engine per process, and module compilation.
 
 Measured facts this follows (see shared/DESIGN.md): the target machine is built from the
-host CPU name and features (AVX2 + FMA here, not the default SSE target); one engine
-owns one target machine for the whole process; optimisation uses the new pass builder at
-O3; IR and assembly are dumped before ``finalize_object``.
+host CPU name and features (AVX2 + FMA here, not the default SSE target); an engine owns
+its target machine (never shared); optimisation uses the new pass builder at O3; IR and
+assembly are dumped before ``finalize_object``. Engines are rotated so that memory stays
+bounded when a process compiles many graphs (``_Engine``).
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes.util
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
 _lock = threading.RLock()
-_engine = None
-_tm = None
+_tm = None       # optimisation, data layout and assembly; never owned by an engine
+_current = None  # the engine new modules are added to
+
+MODULES_PER_ENGINE = 128  # then a fresh engine; a retired one is freed with its last module
+RECENT = 256              # compiled modules kept alive for in-process reuse
+
+
+def _host_target_machine():
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, jit=True)
+
+
+class _Engine:
+    """An MCJIT engine with its own target machine (an engine owns the one it is given;
+    sharing one between engines crashed). MCJIT never frees a module's memory while its
+    engine lives, so after MODULES_PER_ENGINE modules new ones go to a fresh engine, and a
+    retired engine (with all its code) is freed once no compiled module refers to it."""
+
+    def __init__(self):
+        from .cache import install_object_cache
+
+        # its own LLVM context too: constants and types interned in a context live as
+        # long as it, and the global one would grow with every distinct module
+        self.context = llvm.create_context()
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly("", context=self.context),
+                                                 _host_target_machine())
+        install_object_cache(self.engine)
+        self.modules = 0
+
+    def __del__(self):
+        self.engine.close()  # the engine and its modules, before the context they live in
+        self.context.close()
 
 
 def _init():
-    global _engine, _tm
-    if _engine is not None:
+    global _tm, _current
+    if _current is not None:
         return
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    _tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                       features=llvm.get_host_cpu_features().flatten(),
-                                       opt=3, jit=True)
+    _tm = _host_target_machine()
     for lib in ("c", "m"):  # libm's functions and pthreads, for generated calls
         path = ctypes.util.find_library(lib)
         if path:
@@ -38,10 +70,7 @@ def _init():
                 llvm.load_library_permanently(path)
             except RuntimeError:
                 pass
-    _engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _tm)
-    from .cache import install_object_cache
-
-    install_object_cache(_engine)
+    _current = _Engine()
 
 
 def module_target() -> tuple[str, str]:
@@ -74,10 +103,13 @@ class CompiledModule:
     assembly: str = ""
     seconds: float = 0.0
     from_cache: bool = False
+    engine: object = field(default=None, repr=False)  # keeps the code alive while referenced
 
 
 PREFIX = "__K__"  # generated IR names its functions with this; replaced by the content hash
-_compiled: dict[str, CompiledModule] = {}  # the in-memory cache: content hash -> module
+# the in-memory cache: content hash -> module, while something uses it or it is recent
+_compiled: weakref.WeakValueDictionary[str, CompiledModule] = weakref.WeakValueDictionary()
+_recent: collections.deque = collections.deque(maxlen=RECENT)
 
 
 def compile_ir(template: str, name: str, functions: list[str], dump: bool = False) -> CompiledModule:
@@ -99,7 +131,11 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
         t0 = time.perf_counter()
         source = template.replace(PREFIX, tag)
         unique = f"{name}.{tag}"
-        mod = llvm.parse_assembly(source)
+        global _current
+        if known is None and _current.modules >= MODULES_PER_ENGINE:
+            _current = _Engine()
+        owner = _current if known is None else known.engine
+        mod = llvm.parse_assembly(source, context=owner.context)
         mod.name = unique
         mod.verify()
         # a dump needs the optimised IR and assembly, so it compiles (and refreshes the entry)
@@ -115,12 +151,14 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
                 optimized = str(mod)
                 asm = _tm.emit_assembly(mod)
         if known is None:
+            engine = owner.engine
             try:
-                _engine.add_module(mod)
-                _engine.finalize_object()
+                engine.add_module(mod)
+                owner.modules += 1
+                engine.finalize_object()
             finally:
                 cache.forget(unique)
-            addresses = {f: _engine.get_function_address(f.replace(PREFIX, tag)) for f in functions}
+            addresses = {f: engine.get_function_address(f.replace(PREFIX, tag)) for f in functions}
             missing = [f for f, address in addresses.items() if not address]
             if missing:  # never hand out a null function pointer
                 raise RuntimeError(f"LLVM module {unique}: no code for {missing}")
@@ -128,8 +166,9 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
             cache.forget(unique)
             addresses = known.addresses
         result = CompiledModule(name, addresses, source if dump else "", optimized, asm,
-                                time.perf_counter() - t0, bool(cached))
+                                time.perf_counter() - t0, bool(cached), owner)
         _compiled[tag] = result
+        _recent.append(result)
         return result
 
 

@@ -21,8 +21,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from ..autograd import is_grad_enabled
-from ..errors import user_location
+from ..autograd.grad_mode import _state as _grad
+from ..errors import OpError, WeightChanged, user_location
 from ..nn.module import Module
 from ..debug import debug_level, show
 from ..tensor import Tensor
@@ -66,6 +66,12 @@ class Entry:
     weights: list = field(default_factory=list)  # tensors the program reads
     example: tuple = ()     # the arguments of the call that compiled it (for graphc.dump)
     checked: bool = False
+    all_tensors: bool = False  # every argument is a graph input: pass them as they are
+
+
+@dataclass
+class _Eager:
+    value: object  # what an eager run returned
 
 
 class CompiledFunction:
@@ -93,6 +99,7 @@ class CompiledFunction:
         target = module.forward if module is not None else fn
         self.params = _parameters(target)
         self.names = tuple(p.name for p in self.params)
+        self._arity = len(self.names)
         self.entries: dict[tuple, Entry] = {}
         self.recompiles: list[G.Recompile] = []
         self.eager_runs: list[EagerRun] = []
@@ -105,13 +112,14 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if self.mode == "eager":
             return self._eager_call(args, kwargs)
-        if kwargs or len(args) != len(self.names):
+        if kwargs or len(args) != self._arity:
             args = self._bind(args, kwargs)
+        module = self.module
         try:
-            sig = G.signature(self.names, args,
-                              self.module.training if self.module is not None else None)
+            sig = G.signature(args, module.training if module is not None else None)
         except TypeError as e:
-            return self._run_eagerly(None, args, f"an argument cannot be guarded: {e}")
+            name = next((n for n, a in zip(self.names, args) if not _guardable(a)), "?")
+            return self._run_eagerly(None, args, f"argument {name!r} cannot be guarded: {e}")
         entry = self.entries.get(sig)
         if entry is None:
             if sig in self._eager:
@@ -119,27 +127,31 @@ class CompiledFunction:
             entry = self._compile(sig, args)
             if entry is None:
                 return self._eager_call(args, {})
-        if is_grad_enabled() and _needs_grad(args, entry.weights):
+            if type(entry) is _Eager:
+                return entry.value
+        if _grad.enabled and _needs_grad(args, entry.weights):
             return self._run_eagerly(sig, args, "autograd is recording (grad mode is on and an "
                                      "input or weight requires grad); compiled graphs compute "
                                      "values only: call under graphc.no_grad() to run compiled",
                                      remember=False)
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        if not entry.checked and self.check:
+        tensors = args if entry.all_tensors else [a for a in args if isinstance(a, Tensor)]
+        if self.check and not entry.checked:
             from .check import check_entry
             check_entry(entry, tensors)
             entry.checked = True
-        from ..codegen.runtime import WeightChanged
         try:
             return entry.spec.run(tensors)
         except WeightChanged as e:
             self.entries.pop(sig, None)
             self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
-                                     "assigning a new tensor to a weight recompiles; update it "
-                                     "in place (w.copy_(new), optimizer steps) to keep the "
-                                     "compiled graph"))
+                                     "a weight replaced by a new tensor, or given a new shape "
+                                     "or dtype, recompiles; update weights in place "
+                                     "(w.copy_(new), optimizer steps) to keep the compiled "
+                                     "graph"))
             entry = self._compile(sig, args, after_miss=False)
-            return entry.spec.run(tensors) if entry is not None else self._eager_call(args, {})
+            if entry is None:
+                return self._eager_call(args, {})
+            return entry.value if type(entry) is _Eager else entry.spec.run(tensors)
 
     def _eager_call(self, args, kwargs):
         target = self.module if self.module is not None else self.fn
@@ -176,7 +188,8 @@ class CompiledFunction:
         return tuple(bound.arguments[n] for n in self.names)
 
     # ---- a miss: capture and compile -----------------------------------------------------
-    def _compile(self, sig: tuple, args: tuple, after_miss: bool = True) -> Entry | None:
+    def _compile(self, sig: tuple, args: tuple, after_miss: bool = True) -> Entry | _Eager | None:
+        """The new entry; or, where capture failed, the eager result; None at the limit."""
         location = user_location()
         if len(self.entries) >= self.cache_limit:
             self._note_eager(sig, EagerRun(
@@ -204,9 +217,12 @@ class CompiledFunction:
             reason = (f"capture failed: {e}" if isinstance(e, TraceError)
                       else f"capture failed: {type(e).__name__}: {e}")
             if self.fullgraph:
+                if isinstance(e, OpError) and not isinstance(e, TraceError):
+                    raise  # the user's error (shapes, dtypes), not a limit of capture
                 raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+            value = self._eager_call(args, {})  # the user's own errors surface from here
             self._note_eager(sig, EagerRun(reason, where))
-            return None
+            return _Eager(value)
         trace_seconds = time.perf_counter() - t0
         show(1, f"{self.__name__}: traced graph", str(gm.graph))
         from ..codegen import compile_graph
@@ -220,7 +236,8 @@ class CompiledFunction:
                                f"have no native lowering: {listed}", location)
         weights = [p.tensor for p in spec.params]
         entry = Entry(sig, gm, cg, spec, G.guards(self.names, sig, self.module is not None),
-                      trace_seconds, weights, example=args)
+                      trace_seconds, weights, example=args,
+                      all_tensors=all(isinstance(a, Tensor) for a in args))
         self.entries[sig] = entry
         self._last = entry
         return entry
@@ -334,6 +351,14 @@ def _parameters(fn) -> list[inspect.Parameter]:
         raise TypeError(f"graphc.compile: {name} takes *args or **kwargs; compiled functions "
                         "need named parameters")
     return params
+
+
+def _guardable(value) -> bool:
+    try:
+        G.arg_key(value)
+        return True
+    except TypeError:
+        return False
 
 
 def _needs_grad(args, weights) -> bool:

@@ -93,8 +93,8 @@ def explain(fn, *args, **kwargs) -> Explanation:
     args = compiled._bind(args, kwargs)
     from . import guards as G
     try:
-        sig = G.signature(compiled.names, args, compiled.module.training
-                          if compiled.module is not None else None)
+        sig = G.signature(args, compiled.module.training if compiled.module is not None
+                          else None)
     except TypeError:
         return e
     entry = compiled.entries.get(sig)

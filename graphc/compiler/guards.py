@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from ..tensor import Tensor
 
 TENSOR = "tensor"
@@ -25,6 +27,9 @@ def arg_key(value):
     if isinstance(value, Tensor):
         st = value._storage
         return (TENSOR, value._shape, value._stride, st.dtype, st.array is None)
+    if isinstance(value, np.ndarray):
+        raise TypeError("a numpy array; compiled code takes graphc tensors: pass "
+                        "graphc.from_numpy(array) (it shares the array's memory)")
     if isinstance(value, (list, tuple)):
         keys = tuple(arg_key(v) for v in value)
         if any(_is_tensor(k) for k in keys):
@@ -38,8 +43,10 @@ def _is_tensor(key) -> bool:
     return type(key) is tuple and key[:1] == (TENSOR,)
 
 
-def signature(names: tuple, args: tuple, training) -> tuple:
-    return (training,) + tuple(arg_key(a) for a in args)
+def signature(args: tuple, training) -> tuple:
+    """The key a call is cached under: the training flag (None for functions), then each
+    argument's key."""
+    return (training,) + tuple(map(arg_key, args))
 
 
 @dataclass

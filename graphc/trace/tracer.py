@@ -249,8 +249,8 @@ def trace(fn_or_module, *example_inputs, concrete_args: dict | None = None, leaf
         raise TraceError(f"trace: {', '.join(extra)}", location="")
     positional = [a for p, a in zip(params, args) if p.kind != p.KEYWORD_ONLY]
     keywords = {p.name: a for p, a in zip(params, args) if p.kind == p.KEYWORD_ONLY}
-    with no_grad(), _intercept_module_calls(tracer), tracer:
-        out = fn(*positional, **keywords)
+    with no_grad(), _intercept_module_calls(tracer), tracer:  # a root module's hooks run too
+        out = (root if root is not None else fn)(*positional, **keywords)
     tracer.graph.output(map_arg(_lift_output(tracer, out), lambda n: n))
     name = type(root).__name__ if root is not None else getattr(fn, "__name__", "GraphModule")
     gm = GraphModule(tracer.attrs, tracer.graph, class_name=name)

@@ -349,7 +349,7 @@ def test_meta_and_unguardable_arguments():
     with pytest.raises(ValueError, match="'x' is a meta tensor"):
         f(graphc.ones(2).to("meta"))
     g = graphc.compile(lambda xs: xs[0] + xs[1])
-    with pytest.warns(UserWarning, match="cannot be guarded: tensors inside a list"):
+    with pytest.warns(UserWarning, match="argument .xs. cannot be guarded: tensors inside a list"):
         assert_close(g([graphc.ones(2), graphc.ones(2)]), graphc.full((2,), 2.0))
 
 
@@ -372,3 +372,14 @@ def test_calls_autograd_records_run_eagerly_and_differentiate():
     z = cm(x)
     assert_close(z, y.detach())
     assert sum("autograd" in r.reason for r in cm.compiled.eager_runs) == 1
+
+
+def test_the_root_modules_hooks_are_compiled_too():
+    model = nn.Linear(4, 4).eval()
+    model.register_forward_pre_hook(lambda mod, inp: (inp[0] + 1,))
+    model.register_forward_hook(lambda mod, inp, out: out * 10)
+    x = graphc.randn(2, 4)
+    cm = graphc.compile(model)
+    with graphc.no_grad():
+        assert_close(cm(x), model(x))
+        assert_close(cm(x), (model.weight @ (x + 1).T).T * 10 + model.bias * 10, tol=1e-4)
