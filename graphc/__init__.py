@@ -27,7 +27,7 @@ from .tensor import Size, Tensor, TypedStorage, UntypedStorage, device
 from .tensor_repr import set_printoptions
 from .trace import TensorSpec, TraceError, trace
 from . import ir
-from .compiler import CaptureError, compile, dump, explain
+from .compiler import CaptureError, benchmark, compile, dump, explain
 
 # dtype aliases, as in PyTorch: graphc.bool, graphc.float, graphc.double, graphc.long, graphc.int
 bool = bool_

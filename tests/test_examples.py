@@ -98,6 +98,7 @@ def test_cnn(run):
 def test_transformer_block(run):
     out = example(run, "transformer_block.py")
     assert "output (8, 64, 128)," in out and compiled_vs_eager(out) <= 1e-4
+    assert " 0 numpy fallbacks" in out  # the padding mask's full() folds to a stride-0 constant
     assert re.search(r"eager \d+\.\d+ ms, compiled \d+\.\d+ ms, speed-up \d+\.\dx", out), out
 
 
@@ -116,3 +117,6 @@ def test_demo_runs_and_shows_each_part(run):
     assert "device='meta', size=(8, 128, 256)" in out
     assert "graph(%x : f32[8, 128, 256]):" in out and "differs from eager by 0.0e+00" in out
     assert "9 kernels; intermediate traffic" in out and "call_module[fused_8]" in out
+    assert "9 native kernels, 0 numpy fallbacks" in out and "kernel R_1024_256" in out
+    assert "shape guard on x.shape[0] failed: 8 -> 2" in out
+    assert re.search(r"compiled +\d+\.\d+ ms +\d+\.\dx (faster|slower)", out), out

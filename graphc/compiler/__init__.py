@@ -10,11 +10,13 @@ explain, check mode, dumps and benchmarks.
     graphc.benchmark(model, x)            # eager vs compiled, compile times, peak memory
 """
 
+from .benchmark import BenchmarkResult, benchmark
 from .check import CheckError
 from .compiled import CaptureError, CompiledFunction, CompiledModule, EagerRun, compile
 from .dump import dump
 from .explain import Explanation, explain
 from .guards import Guard, Recompile
 
-__all__ = ["compile", "explain", "dump", "CompiledFunction", "CompiledModule", "CaptureError",
-           "EagerRun", "CheckError", "Explanation", "Guard", "Recompile"]
+__all__ = ["compile", "explain", "dump", "benchmark", "BenchmarkResult", "CompiledFunction",
+           "CompiledModule", "CaptureError", "EagerRun", "CheckError", "Explanation", "Guard",
+           "Recompile"]

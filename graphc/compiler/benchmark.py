@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -51,7 +52,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..nn.module import Module
 from ..tensor import Tensor
-from .compiled import CompiledFunction, CompiledModule, compile
+from .compiled import CompiledFunction, CompiledModule, compile, compiled_function
 
 SAMPLE_SECONDS = 1e-3    # a timing sample lasts at least this long (calls back to back)
 MAX_CALLS_PER_SAMPLE = 1000
@@ -98,28 +99,30 @@ class BenchmarkResult:
                f"{self.threads} threads)"]
         ratio = (f"{self.speedup:.2f}x faster" if self.speedup >= 1
                  else f"{1 / self.speedup:.2f}x slower")
+        per_call = self.compiled_peak_bytes - self.compiled_workspace_bytes
         rows = [("", "eager", "compiled", ""),
                 ("time per call", _ms(self.eager_ms), _ms(self.compiled_ms), ratio),
                 ("peak memory", _bytes(self.eager_peak_bytes), _bytes(self.compiled_peak_bytes),
-                 f"compiled includes {_bytes(self.compiled_workspace_bytes).strip()} of "
-                 "workspace held between calls")]
+                 f"compiled: {_bytes(self.compiled_workspace_bytes)} workspace held between "
+                 f"calls + {_bytes(per_call)} per call")]
+        origin = {"disk": "LLVM code from the disk cache", "memory": "LLVM code from memory",
+                  "compiled": "LLVM compiled again"}
+        for kind, ms in (("cold", self.cold_compile_ms), ("cached", self.cached_compile_ms)):
+            stages = self.compile_stages_ms.get(kind) or {}
+            remark = ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + " ms" if stages else ""
+            if kind == "cached" and self.cached_llvm_from:
+                remark += f" ({origin.get(self.cached_llvm_from, self.cached_llvm_from)})"
+            rows.append((f"compile, {kind}", "", _ms(ms), remark))
+        rows.append(("max |difference|", "", f"{self.max_abs_diff:.3g}",
+                     "matches eager" if self.matches else "DIFFERS from eager"))
+        rows.append(("kernels", "", str(self.kernels),
+                     f"native, {self.fallbacks} fallbacks (numpy inside the program)"))
         widths = [max(len(r[k]) for r in rows) for k in range(3)]
         for r in rows:
             out.append(f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}"
                        f"  {r[3]}".rstrip())
-        out.append(f"  compile: cold {_ms(self.cold_compile_ms).strip()}, cached "
-                   f"{_ms(self.cached_compile_ms).strip()} (LLVM code from "
-                   f"{self.cached_llvm_from or 'nowhere'}); measured in "
-                   f"{self.compile_measured_in}; process start-up "
-                   f"{_ms(self.init_ms).strip()} not included")
-        for kind in ("cold", "cached"):
-            stages = self.compile_stages_ms.get(kind) or {}
-            if stages:
-                out.append(f"    {kind:<6} " + ", ".join(f"{k} {v:.1f} ms"
-                                                        for k, v in stages.items()))
-        verdict = "matches eager" if self.matches else "DIFFERS from eager"
-        out.append(f"  result: max |compiled - eager| = {self.max_abs_diff:.3g} ({verdict})")
-        out.append(f"  program: {self.kernels} native kernels, {self.fallbacks} fallbacks")
+        out.append(f"  compile times measured in {self.compile_measured_in}; a process's "
+                   f"one-time start-up ({_ms(self.init_ms)}) not included")
         out += [f"  compiled calls {r}" for r in self.eager_runs]
         out += [f"  note: {n}" for n in self.notes]
         return "\n".join(out)
@@ -127,7 +130,7 @@ class BenchmarkResult:
 
 def benchmark(model, *inputs, repeat: int = 20, warmup: int = 3, verbose: bool = True,
               source: str | None = None, fresh_processes: bool = True,
-              progress=None) -> BenchmarkResult:
+              progress: Callable[[str], None] | None = None) -> BenchmarkResult:
     """Time ``model(*inputs)`` eager and compiled, measure compile times and peak memory,
     and check that compiled equals eager; print the table when ``verbose``.
 
@@ -155,38 +158,10 @@ def benchmark(model, *inputs, repeat: int = 20, warmup: int = 3, verbose: bool =
         notes.append("the module is in training mode (dropout and batch statistics make "
                       "calls differ); call .eval() to benchmark inference")
 
-    if source is None and fresh_processes:
-        source = rebuild_source(model)
-        if source is None:
-            notes.append("the model is not a global of an importable module, so compile times "
-                         "were measured in this process; pass source='file.py:NAME' to "
-                         "measure them in fresh processes")
-    cold = cached = None
-    if source is not None and fresh_processes:
-        say("timing compilation in fresh processes (cold cache, then warm)...")
-        cold, cached, failure = _compile_in_fresh_processes(model, inputs, source)
-        if failure:
-            notes.append(f"timing compilation in a fresh process failed ({failure}); "
-                         "measured in this process instead")
-    if cold is None:
-        say("tracing and compiling (cold, in this process)...")
-        init_ms = _start_up()
-        with tempfile.TemporaryDirectory(prefix="graphc-bench-") as empty:
-            compiled, cold = _timed_compile(model, inputs, cache_dir=empty)
-        cold["init_ms"] = init_ms
-        say("compiling again (cached, in this process)...")
-        _, cached = _timed_compile(model, inputs)
-        where = ("this process (cold: the disk cache bypassed; cached: LLVM's in-memory cache, "
-                 "faster than a new process reading the disk cache)")
-        if cold.get("llvm") == "memory":
-            notes.append("this process had compiled the same program before, so even the "
-                         "cold compile found its code in memory; measure in a fresh process")
-    else:
-        say("tracing and compiling...")
-        compiled, _ = _timed_compile(model, inputs)
-        where = "fresh processes"
+    compiled, cold, cached, where = _measure_compilation(model, inputs, source,
+                                                         fresh_processes, notes, say)
 
-    fn = _function(compiled)
+    fn = compiled_function(compiled)
     entry = fn.last if fn.entries else None
     with no_grad():
         got = compiled(*inputs)
@@ -251,10 +226,6 @@ def rebuild_source(model) -> str | None:
     return None
 
 
-def _function(compiled) -> CompiledFunction:
-    return compiled.compiled if isinstance(compiled, CompiledModule) else compiled
-
-
 def _name(model) -> str:
     if isinstance(model, Module):
         return type(model).__name__
@@ -282,8 +253,9 @@ def compare(got, expected) -> tuple[float, bool]:
     diff, scale = 0.0, 1.0
     for x, y in zip(a, b):
         u, v = x.numpy().astype(np.float64), y.numpy().astype(np.float64)
-        both_nan = np.isnan(u) & np.isnan(v)
-        d = np.where(both_nan, 0.0, np.abs(u - v))
+        same = (u == v) | (np.isnan(u) & np.isnan(v))  # equal infinities too
+        with np.errstate(invalid="ignore"):  # inf - inf: not the same, nan below
+            d = np.where(same, 0.0, np.abs(u - v))
         if d.size:
             diff = max(diff, float(np.max(np.where(np.isnan(d), np.inf, d))))
             finite = np.abs(v[np.isfinite(v)])
@@ -293,7 +265,7 @@ def compare(got, expected) -> tuple[float, bool]:
 
 # ---- timing ----------------------------------------------------------------------------------
 def _time_interleaved(eager, compiled, repeat: int, warmup: int, say):
-    """Median seconds per call of each (in ms), sampled alternately, and calls per sample."""
+    """Median milliseconds per call of each, sampled alternately; calls per sample."""
     fns = {"eager": eager, "compiled": compiled}
     numbers, times = {}, {name: [] for name in fns}
     with no_grad():
@@ -350,6 +322,43 @@ def peak_bytes(call) -> int:
 
 
 # ---- compile times ---------------------------------------------------------------------------
+def _measure_compilation(model, inputs, source, fresh_processes: bool, notes: list, say):
+    """The compiled model to time; cold and cached compile runs (see ``_timed_compile``);
+    where they were measured. Fresh processes when the model can be rebuilt there."""
+    if source is None and fresh_processes:
+        source = rebuild_source(model)
+        if source is None:
+            notes.append("the model is not a global of an importable module, so compile times "
+                         "were measured in this process; pass source='file.py:NAME' to "
+                         "measure them in fresh processes")
+    cold = cached = None
+    if source is not None and fresh_processes:
+        say("timing compilation in fresh processes (cold cache, then warm)...")
+        cold, cached, failure = _compile_in_fresh_processes(model, inputs, source)
+        if failure:
+            notes.append(f"timing compilation in a fresh process failed ({failure}); "
+                         "measured in this process instead")
+    if cold is None:
+        say("tracing and compiling (cold, in this process)...")
+        init_ms = _start_up()
+        with tempfile.TemporaryDirectory(prefix="graphc-bench-") as empty:
+            compiled, cold = _timed_compile(model, inputs, cache_dir=empty)
+        cold["init_ms"] = init_ms
+        say("compiling again (cached, in this process)...")
+        _, cached = _timed_compile(model, inputs)
+        where = ("this process (cold: the disk cache bypassed; cached: LLVM's in-memory cache "
+                 "answers, faster than a new process reading the disk cache)")
+        if cold.get("llvm") == "memory":
+            notes.append("this process had compiled the same program before, so even the "
+                         "cold compile found its code in memory; measure in a fresh process")
+    else:
+        say("tracing and compiling...")
+        compiled, _ = _timed_compile(model, inputs)
+        where = ("fresh processes (cold: an empty cache directory; cached: a second process "
+                 "reading it)")
+    return compiled, cold, cached, where
+
+
 def _timed_compile(model, inputs, cache_dir: str | None = None):
     """A fresh ``graphc.compile(model)`` and its first call; the compiler's time per stage
     and where LLVM's code came from ("compiled", "disk", "memory"). ``cache_dir``
@@ -360,7 +369,7 @@ def _timed_compile(model, inputs, cache_dir: str | None = None):
     if cache_dir is not None:
         os.environ["GRAPHC_CACHE_DIR"] = cache_dir
     try:
-        known = len(target._compiled)  # the in-memory cache: grows unless it answered
+        known = set(target._compiled)  # the in-memory cache: gains a key unless it answered
         compiled = compile(model)
         with no_grad():
             compiled(*inputs)
@@ -370,14 +379,14 @@ def _timed_compile(model, inputs, cache_dir: str | None = None):
                 os.environ.pop("GRAPHC_CACHE_DIR", None)
             else:
                 os.environ["GRAPHC_CACHE_DIR"] = saved
-    fn = _function(compiled)
+    fn = compiled_function(compiled)
     if not fn.entries:
         return compiled, {"eager_runs": [str(r) for r in fn.eager_runs]}
     entry = fn.last
     stages = {"trace": 1e3 * entry.trace_seconds,
               **{k: 1e3 * v for k, v in entry.spec.stage_seconds.items()}}
     llvm = ("disk" if entry.spec.compiled.from_cache else
-            "memory" if len(target._compiled) == known else "compiled")
+            "memory" if set(target._compiled) <= known else "compiled")
     return compiled, {"ms": sum(stages.values()), "stages_ms": stages, "llvm": llvm}
 
 
@@ -442,7 +451,7 @@ def compile_in_this_process(args: dict) -> dict:
     from ..cli import load_model
     from ..serialization import load
 
-    model = load_model(args["source"])
+    model = original(load_model(args["source"]))
     if args["state"] is not None:
         model.load_state_dict(load(args["state"]))
         model.train(args["training"])

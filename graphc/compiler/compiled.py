@@ -253,6 +253,11 @@ class CompiledFunction:
             raise RuntimeError(f"{self.__name__} has not been compiled yet: call it once first")
         return self._last
 
+    def stage_text(self, stage: str) -> str:
+        """One stage of the last compiled signature: graph (fused), kernels, llvm, llvm_opt
+        or asm."""
+        return self.last.compiled.dump(stage)
+
     def explain(self, *args, **kwargs):
         """What compiling for these arguments does (``graphc.explain``), as text and data."""
         from .explain import explain
@@ -343,6 +348,16 @@ def compile(fn_or_module=None, *, mode: str = "static", fullgraph: bool = False,
     return CompiledFunction(fn_or_module, **options)
 
 
+def compiled_function(obj) -> CompiledFunction:
+    """The CompiledFunction behind ``obj``: what graphc.compile returned, or a function or
+    module compiled now."""
+    if isinstance(obj, CompiledModule):
+        return obj.compiled
+    if isinstance(obj, CompiledFunction):
+        return obj
+    return compiled_function(compile(obj))
+
+
 # ---- helpers -------------------------------------------------------------------------------
 def _parameters(fn) -> list[inspect.Parameter]:
     params = list(inspect.signature(fn).parameters.values())
@@ -372,7 +387,8 @@ def _user_stacklevel() -> int:
     import sys
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(package)
+                                 or frame.f_code.co_filename.startswith("<frozen")):
         frame, level = frame.f_back, level + 1
     return level
 

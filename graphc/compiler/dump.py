@@ -121,15 +121,10 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
     """Write every stage of ``compiled`` (what ``graphc.compile`` returned, or a function or
     module to compile) for ``args`` (default: the inputs of the call that compiled its
     last signature) into ``directory``, with a repro script; returns the directory."""
-    from .compiled import CompiledFunction, CompiledModule, compile
+    from .compiled import compiled_function
     from .explain import explain
 
-    if isinstance(compiled, CompiledModule):
-        fn = compiled.compiled
-    elif isinstance(compiled, CompiledFunction):
-        fn = compiled
-    else:
-        fn = compile(compiled)
+    fn = compiled_function(compiled)
     if not args and not kwargs:
         if fn._last is None:
             raise ValueError(f"graphc.dump: {fn.__name__} has not been called yet; pass example "

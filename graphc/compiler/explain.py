@@ -75,14 +75,9 @@ class Explanation:
 def explain(fn, *args, **kwargs) -> Explanation:
     """Compile ``fn`` (a function, module, or what ``graphc.compile`` returned) for these
     arguments, without gradients, and describe every stage."""
-    from .compiled import CompiledFunction, CompiledModule, compile
+    from .compiled import compiled_function
 
-    if isinstance(fn, CompiledModule):
-        compiled = fn.compiled
-    elif isinstance(fn, CompiledFunction):
-        compiled = fn
-    else:
-        compiled = compile(fn)
+    compiled = compiled_function(fn)
     with no_grad():
         compiled(*args, **kwargs)
     e = Explanation(compiled.__name__, compiled=False,

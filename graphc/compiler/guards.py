@@ -13,7 +13,7 @@ module (not updated in place) is a guard failure too, reported with the same rec
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -73,11 +73,13 @@ class Recompile:
     new: str
     location: str | None
     suggestion: str
+    also: list = field(default_factory=list)  # other arguments that changed in the same call
 
     def __str__(self) -> str:
         where = f" at {self.location}" if self.location else ""
+        also = f" (also changed: {', '.join(self.also)})" if self.also else ""
         return (f"recompile{where}: {self.guard} guard on {self.name} failed: {self.old} -> "
-                f"{self.new}. {self.suggestion}")
+                f"{self.new}{also}. {self.suggestion}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,31 +111,40 @@ def diagnose(names: tuple, old: tuple, new: tuple, location: str | None) -> Reco
         return Recompile("arguments", "arguments", f"{len(old) - 1} arguments",
                          f"{len(new) - 1} arguments", location,
                          "calls with a different number of arguments compile separately")
-    for name, a, b in zip(names, old[1:], new[1:]):
-        if a == b:
-            continue
-        if not (_is_tensor(a) and _is_tensor(b)):
-            return Recompile("value", name, _show(a), _show(b), location,
-                             "Python values are baked into the graph; pass a value that changes "
-                             "from call to call as a tensor")
-        (_, sa, sta, da, _), (_, sb, stb, db, _) = a, b
-        if da != db:
-            return Recompile("dtype", name, da.name, db.name, location,
-                             f"cast {name} to {da.name} before the call to reuse the compiled graph")
-        if len(sa) != len(sb):
-            return Recompile("rank", name, f"{len(sa)} dims {list(sa)}", f"{len(sb)} dims "
-                             f"{list(sb)}", location, "each rank compiles its own graph")
-        if sa != sb:
-            dims = [i for i, (x, y) in enumerate(zip(sa, sb)) if x != y]
-            d = dims[0]
-            return Recompile("shape", f"{name}.shape[{d}]", str(sa[d]), str(sb[d]), location,
-                             f"kernels are specialised to sizes, so every new size of dim {d} "
-                             f"compiles once (then is cached); pad or bucket {name}'s dim {d} to a "
-                             "few sizes to bound the compiles")
-        return Recompile("layout", name, f"strides {tuple(sta)}", f"strides {tuple(stb)}",
-                         location, f"the kernels read {name} in place with its strides; pass "
-                         f"{name}.contiguous() to always hit the contiguous graph")
-    return Recompile("signature", "arguments", "?", "?", location, "")
+    changed = [(name, a, b) for name, a, b in zip(names, old[1:], new[1:]) if a != b]
+    if not changed:
+        return Recompile("signature", "arguments", "?", "?", location, "")
+    r = _first_failure(*changed[0], location)
+    r.also = [name for name, _, _ in changed[1:]]
+    return r
+
+
+def _first_failure(name: str, a, b, location: str | None) -> Recompile:
+    if _is_tensor(a) != _is_tensor(b):
+        return Recompile("value", name, _show(a), _show(b), location,
+                         "an argument that is a tensor in one call and not in another (an "
+                         "optional argument given or omitted) compiles a graph for each")
+    if not _is_tensor(a):
+        return Recompile("value", name, _show(a), _show(b), location,
+                         "Python values are baked into the graph; pass a value that changes "
+                         "from call to call as a tensor")
+    (_, sa, sta, da, _), (_, sb, stb, db, _) = a, b
+    if da != db:
+        return Recompile("dtype", name, da.name, db.name, location,
+                         f"cast {name} to {da.name} before the call to reuse the compiled graph")
+    if len(sa) != len(sb):
+        return Recompile("rank", name, f"{len(sa)} dims {list(sa)}", f"{len(sb)} dims "
+                         f"{list(sb)}", location, "each rank compiles its own graph")
+    if sa != sb:
+        dims = [i for i, (x, y) in enumerate(zip(sa, sb)) if x != y]
+        d = dims[0]
+        return Recompile("shape", f"{name}.shape[{d}]", str(sa[d]), str(sb[d]), location,
+                         f"kernels are specialised to sizes, so every new size of dim {d} "
+                         f"compiles once (then is cached); pad or bucket {name}'s dim {d} to a "
+                         "few sizes to bound the compiles")
+    return Recompile("layout", name, f"strides {tuple(sta)}", f"strides {tuple(stb)}",
+                     location, f"the kernels read {name} in place with its strides; pass "
+                     f"{name}.contiguous() to always hit the contiguous graph")
 
 
 def _show(key) -> str:

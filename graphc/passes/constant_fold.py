@@ -6,7 +6,8 @@ folding, and deterministic factories (full, arange, eye...). Parameters and buff
 not — they are live, the program reads their current values — unless frozen with
 ``freeze_parameters`` (for inference: weight transposes and the like then fold too).
 Results above ``max_elements`` stay computed at run time (a large constant costs memory
-that a cheap factory does not).
+that a cheap factory does not). ``full`` (zeros, ones, empty) of any size becomes a 0-d
+constant expanded to its size: a stride-0 view that kernels read without memory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..autograd import no_grad
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, map_arg
 from ..ops.dispatch import dispatch
-from ..ops.registry import Flag
+from ..ops.registry import OPS, Flag
 from ..tensor import Tensor
 
 MAX_ELEMENTS = 1 << 20
@@ -51,18 +52,28 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
         if not isinstance(value, Tensor):
             continue
         known[node] = value
-        if value.numel() > max_elements or not inputs:
-            continue  # keep big results (and lone factories) computed at run time
+        fill = node.target.name in _FILLS and value.numel() > 0
+        if value.numel() > max_elements and not fill:
+            continue  # keep big results computed at run time
         name = _fresh_name(gm)
-        gm._install(name, value.detach().contiguous())
+        gm._install(name, (value.reshape(-1)[0] if fill else value).detach().contiguous())
         with graph.inserting_before(node):
-            const = graph.get_attr(name)
+            const = replacement = graph.get_attr(name)
+            if fill:
+                replacement = graph.call_function(OPS.expand, (const,),
+                                                  {"size": tuple(value.shape)})
+                replacement.meta = {k: v for k, v in node.meta.items() if k != "stride"}
         const.meta = {**node.meta, "folded_from": node.target.name}
-        node.replace_all_uses_with(const)
+        if fill:
+            const.meta.update(shape=(), stride=())
+        node.replace_all_uses_with(replacement)
         graph.erase_node(node)
         known[const] = value
         changed = True
     return changed
+
+
+_FILLS = ("full", "empty")  # one value everywhere
 
 
 def _fresh_name(gm: GraphModule) -> str:

@@ -7,10 +7,12 @@ value it always equals (same shape and dtype, bit for bit, nan and -0.0 included
     permute(permute(x, p), q)         -> permute(x, p∘q), or x when that is the identity
     reshape/view(reshape/view(x))     -> reshape(x)
     reshape/view/expand to x's shape  -> x
-    cast(x, x.dtype), clone(x)        -> x      (only in graphs without in-place writes)
+    cast(x, x.dtype), clone(x),
+    pad(x, all widths 0)              -> x      (only in graphs without in-place writes)
 
 Rules that would change a value in any case (x * 0 -> 0 breaks for nan/inf, x - x -> 0
-likewise) are not applied.
+likewise) are not applied, nor rules that would change the storage an ``as_strided``
+reads (clone(x) -> x when the clone's storage is viewed with absolute offsets).
 """
 
 from __future__ import annotations
@@ -109,10 +111,29 @@ def _reshapes(gm, node: Node):
 
 
 def _copies(gm, node: Node):
-    if node.target is OPS.clone or node.target is OPS.cast:
-        if _same_type(node, node.args[0]) and not _has_writes(gm):
-            return node.args[0]
+    copy = node.target is OPS.clone or node.target is OPS.cast or (
+        node.target is OPS.pad and not any(node.kwargs.get("pad", (1,))))
+    if copy and _same_type(node, node.args[0]) and not _has_writes(gm):
+        return node.args[0]
     return None
+
+
+def _storage_read(node: Node) -> bool:
+    """Whether an as_strided reads ``node``'s storage (directly or through views): its
+    absolute offsets and strides address the storage, so a fresh result (clone(x),
+    x * 1, neg(neg(x))) may not be replaced by x, whose storage differs."""
+    if Flag.VIEW in node.target.flags:
+        return False  # a view rule keeps the storage
+    todo, seen = list(node.users), set()
+    while todo:
+        u = todo.pop()
+        if u in seen or u.op != "call_function" or Flag.VIEW not in u.target.flags:
+            continue
+        if u.target is OPS.as_strided:
+            return True
+        seen.add(u)
+        todo.extend(u.users)
+    return False
 
 
 def _has_writes(gm) -> bool:
@@ -143,6 +164,8 @@ def simplify(gm: GraphModule) -> bool:
                 replacement = rule(gm, node)
                 if replacement is None:
                     continue
+                if replacement is not node and _storage_read(node):
+                    continue  # the same values, but not the same storage
                 if replacement is not node:
                     node.replace_all_uses_with(replacement)
                     if not node.users:

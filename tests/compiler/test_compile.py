@@ -383,3 +383,18 @@ def test_the_root_modules_hooks_are_compiled_too():
     with graphc.no_grad():
         assert_close(cm(x), model(x))
         assert_close(cm(x), (model.weight @ (x + 1).T).T * 10 + model.bias * 10, tol=1e-4)
+
+
+def test_an_optional_tensor_given_or_omitted_is_explained():
+    @graphc.compile
+    def f(x, mask=None, bias=None):
+        x = x if mask is None else x * mask
+        return x if bias is None else x + bias
+
+    x = graphc.randn(4)
+    f(x, bias=x)
+    assert_close(f(x, graphc.ones(4)), x)
+    r = f.recompiles[-1]
+    assert (r.guard, r.name, r.old, r.new) == ("value", "mask", "None", "tensor float32[4]")
+    assert "optional argument given or omitted" in r.suggestion and r.also == ["bias"]
+    assert "(also changed: bias)" in str(r)

@@ -159,6 +159,7 @@ def test_freezing_folds_weight_work_and_stops_tracking_updates():
     (lambda x: x.reshape(6).reshape(2, 3).view(3, 2), "view"),
     (lambda x: x.reshape(2, 3).expand(2, 3), "expand"),
     (lambda x: x.to(graphc.float32).clone() * 2, "clone"),
+    (lambda x: F.pad(x, (0, 0, 0, 0)) * 2, "pad"),  # max/avg pooling without padding
 ])
 def test_simplify_rules_are_exact(fn, gone):
     x = graphc.tensor([[-0.0, 0.0, math.nan], [math.inf, -math.inf, 2.5]])
@@ -173,6 +174,21 @@ def test_simplify_rules_are_exact(fn, gone):
     assert got.shape == expected.shape
     assert np.array_equal(np.signbit(got), np.signbit(expected))  # -0.0 stays -0.0
     np.testing.assert_array_equal(got, expected)
+
+
+def test_fills_fold_to_an_expanded_scalar_and_small_factories_to_constants():
+    def f(x):
+        return x + graphc.full((64, 64), 2.0) + graphc.ones(64) + graphc.arange(64.0)
+
+    gm = graphc.trace(f, TensorSpec((64, 64)))
+    assert fold_constants(gm)
+    dce(gm)
+    gm.graph.lint(gm)
+    assert not {"full", "arange", "ones"} & set(ops_in(gm)), ops_in(gm)
+    scalars = [n for n in gm.graph.nodes if n.op == "get_attr" and n.meta["shape"] == ()]
+    assert len(scalars) == 2 and all(u.target.name == "expand" for n in scalars for u in n.users)
+    x = graphc.randn(64, 64)
+    np.testing.assert_array_equal(gm(x).numpy(), f(x).numpy())
 
 
 def test_adding_positive_zero_is_not_simplified():
