@@ -13,7 +13,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 # graphc's command line is a user of the library: its frames count as the caller's
-_CALLER_FILES = {os.path.join(_PACKAGE_DIR, name) for name in ("cli.py", "__main__.py")}
+_CALLER_FILES = {os.path.join(_PACKAGE_DIR, name) for name in ("cli.py", "demo.py", "__main__.py")}
 
 
 def user_location() -> str | None:

@@ -112,7 +112,7 @@ def test_training_loop(run):
 
 def test_demo_runs_and_shows_each_part(run):
     out = run("-m", "graphc", "demo")
-    assert "The op table:" in out and "ShapeError" in out and "at cli.py:" in out
+    assert "The op table:" in out and "ShapeError" in out and "at demo.py:" in out
     assert "eager:" in out and "ms per call" in out
     assert "device='meta', size=(8, 128, 256)" in out
     assert "graph(%x : f32[8, 128, 256]):" in out and "differs from eager by 0.0e+00" in out

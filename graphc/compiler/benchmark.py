@@ -20,9 +20,9 @@ What each figure is:
   module, from that module's file, with this model's state_dict and these inputs
   loaded. Otherwise (or with ``fresh_processes=False``) both are measured in this
   process and ``compile_measured_in`` says so: cold with the disk cache bypassed (an
-  empty temporary directory), cached a second compile, which LLVM's in-memory cache
-  answers (``graphc.codegen.target`` keeps compiled modules for the process; they
-  cannot be dropped from the JIT), so it is faster than a new process would be.
+  empty temporary directory), cached a second compile, which the in-memory cache of
+  ``graphc.codegen.target`` answers (it keeps the modules in use and the recent ones),
+  so it is faster than a new process would be.
 - **peak memory**: tracemalloc's peak (numpy's buffers included) during one call, above
   what was allocated before it, with the previous call's result still alive, as in a
   loop ``y = model(x)``. The compiled figure adds the program's workspace: intermediate
