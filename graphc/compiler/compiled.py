@@ -107,6 +107,8 @@ class CompiledFunction:
         self._last: Entry | None = None
         self._warned: set[str] = set()
         functools.update_wrapper(self, target, updated=())
+        if module is not None:
+            self.__name__ = self.__qualname__ = type(module).__name__
 
     # ---- a call --------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):

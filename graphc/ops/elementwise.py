@@ -146,10 +146,17 @@ def _remainder(a, b):
 
 
 def _pow(a, b):
-    if np.asarray(b).dtype.kind in "iu" and np.any(np.asarray(b) < 0):
+    b = np.asarray(b)
+    if b.dtype.kind in "iu" and np.any(b < 0):
         raise OpValueError("pow", "integers to negative integer powers are not allowed; "
                            "convert the base to float first")
-    return np.power(a, b)
+    out = np.power(a, b)
+    if b.dtype.kind == "f" and b.size == 1 and b.reshape(()) == 0.5:
+        # numpy computes a one-element exponent of 0.5 as sqrt, so pow(-inf, 0.5) would be
+        # nan and pow(-0.0, 0.5) -0.0; C's pow (numpy's for any other exponent, and the
+        # compiled code's) gives inf and +0.0. One answer, whatever the exponent's size.
+        out = np.where(np.isneginf(a), np.inf, np.where(a == 0, 0.0, out)).astype(out.dtype)
+    return out
 
 
 def _pow_rule(name, a, b):

@@ -184,6 +184,12 @@ class _Planner:
         if shape in (keep, drop):
             return True, "reduction epilogue on the reduced values"
         if shape == g.domain:
+            if any(i in g.members and len(i.meta["shape"]) < len(g.domain)
+                   for i in node.all_input_nodes):
+                # a reduced value without its reduced dims broadcasts along the trailing
+                # (reduced) dims, not per row: (3, 3) + x.sum(1) adds column sums
+                return False, ("a reduced value without keepdim broadcasts along the trailing "
+                               "dims, not per row: not fused")
             if g.row:
                 return True, "reduce-then-broadcast over the innermost dims (row kernel)"
             return False, "reduce-then-broadcast over non-innermost dims is not fused"
@@ -200,6 +206,8 @@ class _Planner:
         if g.kind == "reduction" and not g.row:
             return False, "elementwise work over the full shape does not join a reduction over " \
                           "non-innermost dims"
+        if g.kind == "reduction" and other.views_inside:
+            return False, "a view inside a reduction kernel is not fused"
         anchors = [m for m in g.members if kind_of(m) in ("matmul", "reduction")]
         if g.kind == "matmul" and any(self.ancestors[a] & set(other.members) for a in anchors):
             return False, "the other kernel computes a matmul operand: BLAS reads it materialized"
@@ -362,10 +370,13 @@ def _kernel_name(g: Group, used: set) -> str:
     return name
 
 
-def _input_views(node: Node, members: set) -> list[Node]:
-    """The chain of views between a kernel and a value computed outside it."""
+def _input_views(node: Node, members: set, grouped: set) -> list[Node]:
+    """The chain of views between a kernel and a value computed outside it. A view that
+    is a member of another kernel ends the chain: that kernel computes it (as one of its
+    outputs), so it is not copied here, nor erased when this kernel is built."""
     chain = []
-    while node.op == "call_function" and kind_of(node) == "view" and node not in members:
+    while node.op == "call_function" and kind_of(node) == "view" and node not in members \
+            and node not in grouped:
         chain.append(node)
         node = node.args[0] if isinstance(node.args[0], Node) else None
         if node is None or node in members:
@@ -373,14 +384,15 @@ def _input_views(node: Node, members: set) -> list[Node]:
     return chain
 
 
-def _build(gm: GraphModule, g: Group, name: str, index: int) -> tuple[str, FusedKernel]:
+def _build(gm: GraphModule, g: Group, name: str, index: int,
+           grouped: set) -> tuple[str, FusedKernel]:
     graph = gm.graph
     members = set(g.members)
     # input views (and their chains) are copied into the kernel; their roots become inputs
     absorbed: list[Node] = []
     for m in g.members:
         for i in m.all_input_nodes:
-            for v in _input_views(i, members):
+            for v in _input_views(i, members, grouped):
                 if v not in absorbed:
                     absorbed.append(v)
     inside = set(absorbed) | members
@@ -435,9 +447,10 @@ def fuse(gm: GraphModule) -> FusionPlan:
     planner.plan()
     plan = FusionPlan(decisions=planner.decisions_with_bytes())
     used: set = set()
+    grouped = {m for g in planner.groups for m in g.members}
     for i, g in enumerate(planner.groups):
         name = _kernel_name(g, used)
-        target, kernel = _build(gm, g, name, i)
+        target, kernel = _build(gm, g, name, i, grouped)
         plan.kernels.append((target, kernel, [m.name for m in g.members]))
     gm.graph.topological_sort()
     object.__setattr__(gm, "fusion_plan", plan)

@@ -9,6 +9,7 @@ import pytest
 import graphc
 import graphc.nn.functional as F
 from graphc.codegen import compile_graph
+from graphc.ops import OPS, dispatch
 
 
 def compiled(fn, *inputs):
@@ -204,3 +205,81 @@ def test_outputs_share_memory_only_where_eager_results_do():
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)  # exp: within an ulp
     for got, want in zip((view, cloned, times_one), expected[2:3] + expected[4:]):
         assert same_bits(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("exponent", ["python float", "0-d", "(1,)", "(6,)"])
+def test_pow_one_half_of_minus_inf_and_minus_zero_is_cs_pow(dtype, exponent):
+    """Found by the fuzzer (tests/fuzz_repros/pow_one_half_of_minus_inf.json): numpy
+    computes a one-element exponent of 0.5 as sqrt, so eager gave pow(-inf, 0.5) = nan and
+    pow(-0.0, 0.5) = -0.0 where the compiled code (C's pow) gives inf and +0.0, and eager
+    itself gave inf for a longer exponent. Eager now follows C's pow whatever the size."""
+    x = graphc.from_numpy(np.array([-np.inf, -0.0, 0.0, 4.0, -1.0, np.nan], dtype))
+    want = np.array([np.inf, 0.0, 0.0, 2.0, np.nan, np.nan], dtype)
+    if exponent == "python float":
+        fn, inputs = (lambda x: x ** 0.5), (x,)
+    else:
+        shape = {"0-d": (), "(1,)": (1,), "(6,)": (6,)}[exponent]
+        fn, inputs = (lambda x, e: x ** e), (x, graphc.from_numpy(np.full(shape, 0.5, dtype)))
+    _, got = compiled(fn, *inputs)
+    for result in (fn(*inputs).numpy(), got.numpy()):
+        np.testing.assert_array_equal(result, want)  # nan where want has nan
+        assert (np.signbit(result) == np.signbit(want))[:4].all(), result  # +0.0, not -0.0
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 4)], ids=str)
+def test_a_view_computed_by_one_kernel_and_read_by_another(shape):
+    """Found by the fuzzer (tests/fuzz_repros/view_read_by_two_kernels.json): the
+    unsqueeze joined floor's kernel, which then merged into softmax's row kernel; the
+    masked_fill kernel, built first, copied the unsqueeze in as an input view and erased
+    it, so building the softmax kernel raised ValueError (unsqueeze is not in list)."""
+    x = graphc.from_numpy(np.arange(np.prod(shape), dtype=np.float64).reshape(shape) * 0.7 - 1)
+
+    def fn(x):
+        y = graphc.floor(x)
+        return y.unsqueeze(0).masked_fill(y.all(dim=(-3,)), 0.0), F.softmax(y, dim=-1)
+
+    cg, got = compiled(fn, x)
+    for g, e in zip(got, fn(x)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-12)
+
+
+def test_elementwise_work_with_a_reshape_stays_out_of_a_row_kernel():
+    """A kernel holding a reshape merged into a row reduction's kernel, which the backend
+    cannot lower: the whole kernel ran in numpy. Now they stay two native kernels."""
+    x = graphc.from_numpy(np.linspace(-3, 3, 6, dtype=np.float32).reshape(2, 3))
+    y = graphc.from_numpy(np.linspace(-1, 1, 6, dtype=np.float32))
+    fn = lambda x, y: y.amax(-1, keepdim=True) - graphc.floor(x).reshape(6) * 2.0
+    cg, got = compiled(fn, x, y)
+    assert not cg.last.program.fallbacks, cg.explain()
+    assert same_bits(got.numpy(), fn(x, y).numpy())
+
+
+@pytest.mark.parametrize("copy", ["clone", "times one", "double negation", "same-dtype cast"])
+def test_as_strided_reads_the_storage_of_a_copy_the_passes_keep(copy):
+    """Found by the fuzzer (tests/fuzz_repros/as_strided_of_a_simplified_clone.json):
+    simplify replaced clone(x) by x, so as_strided(clone(expand(x)), offset=9) addressed
+    the 1-element storage of the expanded input instead of the clone's 12 elements, and
+    compiling raised OpIndexError. A copy whose storage as_strided reads now stays."""
+    make = {"clone": lambda v: v.clone(), "times one": lambda v: v * 1,
+            "double negation": lambda v: -(-v),
+            "same-dtype cast": lambda v: dispatch(OPS.cast, v, dtype=graphc.float64)}
+    x = graphc.tensor(2.0, dtype=graphc.float64)
+    fn = lambda x: dispatch(OPS.as_strided, make[copy](x.expand(3, 4)), size=(2, 3),
+                            stride=(1, 2), storage_offset=5)
+    _, got = compiled(fn, x)
+    assert same_bits(got.numpy(), fn(x).numpy())
+
+
+@pytest.mark.parametrize("shape, fn", [
+    ((3, 3), lambda x: x + x.sum(1)),            # (3,) broadcasts along dim 1: column sums
+    ((4, 4), lambda x: x * x.amax(-1).exp()),
+    ((3, 3, 3), lambda x: x - x.mean(-1)),        # (3, 3) against (3, 3, 3): trailing dims
+])
+def test_a_reduced_value_without_keepdim_broadcasts_along_the_trailing_dims(shape, fn):
+    """Found by tests/codegen/test_random_compiled.py: x + x.sum(1) on a square x was fused
+    into a row kernel that added each row's own sum, but numpy broadcasting lines the
+    (3,) result up with the last dim, so element (i, j) gets the sum of row j."""
+    x = graphc.randn(*shape)
+    _, got = compiled(fn, x)
+    np.testing.assert_allclose(got.numpy(), fn(x).numpy(), rtol=1e-5, atol=1e-5)

@@ -66,7 +66,7 @@ def test_too_many_too_few_and_unknown_arguments():
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'z'"):
         f(x, x, z=x)
     cm = graphc.compile(linear_model())
-    with pytest.raises(TypeError, match=r"forward\(\): too many positional arguments"):
+    with pytest.raises(TypeError, match=r"Sequential\(\): too many positional arguments"):
         cm(x, x)
 
 

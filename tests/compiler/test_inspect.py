@@ -76,7 +76,7 @@ def test_explain_of_a_compiled_module_includes_weights_and_recompiles():
 def test_explain_a_plain_module():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2)).eval()
     e = graphc.explain(model, graphc.randn(2, 3, 10, 10))
-    assert e.compiled and e.name == "forward"
+    assert e.compiled and e.name == "Sequential"
     assert not any(k["name"].startswith("C_") and "pad" in k["name"] for k in e.kernels)
 
 
