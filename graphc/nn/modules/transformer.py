@@ -94,6 +94,7 @@ class MultiheadAttention(Module):
                 need_weights: bool = True, attn_mask: Tensor | None = None,
                 average_attn_weights: bool = True, is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
         batched = self._check_shapes(query, key, value, key_padding_mask, attn_mask)
+        packed = query is key and key is value  # self-attention: one projection, 3·E wide
         if not batched:  # (L, E) -> (L, 1, E)
             query, key, value = (F.unsqueeze(t, 1) for t in (query, key, value))
             if key_padding_mask is not None:
@@ -120,15 +121,19 @@ class MultiheadAttention(Module):
             padding = F.reshape(padding, bsz, 1, 1, src_len)
             mask = padding if mask is None else mask + padding
 
-        w_q, w_k, w_v = F.chunk(self.in_proj_weight, 3)
-        b_q, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else F.chunk(self.in_proj_bias, 3)
-
         def split_heads(x: Tensor, length: int) -> Tensor:  # (length, N, E) -> (N, heads, length, d)
             return F.permute(F.reshape(x, length, bsz, heads, head_dim), 1, 2, 0, 3)
 
-        q = split_heads(nnF.linear(query, w_q, b_q), tgt_len)
-        k = split_heads(nnF.linear(key, w_k, b_k), src_len)
-        v = split_heads(nnF.linear(value, w_v, b_v), src_len)
+        if packed:  # one matmul instead of three; q, k and v are views of its result
+            q, k, v = (split_heads(t, tgt_len) for t in F.chunk(
+                nnF.linear(query, self.in_proj_weight, self.in_proj_bias), 3, -1))
+        else:
+            w_q, w_k, w_v = F.chunk(self.in_proj_weight, 3)
+            b_q, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else \
+                F.chunk(self.in_proj_bias, 3)
+            q = split_heads(nnF.linear(query, w_q, b_q), tgt_len)
+            k = split_heads(nnF.linear(key, w_k, b_k), src_len)
+            v = split_heads(nnF.linear(value, w_v, b_v), src_len)
         scores = F.matmul(q * math.sqrt(1.0 / head_dim), F.transpose(k, -2, -1))
         if mask is not None:
             scores = scores + mask
