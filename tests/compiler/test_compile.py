@@ -398,3 +398,18 @@ def test_an_optional_tensor_given_or_omitted_is_explained():
     assert (r.guard, r.name, r.old, r.new) == ("value", "mask", "None", "tensor float32[4]")
     assert "optional argument given or omitted" in r.suggestion and r.also == ["bias"]
     assert "(also changed: bias)" in str(r)
+
+
+def test_self_attention_projects_q_k_v_with_one_matmul():
+    graphc.manual_seed(0)
+    mha = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    x, other = graphc.randn(2, 5, 32), graphc.randn(2, 5, 32)
+    self_attention = graphc.compile(lambda x: mha(x, x, x, need_weights=False)[0])
+    cross = graphc.compile(lambda x, y: mha(x, y, y, need_weights=False)[0])
+    with graphc.no_grad():
+        assert_close(self_attention(x), mha(x, x, x, need_weights=False)[0])
+        assert_close(cross(x, other), mha(x, other, other, need_weights=False)[0])
+    projections = lambda f, *a: [k["name"] for k in graphc.explain(f, *a).kernels
+                                 if k["name"].startswith("M_10_")]
+    assert projections(self_attention, x) == ["M_10_96_32", "M_10_32_32"]  # qkv, out_proj
+    assert len(projections(cross, x, other)) == 4
