@@ -31,6 +31,7 @@ from ..errors import OpValueError, WeightChanged
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..ir.node import Node, map_arg, nodes_in
+from ..ops.registry import Flag
 from ..passes.memory import view_root
 from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
@@ -190,6 +191,7 @@ class Specialization:
         self._call_inputs: tuple = ()
         self._call_outputs: dict[int, np.ndarray] = {}
         self._env: dict[Node, object] = {}
+        self._views: dict[Node, Tensor] = {}  # this call's views made by fallbacks
 
     def _params_current(self) -> bool:
         """Every weight is the tensor and storage compiled with (C-level loops: per call)."""
@@ -220,6 +222,7 @@ class Specialization:
                 table[slot] = st._address
             if self._fallbacks:
                 self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
+                self._views = {}
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
@@ -308,14 +311,32 @@ class Specialization:
             return t.detach().clone() if copy else t
         return map_arg(self.program.outputs, value)
 
+    def _fallback_arg(self, a: Node, inputs, outputs):
+        """A fallback's argument. A view of a view an earlier fallback made (as_strided
+        of as_strided) is made again from that view, not read from the copy the program
+        keeps of it: as_strided addresses the storage, and the copy's is not eager's."""
+        chain, root = [], a
+        while root not in self._views and root.op == "call_function" and \
+                Flag.VIEW in root.target.flags and isinstance(root.args[0], Node):
+            chain.append(root)
+            root = root.args[0]
+        if root not in self._views:
+            return self._value(a, inputs, outputs)
+        t = self._views[root]
+        for v in reversed(chain):
+            t = self.interpreter.call_function(v, (t, *v.args[1:]), v.kwargs)
+        return t
+
     def _run_fallback(self, step: int) -> int:
         try:
             _, fb = self.program.steps[step]
             n = fb.node
             inputs, outputs = self._call_inputs, self._call_outputs
-            args = map_arg(n.args, lambda a: self._value(a, inputs, outputs))
-            kwargs = map_arg(n.kwargs, lambda a: self._value(a, inputs, outputs))
+            args = map_arg(n.args, lambda a: self._fallback_arg(a, inputs, outputs))
+            kwargs = map_arg(n.kwargs, lambda a: self._fallback_arg(a, inputs, outputs))
             result = getattr(self.interpreter, n.op)(n, args, kwargs)
+            if n.op == "call_function" and Flag.VIEW in n.target.flags:
+                self._views[n] = result
             if n in self.program.env_nodes:
                 self._env[n] = result
                 for u in n.users:

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 from ..ir.graph_module import GraphModule
 from ..ir.shape_prop import propagate_shapes
-from ..tensor import Tensor, empty_meta
+from ..tensor import Storage, Tensor, empty_meta
 
 
 def placeholder_specs(gm: GraphModule) -> list[Tensor]:
+    """Meta tensors for the placeholders: their recorded shape, dtype and strides (a
+    ``view`` of a transposed or expanded input is valid or not by its strides)."""
     specs = []
     for node in gm.graph.placeholders:
         if "shape" not in node.meta:
             raise ValueError(f"placeholder %{node.name} has no shape; trace with example inputs "
                              "or TensorSpecs first")
-        specs.append(empty_meta(node.meta["shape"], node.meta["dtype"]))
+        specs.append(_meta_spec(node.meta["shape"], node.meta["dtype"], node.meta.get("stride")))
     return specs
+
+
+def _meta_spec(shape, dtype, stride) -> Tensor:
+    shape = tuple(shape)
+    if stride is None or len(stride) != len(shape) or 0 in shape:
+        return empty_meta(shape, dtype)
+    lo = sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
+    hi = sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+    return Tensor._make(Storage.meta(dtype, hi - lo + 1), shape, tuple(stride), -lo)
 
 
 def refresh_shapes(gm: GraphModule) -> bool:

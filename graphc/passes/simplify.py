@@ -11,8 +11,8 @@ value it always equals (same shape and dtype, bit for bit, nan and -0.0 included
     pad(x, all widths 0)              -> x      (only in graphs without in-place writes)
 
 Rules that would change a value in any case (x * 0 -> 0 breaks for nan/inf, x - x -> 0
-likewise) are not applied, nor rules that would change the storage an ``as_strided``
-reads (clone(x) -> x when the clone's storage is viewed with absolute offsets).
+likewise) are not applied, nor rules that would change the memory layout a ``view`` or
+an ``as_strided`` reads (clone(x) -> x, when x is transposed and the clone is viewed).
 """
 
 from __future__ import annotations
@@ -118,10 +118,11 @@ def _copies(gm, node: Node):
     return None
 
 
-def _storage_read(node: Node) -> bool:
-    """Whether an as_strided reads ``node``'s storage (directly or through views): its
-    absolute offsets and strides address the storage, so a fresh result (clone(x),
-    x * 1, neg(neg(x))) may not be replaced by x, whose storage differs."""
+def _layout_read(node: Node) -> bool:
+    """Whether a view that depends on ``node``'s memory layout reads it (directly or
+    through views): ``as_strided`` addresses its storage with absolute offsets, ``view``
+    needs strides it can merge or split. A fresh result (clone(x), x * 1, neg(neg(x)))
+    is contiguous in storage of its own, x may not be: it may not stand in for it."""
     if Flag.VIEW in node.target.flags:
         return False  # a view rule keeps the storage
     todo, seen = list(node.users), set()
@@ -129,7 +130,7 @@ def _storage_read(node: Node) -> bool:
         u = todo.pop()
         if u in seen or u.op != "call_function" or Flag.VIEW not in u.target.flags:
             continue
-        if u.target is OPS.as_strided:
+        if u.target is OPS.as_strided or u.target is OPS.view:
             return True
         seen.add(u)
         todo.extend(u.users)
@@ -164,8 +165,8 @@ def simplify(gm: GraphModule) -> bool:
                 replacement = rule(gm, node)
                 if replacement is None:
                     continue
-                if replacement is not node and _storage_read(node):
-                    continue  # the same values, but not the same storage
+                if replacement is not node and _layout_read(node):
+                    continue  # the same values, but not the same memory layout
                 if replacement is not node:
                     node.replace_all_uses_with(replacement)
                     if not node.users:

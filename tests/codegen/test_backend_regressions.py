@@ -255,18 +255,24 @@ def test_elementwise_work_with_a_reshape_stays_out_of_a_row_kernel():
     assert same_bits(got.numpy(), fn(x, y).numpy())
 
 
+@pytest.mark.parametrize("reader", ["as_strided", "view"])
 @pytest.mark.parametrize("copy", ["clone", "times one", "double negation", "same-dtype cast"])
-def test_as_strided_reads_the_storage_of_a_copy_the_passes_keep(copy):
-    """Found by the fuzzer (tests/fuzz_repros/as_strided_of_a_simplified_clone.json):
-    simplify replaced clone(x) by x, so as_strided(clone(expand(x)), offset=9) addressed
-    the 1-element storage of the expanded input instead of the clone's 12 elements, and
-    compiling raised OpIndexError. A copy whose storage as_strided reads now stays."""
+def test_views_read_the_layout_of_a_copy_the_passes_keep(copy, reader):
+    """Found by the fuzzer (tests/fuzz_repros/as_strided_of_a_simplified_clone.json and
+    view_of_a_simplified_clone.json): simplify replaced clone(x) by x, so as_strided with an
+    absolute offset addressed the storage of the expanded x instead of the clone's, and
+    view(-1) met x's transposed strides instead of the clone's contiguous ones: compiling
+    raised OpIndexError or ShapeError. A copy a layout-reading view reads now stays."""
     make = {"clone": lambda v: v.clone(), "times one": lambda v: v * 1,
-            "double negation": lambda v: -(-v),
+            "double negation": lambda v: graphc.neg(graphc.neg(v)),
             "same-dtype cast": lambda v: dispatch(OPS.cast, v, dtype=graphc.float64)}
-    x = graphc.tensor(2.0, dtype=graphc.float64)
-    fn = lambda x: dispatch(OPS.as_strided, make[copy](x.expand(3, 4)), size=(2, 3),
-                            stride=(1, 2), storage_offset=5)
+    if reader == "as_strided":
+        x = graphc.tensor(2.0, dtype=graphc.float64)
+        fn = lambda x: dispatch(OPS.as_strided, make[copy](x.expand(3, 4)), size=(2, 3),
+                                stride=(1, 2), storage_offset=5)
+    else:
+        x = graphc.arange(12, dtype=graphc.float64).reshape(3, 4).T
+        fn = lambda x: make[copy](x).view(-1)
     _, got = compiled(fn, x)
     assert same_bits(got.numpy(), fn(x).numpy())
 
@@ -283,3 +289,35 @@ def test_a_reduced_value_without_keepdim_broadcasts_along_the_trailing_dims(shap
     x = graphc.randn(*shape)
     _, got = compiled(fn, x)
     np.testing.assert_allclose(got.numpy(), fn(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["as_strided of as_strided", "through a transpose",
+                                  "of a sliced input"])
+def test_as_strided_of_a_view_made_by_as_strided_addresses_the_same_storage(case):
+    """Found by the fuzzer (tests/fuzz_repros/as_strided_of_as_strided.json): the program
+    keeps a copy of a view it makes in numpy (as_strided), and a second as_strided of it
+    addressed the copy's storage instead of the input's, as eager does: wrong values."""
+    x = graphc.from_numpy((np.arange(10) % 3).astype(np.float32))
+
+    def strided(t, size, stride, offset):
+        return dispatch(OPS.as_strided, t, size=size, stride=stride, storage_offset=offset)
+
+    fn = {"as_strided of as_strided":
+          lambda x: strided(strided(x, (3, 3), (3, 1), 1), (2, 1), (1, 2), 6),
+          "through a transpose": lambda x: strided(strided(x, (3, 3), (3, 1), 1).T, (2, 2), (1, 3), 2),
+          "of a sliced input": lambda x: strided(strided(x[1:], (2, 2), (2, 1), 3), (3,), (2,), 4)}[case]
+    cg, got = compiled(fn, x)
+    assert same_bits(got.numpy(), fn(x).numpy())
+    assert same_bits(cg(x).numpy(), fn(x).numpy())  # a second call: views made again
+
+
+@pytest.mark.parametrize("layout", ["transposed", "expanded"])
+def test_a_view_the_inputs_strides_allow_compiles(layout):
+    """Found by the fuzzer (tests/fuzz_repros/view_of_an_expanded_input.json): the passes'
+    shape propagation gave placeholders contiguous strides, so x.T.view(-1), valid for a
+    transposed (or stride-0) x, raised ShapeError while compiling."""
+    base = graphc.from_numpy(np.arange(6, dtype=np.float32))
+    x = base.reshape(2, 3).T if layout == "transposed" else base[:1].reshape(1, 1).expand(3, 2)
+    fn = lambda x: x.T.view(-1) * 2.0
+    _, got = compiled(fn, x)
+    assert same_bits(got.numpy(), fn(x).numpy())

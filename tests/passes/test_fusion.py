@@ -85,10 +85,10 @@ def test_transformer_encoder_layer_kernel_count():
     gm = prepared(layer, TensorSpec((2, 8, 32)))
     plan = fuse(gm)
     kinds = [k for k, _, _ in kernels(plan)]
-    # q/k/v projections (3), scale, q@kT, softmax, @v, out-proj, residual+LN1 (1),
+    # the packed q/k/v projection (1), scale, q@kT, softmax, @v, out-proj, residual+LN1,
     # FFN1+relu, FFN2+residual, LN2
-    assert len(plan.kernels) == 12
-    assert kinds.count("matmul") == 8 and kinds.count("reduction") == 3
+    assert len(plan.kernels) == 10
+    assert kinds.count("matmul") == 6 and kinds.count("reduction") == 3
     check_fused(gm, plan, layer, graphc.randn(2, 8, 32), tol=1e-4)
 
 
