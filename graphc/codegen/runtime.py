@@ -30,6 +30,7 @@ from .. import dtype as dt
 from ..errors import OpValueError, WeightChanged
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
+from ..nn.module import Module
 from ..ir.node import Node, map_arg, nodes_in
 from ..ops.registry import Flag
 from ..passes.memory import view_root
@@ -181,7 +182,7 @@ class Specialization:
                 self._callback = CALLBACK_TYPE(self._run_fallback)
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
-        self._swaps = Tensor.data_swaps
+        self._swaps = self._changes = -1  # the first call runs the full check
         self._pools = {slot: [] for slot, *_ in self.output_slots}  # outputs' memory, reused
         self._fallbacks = bool(program.fallbacks)
         self._copied = _aliased_by_passes(source.graph, gm.graph)
@@ -194,14 +195,17 @@ class Specialization:
         self._views: dict[Node, Tensor] = {}  # this call's views made by fallbacks
 
     def _params_current(self) -> bool:
-        """Every weight is the tensor and storage compiled with (C-level loops: per call)."""
+        """Every weight is the tensor and storage compiled with. Per call: when no module
+        attribute was assigned and no tensor's memory swapped since the last full check,
+        two comparisons; else the full check (C-level loops over the weights)."""
+        if self._changes == Module.changes and self._swaps == Tensor.data_swaps:
+            return True
         holders, attrs, tensors = self._watch
         if not all(map(is_, map(dict.get, holders, attrs), tensors)):
             return False
-        if self._swaps != Tensor.data_swaps:  # some tensor's memory was swapped
-            if not all(p.current() for p in self.params):
-                return False
-            self._swaps = Tensor.data_swaps
+        if not all(p.current() for p in self.params):
+            return False
+        self._changes, self._swaps = Module.changes, Tensor.data_swaps
         return True
 
     # ---- one call ------------------------------------------------------------------------

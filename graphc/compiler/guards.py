@@ -45,8 +45,15 @@ def _is_tensor(key) -> bool:
 
 def signature(args: tuple, training) -> tuple:
     """The key a call is cached under: the training flag (None for functions), then each
-    argument's key."""
-    return (training,) + tuple(map(arg_key, args))
+    argument's key (a tensor's is built inline: this runs on every call)."""
+    keys = [training]
+    for a in args:
+        if type(a) is Tensor:
+            st = a._storage
+            keys.append((TENSOR, a._shape, a._stride, st.dtype, st.array is None))
+        else:
+            keys.append(arg_key(a))
+    return tuple(keys)
 
 
 @dataclass

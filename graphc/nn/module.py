@@ -22,6 +22,42 @@ from .parameter import Parameter
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
 
 
+class _Registry(OrderedDict):
+    """A module's parameters, buffers or children. Every change counts in
+    ``Module.changes``, so a compiled graph knows with one comparison per call that no
+    weight it reads was replaced (any module attribute assignment counts too)."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key, value) -> None:
+        Module.changes += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        Module.changes += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        Module.changes += 1
+        return super().pop(*args)
+
+    def popitem(self, last: bool = True):
+        Module.changes += 1
+        return super().popitem(last)
+
+    def clear(self) -> None:
+        Module.changes += 1
+        super().clear()
+
+    def update(self, *args, **kwargs) -> None:
+        Module.changes += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        Module.changes += 1
+        return super().setdefault(key, default)
+
+
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns: the keys it did not find, and the ones it did not use."""
 
@@ -59,6 +95,7 @@ class Module:
     Call the module (``model(x)``), not ``forward``: calling runs the registered hooks.
     """
 
+    changes = 0  # assignments to any module's attributes or registries (see _Registry)
     training: bool
     _parameters: dict[str, Parameter | None]
     _buffers: dict[str, Tensor | None]
@@ -68,10 +105,10 @@ class Module:
         # object.__setattr__: our own __setattr__ needs these registries to exist already
         set_ = object.__setattr__
         set_(self, "training", True)
-        set_(self, "_parameters", OrderedDict())
-        set_(self, "_buffers", OrderedDict())
+        set_(self, "_parameters", _Registry())
+        set_(self, "_buffers", _Registry())
         set_(self, "_non_persistent_buffers_set", set())
-        set_(self, "_modules", OrderedDict())
+        set_(self, "_modules", _Registry())
         set_(self, "_forward_pre_hooks", OrderedDict())
         set_(self, "_forward_pre_hooks_with_kwargs", set())
         set_(self, "_forward_hooks", OrderedDict())
@@ -141,6 +178,7 @@ class Module:
     register_module = add_module
 
     def __setattr__(self, name: str, value: Any) -> None:
+        Module.changes += 1
         d = self.__dict__
         params = d.get("_parameters")
         if isinstance(value, Parameter):
@@ -187,6 +225,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        Module.changes += 1
         for registry in _REGISTRIES:
             if name in self.__dict__.get(registry, ()):
                 del self.__dict__[registry][name]

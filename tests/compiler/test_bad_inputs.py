@@ -161,6 +161,22 @@ def test_weights_mutated_replaced_and_retyped_between_calls():
         same(cm(x), model(x))
 
 
+def test_a_weight_written_into_the_registry_directly_is_noticed():
+    """The per-call check is two counters (module assignments, ``.data`` swaps); writes
+    that bypass ``Module.__setattr__`` (into ``_parameters``) must move them too."""
+    model = linear_model()
+    cm = graphc.compile(model)
+    x = graphc.randn(3, 16)
+    with graphc.no_grad():
+        cm(x)
+        cm(x)  # the fast path is armed
+        model[0]._parameters["weight"] = nn.Parameter(graphc.randn(8, 16))
+        same(cm(x), model(x))
+        model[2]._parameters.update(bias=nn.Parameter(graphc.randn(4)))
+        same(cm(x), model(x))
+    assert [r.name for r in cm.compiled.recompiles] == ["0.weight", "2.bias"]
+
+
 def test_compile_graph_refuses_a_replaced_weight_with_the_name():
     model = nn.Linear(4, 2)
     gm = graphc.trace(model, graphc.TensorSpec((1, 4)))
