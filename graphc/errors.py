@@ -16,17 +16,42 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _CALLER_FILES = {os.path.join(_PACKAGE_DIR, name) for name in ("cli.py", "demo.py", "__main__.py")}
 
 
+def _is_user(filename: str) -> bool:
+    """A frame in this file is the user's: outside graphc (or graphc's command line)."""
+    if filename.startswith("<frozen"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_PACKAGE_DIR) or path in _CALLER_FILES
+
+
 def user_location() -> str | None:
     """``file:line`` of the innermost frame outside graphc (the user's call site)."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        path = os.path.abspath(filename)
-        internal = path.startswith(_PACKAGE_DIR) and path not in _CALLER_FILES
-        if not internal and not filename.startswith("<frozen"):
-            return f"{os.path.basename(filename)}:{frame.f_lineno}"
+        if _is_user(frame.f_code.co_filename):
+            return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel that points at the user's frame."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and not _is_user(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def user_location_in(e: BaseException) -> str | None:
+    """``file:line`` of the deepest frame of ``e``'s traceback in the user's code."""
+    found = None
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if _is_user(code.co_filename):
+            found = f"{os.path.basename(code.co_filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
 
 
 class OpError(RuntimeError):

@@ -456,6 +456,17 @@ def wrap_array(arr: np.ndarray, dtype: dt.dtype | None = None) -> Tensor:
     return t
 
 
+def tensors_in(value) -> list[Tensor]:
+    """The tensors in a (nested) tuple, list or dict, in order: a model's outputs."""
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    return []
+
+
 def empty_meta(shape, dtype: dt.dtype) -> Tensor:
     shape = tuple(shape)
     return Tensor._make(Storage.meta(dtype, numel(shape)), shape, contiguous_strides(shape))

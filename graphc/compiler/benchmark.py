@@ -51,7 +51,7 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..nn.module import Module
-from ..tensor import Tensor
+from ..tensor import tensors_in
 from .compiled import CompiledFunction, CompiledModule, compile, compiled_function
 
 SAMPLE_SECONDS = 1e-3    # a timing sample lasts at least this long (calls back to back)
@@ -232,21 +232,10 @@ def _name(model) -> str:
     return getattr(model, "__qualname__", None) or getattr(model, "__name__", repr(model))
 
 
-def tensors_of(value) -> list:
-    """The tensors in an output, in order (tuples, lists and dicts are walked)."""
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for k in value for t in tensors_of(value[k])]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in tensors_of(v)]
-    return []
-
-
 def compare(got, expected) -> tuple[float, bool]:
     """The largest ``|got - expected|`` over the output tensors, and whether it is within
     tolerance with the same structure, shapes and dtypes (NaNs in the same places match)."""
-    a, b = tensors_of(got), tensors_of(expected)
+    a, b = tensors_in(got), tensors_in(expected)
     if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
         return math.inf, False
     same_dtypes = all(x.dtype == y.dtype for x, y in zip(a, b))

@@ -23,7 +23,7 @@ from ..ir.graph import Graph
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..ir.node import Node, map_arg
-from ..tensor import Tensor
+from ..tensor import Tensor, tensors_in
 
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 
@@ -45,7 +45,7 @@ def check_entry(entry, inputs: list) -> None:
         checker = _KernelChecker(gm)
         expected = checker.run(*inputs)
         got = spec.run(inputs)
-    for i, (a, b) in enumerate(zip(_tensors(got), _tensors(expected))):
+    for i, (a, b) in enumerate(zip(tensors_in(got), tensors_in(expected))):
         bad = _mismatch(a, b)
         if bad:
             raise CheckError(
@@ -66,7 +66,7 @@ class _KernelChecker(Interpreter):
 def _check_kernel(node: Node, kernel: FusedKernel, args) -> None:
     native = _run_alone(node, kernel, args)
     reference = _interpret_f64(kernel, args)
-    for out, want, got in zip(range(1 << 30), _tensors(reference), _tensors(native)):
+    for out, want, got in zip(range(1 << 30), tensors_in(reference), tensors_in(native)):
         bad = _mismatch(got, want)
         if not bad:
             continue
@@ -121,16 +121,6 @@ def _interpret_f64(kernel: FusedKernel, args) -> object:
             return a.to(dt.float64)
         return a
     return Interpreter(kernel, kernel.graph).run(*map_arg(tuple(args), widen))
-
-
-def _tensors(value) -> list:
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
 
 
 def _mismatch(got: Tensor, want: Tensor) -> str:

@@ -19,10 +19,11 @@ import functools
 import inspect
 import time
 import warnings
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 
 from ..autograd.grad_mode import _state as _grad
-from ..errors import OpError, WeightChanged, user_location
+from ..errors import OpError, WeightChanged, user_location, user_location_in, user_stacklevel
 from ..nn.module import Module
 from ..debug import debug_level, show
 from ..tensor import Tensor
@@ -63,8 +64,7 @@ class Entry:
     spec: object            # its Specialization for this signature
     guards: list
     trace_seconds: float
-    weights: list = field(default_factory=list)  # tensors the program reads
-    example: tuple = ()     # the arguments of the call that compiled it (for graphc.dump)
+    example: tuple = ()     # the compiling call's arguments, tensors as weak references
     checked: bool = False
     all_tensors: bool = False  # every argument is a graph input: pass them as they are
 
@@ -131,7 +131,7 @@ class CompiledFunction:
                 return self._eager_call(args, {})
             if type(entry) is _Eager:
                 return entry.value
-        if _grad.enabled and _needs_grad(args, entry.weights):
+        if _grad.enabled and _needs_grad(args, entry.spec.params):
             return self._run_eagerly(sig, args, "autograd is recording (grad mode is on and an "
                                      "input or weight requires grad); compiled graphs compute "
                                      "values only: call under graphc.no_grad() to run compiled",
@@ -178,7 +178,7 @@ class CompiledFunction:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, stacklevel=_user_stacklevel())
+            warnings.warn(message, stacklevel=user_stacklevel())
 
     def _bind(self, args: tuple, kwargs: dict) -> tuple:
         """Arguments in parameter order (defaults filled), so a signature has one form."""
@@ -215,7 +215,7 @@ class CompiledFunction:
             gm = trace(self.module if self.module is not None else self.fn, *tensors,
                        concrete_args=concrete, leaf_modules=self.leaf_modules)
         except Exception as e:  # capture failed: eager runs it (and raises the user's errors)
-            where = getattr(e, "location", None) or _innermost_user_line(e) or location
+            where = getattr(e, "location", None) or user_location_in(e) or location
             reason = (f"capture failed: {e}" if isinstance(e, TraceError)
                       else f"capture failed: {type(e).__name__}: {e}")
             if self.fullgraph:
@@ -236,9 +236,9 @@ class CompiledFunction:
             listed = "; ".join(f"%{f.node.name}: {f.reason}" for f in fallbacks)
             raise CaptureError(f"{self.__name__}: fullgraph=True, but {len(fallbacks)} nodes "
                                f"have no native lowering: {listed}", location)
-        weights = [p.tensor for p in spec.params]
         entry = Entry(sig, gm, cg, spec, G.guards(self.names, sig, self.module is not None),
-                      trace_seconds, weights, example=args,
+                      trace_seconds, example=tuple(
+                          weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
                       all_tensors=all(isinstance(a, Tensor) for a in args))
         self.entries[sig] = entry
         self._last = entry
@@ -378,33 +378,9 @@ def _guardable(value) -> bool:
         return False
 
 
-def _needs_grad(args, weights) -> bool:
+def _needs_grad(args, params) -> bool:
     return any(isinstance(a, Tensor) and a.requires_grad for a in args) or \
-        any(w.requires_grad for w in weights)
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the user's frame (outside graphc)."""
-    import os
-    import sys
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(package)
-                                 or frame.f_code.co_filename.startswith("<frozen")):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _innermost_user_line(e: BaseException) -> str | None:
-    """``file:line`` of the deepest traceback frame outside graphc."""
-    import os
-    import traceback
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    found = None
-    for frame in traceback.extract_tb(e.__traceback__):
-        if not os.path.abspath(frame.filename).startswith(package):
-            found = f"{os.path.basename(frame.filename)}:{frame.lineno}"
-    return found
+        any(p.tensor.requires_grad for p in params)
 
 
 def _show_stages(name: str, spec, cg) -> None:

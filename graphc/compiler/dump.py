@@ -14,11 +14,12 @@ Files: ``explain.txt`` (guards, fusion, kernels, fallbacks, times), ``1_traced.t
 from __future__ import annotations
 
 import os
+import weakref
 
 from ..autograd import no_grad
-from ..ir.graph_module import _CodeWriter
+from ..ir.graph_module import _CodeWriter, fetch
 from ..serialization import save
-from ..tensor import Tensor
+from ..tensor import Tensor, tensors_in
 
 _REPRO = '''"""Repro written by graphc.dump: {name}, graphc {version}.
 
@@ -129,7 +130,12 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
         if fn._last is None:
             raise ValueError(f"graphc.dump: {fn.__name__} has not been called yet; pass example "
                              "inputs: graphc.dump(compiled, directory, *inputs)")
-        args = fn._last.example
+        example = fn._last.example
+        args = tuple(a() if isinstance(a, weakref.ref) else a for a in example)
+        if any(isinstance(r, weakref.ref) and a is None for r, a in zip(example, args)):
+            # a compiled function does not keep its inputs alive
+            raise ValueError(f"graphc.dump: the tensors {fn.__name__} was compiled with are "
+                             "gone; pass inputs: graphc.dump(compiled, directory, *inputs)")
     with no_grad():
         e = explain(fn, *args, **kwargs)
     if not e.compiled:
@@ -155,25 +161,16 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
         with open(os.path.join(directory, name), "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")
     traced = entry.traced
-    weights = {n.target: _plain(_fetch(traced, n.target))
+    weights = {n.target: _plain(fetch(traced, n.target))
                for n in traced.graph.nodes if n.op == "get_attr"}
     save(weights, os.path.join(directory, "weights.gcz"))
     bound = fn._bind(args, kwargs)
     save([_plain(a) for a in bound if isinstance(a, Tensor)],
          os.path.join(directory, "inputs.gcz"))
     with no_grad():
-        save(_outputs(fn._eager_call(bound, {})), os.path.join(directory, "expected.gcz"))
+        expected = [_plain(t) for t in tensors_in(fn._eager_call(bound, {}))]
+    save(expected, os.path.join(directory, "expected.gcz"))
     return directory
-
-
-def _outputs(value) -> list:
-    if isinstance(value, Tensor):
-        return [_plain(value)]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _outputs(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _outputs(v)]
-    return []
 
 
 def _repro(fn, entry) -> str:
@@ -189,11 +186,6 @@ def _repro(fn, entry) -> str:
                    "non-literal constants are not saved')\n")
     return _REPRO.format(name=fn.__name__, version=__version__, source=source.rstrip() + "\n",
                          training=bool(entry.signature[0]), rtol=1e-4)
-
-
-def _fetch(root, target: str):
-    from ..ir.graph_module import fetch
-    return fetch(root, target)
 
 
 def _plain(t: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from ..ir.fused import FusedKernel
 from ..ir.graph_module import fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
+from ..passes.fusion import nbytes
 
 
 @dataclass
@@ -130,16 +131,9 @@ def kernel_costs(spec) -> list[dict]:
         outputs += [u for u in (n.users if n else ()) if u.op == "call_method" and "shape" in u.meta]
         out.append(dict(name=kernel.name, kind=kernel.kind, node=node_name,
                         ops=" -> ".join(m.target.name for m in members),
-                        bytes=sum(_nbytes(v) for v in values + outputs),
+                        bytes=sum(nbytes(v) for v in values + outputs),
                         flops=sum(_flops(m) for m in members)))
     return out
-
-
-def _nbytes(n: Node) -> int:
-    shape, dtype = n.meta.get("shape"), n.meta.get("dtype")
-    if not isinstance(shape, tuple) or dtype is None:
-        return 0
-    return math.prod(shape) * dtype.itemsize
 
 
 def _flops(n: Node) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from ..debug import debug_level, show
 from ..ir.graph_module import GraphModule
 from ..ir.interpreter import Interpreter
-from ..tensor import Tensor
+from ..tensor import tensors_in
 
 Pass = Callable[[GraphModule], bool]
 
@@ -64,18 +64,8 @@ class PassCheckError(AssertionError):
     """A pass broke the graph (lint) or changed what it computes."""
 
 
-def _outputs(value) -> list[Tensor]:
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _outputs(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _outputs(v)]
-    return []
-
-
 def compare_outputs(actual, expected, rtol: float = 1e-5, atol: float = 1e-5, what: str = "") -> None:
-    a, e = _outputs(actual), _outputs(expected)
+    a, e = tensors_in(actual), tensors_in(expected)
     if len(a) != len(e):
         raise PassCheckError(f"{what}: {len(a)} outputs, expected {len(e)}")
     for i, (x, y) in enumerate(zip(a, e)):

@@ -162,3 +162,18 @@ def test_graphc_debug_levels(monkeypatch, capsys, level, expected, absent):
         assert text in err, text
     for text in absent:
         assert f"] {text}" not in err and f": {text} " not in err, text
+
+
+def test_a_compiled_function_does_not_keep_its_inputs_alive(tmp_path):
+    import gc
+    import weakref
+
+    f = graphc.compile(lambda x: x * 2)
+    x = graphc.randn(1000)
+    f(x)
+    gone = weakref.ref(x)
+    del x
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(ValueError, match="the tensors <lambda> was compiled with are gone"):
+        graphc.dump(f, str(tmp_path))
