@@ -6,11 +6,14 @@ folding, and deterministic factories (full, arange, eye...). Parameters and buff
 not — they are live, the program reads their current values — unless frozen with
 ``freeze_parameters`` (for inference: weight transposes and the like then fold too).
 Results above ``max_elements`` stay computed at run time (a large constant costs memory
-that a cheap factory does not). ``full`` (zeros, ones, empty) of any size becomes a 0-d
-constant expanded to its size: a stride-0 view that kernels read without memory.
+that a cheap factory does not). A result with one value everywhere (``full``, ``zeros``,
+``ones``, and what is computed from them) of any size becomes a 0-d constant expanded to
+its shape: a stride-0 view that kernels read without memory.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..autograd import no_grad
 from ..ir.graph_module import GraphModule, fetch
@@ -52,7 +55,7 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
         if not isinstance(value, Tensor):
             continue
         known[node] = value
-        fill = node.target.name in _FILLS and value.numel() > 0
+        fill = node.target is not OPS.expand and _uniform(value)
         if value.numel() > max_elements and not fill:
             continue  # keep big results computed at run time
         name = _fresh_name(gm)
@@ -73,7 +76,13 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
     return changed
 
 
-_FILLS = ("full", "empty")  # one value everywhere
+def _uniform(t: Tensor) -> bool:
+    """Every element has the same bits (so a 0-d constant expanded to the shape equals it)."""
+    a = np.ascontiguousarray(t.numpy()).reshape(-1)
+    if a.size <= 1:
+        return False
+    rows = a.view(np.uint8).reshape(a.size, a.itemsize)
+    return bool((rows == rows[0]).all())
 
 
 def _fresh_name(gm: GraphModule) -> str:
