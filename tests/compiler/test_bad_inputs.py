@@ -197,10 +197,12 @@ def rss_mib() -> float:
 def test_a_thousand_distinct_graphs_in_one_process(capsys, tmp_path, monkeypatch):
     """Every graph compiles (an empty disk cache: LLVM optimises each), runs correctly and
     is freed with its last user: compiled modules go to rotating engines, each with its
-    own LLVM context, and a retired engine (code, IR, constants) is freed. What stays is
-    llvmlite's own allocation per optimisation run (about 90 KiB, measured outside graphc;
-    it cannot be freed from Python; before rotation the growth was about 175 KiB per
-    graph). Loading from the disk cache skips it. The figure is printed."""
+    own LLVM context, and a retired engine (code, IR, constants) is freed. Growth is
+    measured once the recent-module cache and the engines are full (after 500 graphs).
+    What stays per graph is llvmlite's pass-instrumentation object (under 2 KiB; a pass
+    builder cannot be reused safely). Before the pass managers were disposed explicitly
+    it was about 115 KiB per graph, and before engines rotated about 175 KiB. The figure
+    is printed."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     from graphc.codegen import target
     gc.collect()
@@ -214,16 +216,16 @@ def test_a_thousand_distinct_graphs_in_one_process(capsys, tmp_path, monkeypatch
             got = f(x)
         if k % 97 == 0:
             same(got, (x * (k + 0.5)).exp() + k, tol=1e-5)
-        if k in (199, 999):
+        if k in (499, 999):
             gc.collect()
             marks[k + 1] = rss_mib()
     engines = sum(type(o) is target._Engine and id(o) not in earlier for o in gc.get_objects())
-    per_graph = (marks[1000] - marks[200]) / 800 * 1024
+    per_graph = (marks[1000] - marks[500]) / 500 * 1024
     with capsys.disabled():
-        print(f"\n1000 graphs: RSS {marks[200]:.0f} MiB after 200, {marks[1000]:.0f} MiB after "
+        print(f"\n1000 graphs: RSS {marks[500]:.0f} MiB after 500, {marks[1000]:.0f} MiB after "
               f"1000 ({per_graph:.0f} KiB per graph); {engines} LLVM engines alive")
     assert engines <= 1 + target.RECENT // target.MODULES_PER_ENGINE + 1
-    assert per_graph < 200
+    assert per_graph < 24
     # each engine parses into its own LLVM context (the global one would keep every
     # module's constants and types for the life of the process)
     alive = [e for e in gc.get_objects() if type(e) is target._Engine]
