@@ -156,12 +156,31 @@ def _layer_norm(x, weight=None, bias=None, normalized_shape=(), eps=1e-5):
 
 
 def _standardize(x, dims, eps):
-    """(x - mean) / sqrt(var + eps) with the statistics in float64 (the reductions' policy)."""
+    """(x - mean) / sqrt(var + eps) with the statistics in float64 (the reductions' policy).
+
+    A float32 input takes both statistics in one pass over x: with d = x - x0, x0 the
+    block's first element, mean = x0 + E[d] and var = E[d²] - E[d]². The subtraction loses
+    at most E[d²]/var ≤ n ulps of float64 (x0 is one of the n values, so (x0 - mean)² ≤
+    n·var): under float32's half ulp for any n below 2^26. A float64 input keeps two
+    passes (mean, then the centred squares), which float64 results need; so does an
+    empty block."""
     xd = x.to(dt.float64)
-    mean = F.mean(xd, dims, keepdim=True)
-    centered = xd - mean
-    rstd = F.rsqrt(F.mean(centered * centered, dims, keepdim=True) + eps)
-    return (x - mean.to(x.dtype)) * rstd.to(x.dtype)
+    if x.dtype is not dt.float32 or any(x.shape[d] == 0 for d in dims):
+        mean = F.mean(xd, dims, keepdim=True)
+        centered = xd - mean
+        rstd = F.rsqrt(F.mean(centered * centered, dims, keepdim=True) + eps)
+        return (x - mean.to(x.dtype)) * rstd.to(x.dtype)
+    x0 = x  # float32: its view is read in place, and promoted inside the row kernel
+    for d in dims:
+        x0 = F.narrow(x0, d, 0, 1)
+    d = xd - x0
+    shift = F.mean(d, dims, keepdim=True)
+    var = F.clamp(F.mean(d * d, dims, keepdim=True) - shift * shift, 0.0)
+    rstd = F.rsqrt(var + eps)
+    # x - x0 is exact in float32 for x within a factor 2 of x0 (Sterbenz), so data far from
+    # zero keeps its digits; x - mean rounded to float32 first lost them (1e4 + N(0, 0.01)
+    # came out 4% wrong)
+    return ((x - x0) - shift.to(x.dtype)) * rstd.to(x.dtype)
 
 
 def _layer_norm_decomposition(x, weight=None, bias=None, normalized_shape=(), eps=1e-5):

@@ -223,6 +223,10 @@ class _Planner:
         self.groups.remove(other)
 
     def creates_cycle(self, g: Group, node: Node) -> bool:
+        # a node whose computed inputs are all in g cannot close a cycle through it (its
+        # users come later and belong to no kernel yet): no need to walk the graph
+        if all(self.group_of.get(i) is g or kind_of(i) == "io" for i in node.all_input_nodes):
+            return False
         return not self._acyclic_with({node: g})
 
     def _acyclic_with(self, change: dict) -> bool:
@@ -269,6 +273,10 @@ class _Planner:
                 self._log_unfused(node, "consumer is not fused (impure, data movement or I/O)")
                 continue
             producers = [p for p in self._computed_inputs(node) if p in self.group_of]
+            # a reduction's or matmul's kernel first: an elementwise producer's kernel can
+            # merge into it afterwards, but not the other way round, so the order of the
+            # arguments (x*2 - x.mean(-1) or x.mean(-1) - x*2) does not decide the kernels
+            producers.sort(key=lambda p: self.group_of[p].kind == "elementwise")
             target: Group | None = None
             admitted = None
             refused: dict[Node, str] = {}

@@ -9,6 +9,10 @@ value it always equals (same shape and dtype, bit for bit, nan and -0.0 included
     reshape/view/expand to x's shape  -> x
     cast(x, x.dtype), clone(x),
     pad(x, all widths 0)              -> x      (only in graphs without in-place writes)
+    slice(f(a, b), d)                 -> f(slice(a, d), slice(b, d))   for an elementwise f,
+                                         when the slice keeps at most 1/8 of f's elements
+                                         (and no in-place writes): only those are computed,
+                                         and f's kernel is not materialized for the slice
 
 Rules that would change a value in any case (x * 0 -> 0 breaks for nan/inf, x - x -> 0
 likewise) are not applied, nor rules that would change the memory layout a ``view`` or
@@ -20,6 +24,7 @@ from __future__ import annotations
 import math
 
 from ..ir.graph_module import GraphModule
+from ..layout import contiguous_strides
 from ..ir.node import Node
 from ..ops.registry import OPS, Flag
 
@@ -141,12 +146,59 @@ def _has_writes(gm) -> bool:
     return any(n.op == "call_function" and Flag.MUTATES in n.target.flags for n in gm.graph.nodes)
 
 
+SLICE_PUSH_FRACTION = 8  # a slice is pushed into its elementwise producer when it keeps
+                         # at most 1/8 of the elements (recomputing them costs that much)
+
+
+def _slice_of_elementwise(gm, node: Node):
+    if node.target is not OPS.slice or _has_writes(gm) or "shape" not in node.meta:
+        return None
+    x = node.args[0]
+    if not (isinstance(x, Node) and x.op == "call_function" and "shape" in x.meta
+            and Flag.ELEMENTWISE in x.target.flags
+            and not {Flag.IMPURE, Flag.RANDOM, Flag.MUTATES} & set(x.target.flags)
+            and not any(isinstance(v, Node) for v in x.kwargs.values())):
+        return None
+    shape, kept = tuple(x.meta["shape"]), tuple(node.meta["shape"])
+    if math.prod(kept) * SLICE_PUSH_FRACTION > math.prod(shape):
+        return None
+    d = node.kwargs["dim"] % len(shape)
+    graph = gm.graph
+    with graph.inserting_before(node):
+        args = []
+        for a in x.args:
+            if isinstance(a, Node) and "shape" in a.meta:
+                own = tuple(a.meta["shape"])
+                da = d - (len(shape) - len(own))
+                # an operand broadcast along d (size 1 where f's dim is not) is used as
+                # it is; one of f's size along d is sliced with it (the slice may empty it)
+                if da >= 0 and (own[da] != 1 or shape[d] == 1):
+                    a_slice = graph.call_function(OPS.slice, (a,), {**node.kwargs, "dim": da})
+                    a_slice.meta.update(_provenance(node), dtype=a.meta["dtype"],
+                                        shape=own[:da] + (kept[d],) + own[da + 1:])
+                    if "stride" in a.meta:  # its input's strides, the sliced one by step
+                        stride = list(a.meta["stride"])
+                        stride[da] *= node.kwargs.get("step") or 1
+                        a_slice.meta["stride"] = tuple(stride)
+                    a = a_slice
+            args.append(a)
+        new = graph.call_function(x.target, tuple(args), dict(x.kwargs))
+        new.meta.update(_provenance(x), shape=kept, dtype=x.meta["dtype"],
+                        stride=contiguous_strides(kept))
+    return new
+
+
+def _provenance(node: Node) -> dict:
+    return {k: node.meta[k] for k in ("location", "origin") if k in node.meta}
+
+
 RULES = [
     ("identity operand", lambda gm, n: _identity_operand(n)),
     ("double negation", lambda gm, n: _double_negation(n)),
     ("permute of permute", _compose_permutes),
     ("reshape chain / no-op reshape", _reshapes),
     ("no-op copy", _copies),
+    ("slice of an elementwise result", _slice_of_elementwise),
 ]
 
 

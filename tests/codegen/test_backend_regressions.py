@@ -321,3 +321,34 @@ def test_a_view_the_inputs_strides_allow_compiles(layout):
     fn = lambda x: x.T.view(-1) * 2.0
     _, got = compiled(fn, x)
     assert same_bits(got.numpy(), fn(x).numpy())
+
+
+NORM_DATA = {  # (mean, std): rows far from zero relative to their spread
+    "offset 1e4, std 0.01": (1e4, 1e-2), "offset 1e6, std 1": (1e6, 1.0),
+    "offset -300, std 0.1": (-300.0, 0.1), "centred": (0.0, 1.0)}
+
+
+@pytest.mark.parametrize("case", list(NORM_DATA))
+def test_layer_and_group_norm_keep_the_digits_of_data_far_from_zero(case):
+    # the compiled statistics are one float64 pass (x - x0); x - mean rounded to float32
+    # before the subtraction used to lose the data's digits (4% off for offset 1e4)
+    mean, std = NORM_DATA[case]
+    v = np.random.default_rng(0).normal(mean, std, (8, 4, 256))
+    x = graphc.from_numpy(v.astype(np.float32))
+    xd = x.numpy().astype(np.float64)
+
+    def reference(block):
+        return (block - block.mean(-1, keepdims=True)) / np.sqrt(block.var(-1, keepdims=True) + 1e-5)
+    _, got = compiled(lambda x: F.layer_norm(x, (256,), eps=1e-5), x)
+    assert np.abs(got.numpy() - reference(xd)).max() < 2e-6
+    _, got = compiled(lambda x: F.group_norm(x, 2, eps=1e-5), x)
+    want = reference(xd.reshape(8, 2, -1)).reshape(xd.shape)
+    assert np.abs(got.numpy() - want).max() < 2e-6
+
+
+def test_float32_layer_norm_statistics_take_one_pass():
+    x = graphc.randn(64, 512)
+    cg, _ = compiled(lambda x: F.layer_norm(x, (512,)), x)
+    [(_, kernel)] = cg.last.program.kernels
+    text = kernel.format()
+    assert text.count("reduce over") == 1 and text.count("sum=") == 2

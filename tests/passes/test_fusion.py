@@ -3,6 +3,8 @@ the decision log, and that fused graphs still compute the same values."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -86,9 +88,12 @@ def test_transformer_encoder_layer_kernel_count():
     plan = fuse(gm)
     kinds = [k for k, _, _ in kernels(plan)]
     # the packed q/k/v projection (1), scale, q@kT, softmax, @v, out-proj, residual+LN1,
-    # FFN1+relu, FFN2+residual, LN2
-    assert len(plan.kernels) == 10
+    # FFN1+relu, FFN2+residual, LN2; and for each layer norm the first element of each row
+    # of its input (the shift of its one-pass statistics), from slices of the residual sum
+    assert len(plan.kernels) == 12
     assert kinds.count("matmul") == 6 and kinds.count("reduction") == 3
+    small = [k for k in plan.kernels if k[1].kind == "elementwise" and math.prod(k[1].domain) == 16]
+    assert len(small) == 2
     check_fused(gm, plan, layer, graphc.randn(2, 8, 32), tol=1e-4)
 
 
@@ -213,3 +218,14 @@ def test_kernels_never_depend_on_each_other_in_a_cycle():
     x, w = graphc.randn(4, 6), graphc.randn(6, 6)
     with graphc.no_grad():
         np.testing.assert_allclose(gm(x, w).numpy(), f(x, w).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [lambda x: x * 2 - x.mean(-1, keepdim=True),
+                                lambda x: x.mean(-1, keepdim=True) - x * 2,
+                                lambda x: x.exp() * x.sum(-1, keepdim=True)])
+def test_the_order_of_arguments_does_not_decide_the_kernels(fn):
+    # the elementwise producer's kernel merges into the row kernel, whichever comes first
+    gm = prepared(fn, TensorSpec((16, 32)))
+    plan = fuse(gm)
+    assert [k for k, _, _ in kernels(plan)] == ["reduction"]
+    check_fused(gm, plan, fn, graphc.randn(16, 32))

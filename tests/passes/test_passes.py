@@ -176,6 +176,69 @@ def test_simplify_rules_are_exact(fn, gone):
     np.testing.assert_array_equal(got, expected)
 
 
+def _slice_inputs(gm) -> list:
+    """For each elementwise node reading a slice: the shapes it reads."""
+    return [[tuple(a.meta["shape"]) for a in n.all_input_nodes] for n in gm.graph.nodes
+            if n.op == "call_function" and any(a.op == "call_function" and a.target is OPS.slice
+                                               for a in n.all_input_nodes)
+            and n.target is not OPS.slice]
+
+
+def test_a_small_slice_of_an_elementwise_result_is_computed_from_slices():
+    a = graphc.tensor([[1.5, -0.0, math.nan, math.inf] * 4] * 3)
+    b = graphc.tensor([0.5, 2.0, -1.0, 0.0] * 4)  # broadcast along rows: used as it is
+    fn = lambda a, b: ((a * b)[:, 1:2], a * b + 1)
+    gm = graphc.trace(fn, a, b)
+    assert simplify(gm)
+    dce(gm)
+    gm.graph.lint(gm)
+    # mul reads a[:, 1:2] and b[1:2]: 3 elements are computed for the slice, not 48
+    assert [(3, 1), (1,)] in _slice_inputs(gm)
+    for got, want in zip(gm(a, b), fn(a, b)):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        assert np.array_equal(np.signbit(got.numpy()), np.signbit(want.numpy()))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: (x * 2)[:, 0:0],                          # (1, 1) -> (1, 0)
+    lambda x: graphc.logical_and(x, 0.0)[:, -1:0:-1],   # the fuzzer's case: also empty
+    lambda x: (x + graphc.ones(4, 1, dtype=graphc.float64))[:, :0],  # (4, 1) -> (4, 0)
+])
+def test_a_slice_pushed_down_slices_operands_whose_dim_is_the_results(fn):
+    # a size-1 dim of an operand is a broadcast only where the result's dim is larger
+    x = graphc.ones(1, 1, dtype=graphc.float64)
+    gm = graphc.trace(fn, x)
+    simplify(gm)
+    dce(gm)
+    gm.graph.lint(gm)
+    got, want = gm(x), fn(x)
+    assert got.shape == want.shape and got.dtype is want.dtype
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a: (a * 2)[:, :3],                    # keeps 3/8 of the elements: not worth it
+    lambda a: F.dropout(a, 0.5, True)[:, :1],    # random: slicing would change the draws
+])
+def test_slices_that_stay_slices(fn):
+    gm = graphc.trace(fn, TensorSpec((4, 8)))
+    ops = ops_in(gm)
+    simplify(gm)
+    assert ops_in(gm) == ops
+
+
+def test_slice_push_down_is_off_in_graphs_with_in_place_writes():
+    def fn(a):
+        y = a * 2
+        y[:, :1].add_(1)  # the slice is a view of y: writing through it changes y
+        return y
+    gm = graphc.trace(fn, TensorSpec((4, 16)))
+    ops = ops_in(gm)
+    simplify(gm)
+    assert ops_in(gm) == ops
+    a = graphc.randn(4, 16)
+    np.testing.assert_array_equal(gm(a).numpy(), fn(a).numpy())
+
+
 def test_fills_fold_to_an_expanded_scalar_and_small_factories_to_constants():
     def f(x):
         return x + graphc.full((64, 64), 2.0) + graphc.ones(64) + graphc.arange(64.0)
