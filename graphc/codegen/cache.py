@@ -1,12 +1,13 @@
 """The kernel cache: compiled object code in memory (the JIT keeps it) and on disk.
 
-A disk entry is keyed by a hash of the module's IR, graphc's version, the LLVM version,
+A disk entry (``.o``) is keyed by a hash of the module's IR, graphc's version, the LLVM version,
 the CPU name and features (and the cache format), so a change to any of them compiles
 afresh. An entry is ``MAGIC | length | sha256(key, object) | object``: a truncated or
 corrupted file fails the check and is rebuilt, and so does a sound entry under another
 key's name (its code defines another module's symbols; calling it would crash). Entries
 are written to a temporary file and renamed into place, so two processes writing the
-same entry never leave a torn file.
+same entry never leave a torn file. The IR text of a program is kept the same way
+(``.ll``), keyed by what it was emitted from (``llvm_emit.ProgramEmitter.finish``).
 Nothing is pickled. The cache lives in ``$GRAPHC_CACHE_DIR`` (default
 ``~/.cache/graphc``); ``GRAPHC_CACHE=0`` turns the disk cache off. A read-only or
 unusable directory only turns it off for this process.
@@ -28,12 +29,17 @@ _HEADER = struct.Struct("<Q32s")  # payload length, digest of the key and the pa
 
 
 class CacheStats:
+    """Object code: hits, misses, rebuilt (a bad entry), write errors; and the programs'
+    IR text (``text_hits``, ``text_misses``)."""
+
     def __init__(self):
         self.hits = self.misses = self.rebuilt = self.write_errors = 0
+        self.text_hits = self.text_misses = 0
 
     def __repr__(self) -> str:
         return (f"CacheStats(hits={self.hits}, misses={self.misses}, rebuilt={self.rebuilt}, "
-                f"write_errors={self.write_errors})")
+                f"write_errors={self.write_errors}, text_hits={self.text_hits}, "
+                f"text_misses={self.text_misses})")
 
 
 stats = CacheStats()
@@ -63,9 +69,9 @@ def cache_key(source: str) -> str:
     return h.hexdigest()
 
 
-def _path(key: str) -> Path | None:
+def _path(key: str, suffix: str = ".o") -> Path | None:
     root = cache_dir()
-    return None if root is None else root / key[:2] / f"{key}.o"
+    return None if root is None else root / key[:2] / f"{key}{suffix}"
 
 
 def _digest(path: Path, payload: bytes) -> bytes:
@@ -126,6 +132,30 @@ def lookup_object(source: str, module_name: str, read: bool = True) -> bool:
         stats.hits += 1
         _loaded[module_name] = payload
         return True
+
+
+def read_text(key: str) -> str | None:
+    """A program's LLVM IR text kept under ``key`` (see ``ProgramEmitter.finish``), or None."""
+    path = _path(key, ".ll")
+    if path is None:
+        return None
+    payload = read_entry(path)
+    try:
+        text = None if payload is None else payload.decode()
+    except UnicodeDecodeError:
+        text = None
+    with _lock:
+        if text is None:
+            stats.text_misses += 1
+        else:
+            stats.text_hits += 1
+    return text
+
+
+def write_text(key: str, text: str) -> None:
+    path = _path(key, ".ll")
+    if path is not None:
+        write_entry(path, text.encode())
 
 
 def forget(module_name: str) -> None:

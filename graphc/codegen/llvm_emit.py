@@ -23,14 +23,19 @@ rounds less. Everything else is IEEE: no ``nnan``, ``ninf`` or ``afn``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import re
+from pathlib import Path
 
 from llvmlite import ir
 
 from .. import dtype as dt
-from .emitters import F32, F64, I1, I8, I32, I64, Scalar, convert, lltype, memtype
+from .emitters import EMITTERS, F32, F64, I1, I8, I32, I64, Scalar, convert, lltype, memtype
 from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, Const, Gemm, Kernel, Load,
                         Loop, Reduce, Store, Unravel, Var)
+from ..ops.registry import OpDef
 from .target import PREFIX
 
 I8P = I8.as_pointer()
@@ -77,24 +82,31 @@ class Stage:
         self.work = sum(_work(s) for s in stmts)
 
 
-INTERLEAVE_TAG = ".ilv"  # an elementwise kernel's innermost loop: see _interleave
+INTERLEAVE_TAG = ".ilv"  # an elementwise kernel's innermost loop: see _loop_metadata
+NO_UNROLL_TAG = ".nounroll"  # a float32 sum's loop over blocks: see FunctionEmitter.reduce
+_LOOP_HINTS = {INTERLEAVE_TAG: f'!{{!"llvm.loop.interleave.count", i32 {INTERLEAVE_COUNT}}}',
+               NO_UNROLL_TAG: '!{!"llvm.loop.unroll.disable"}'}
 
 
-def _interleave(text: str) -> str:
-    """Ask the loop vectorizer to interleave two vectors per iteration in the loops tagged
-    INTERLEAVE_TAG. Its cost model declines for long expressions (register pressure), but
-    two independent chains of a transcendental hide each other's latency (W1: 11% faster,
-    measured). llvmlite cannot build the self-referential node a loop ID needs, so the
-    metadata is added to the IR text."""
+def _loop_metadata(text: str) -> str:
+    """Loop hints for the loops whose blocks carry a tag of ``_LOOP_HINTS``. llvmlite cannot
+    build the self-referential node a loop ID needs, so the metadata is added to the text.
+
+    - INTERLEAVE_TAG: the loop vectorizer interleaves two vectors per iteration. Its cost
+      model declines for long expressions (register pressure), but two independent chains
+      of a transcendental hide each other's latency (W1: 11% faster, measured).
+    - NO_UNROLL_TAG: the loop stays a loop. Unrolled, each copy of the blocked sum's inner
+      loop was vectorized on its own (W2's module grew to 8 copies of exp, 110 ms of LLVM).
+    """
     defs = []
 
     def tag(m: re.Match) -> str:
         k = 2 * len(defs) + 100000
-        defs.append(f'!{k} = distinct !{{!{k}, !{k + 1}}}\n'
-                    f'!{k + 1} = !{{!"llvm.loop.interleave.count", i32 {INTERLEAVE_COUNT}}}')
+        defs.append(f'!{k} = distinct !{{!{k}, !{k + 1}}}\n!{k + 1} = {_LOOP_HINTS[m.group(1)]}')
         return m.group(0) + f", !llvm.loop !{k}"
-    text = re.sub(r'br i1 %"?[\w.]+\.again"?, label %"?[\w.]+' + re.escape(INTERLEAVE_TAG) +
-                  r'"?, label %"?[\w.]+"?', tag, text)
+    tags = "|".join(re.escape(t) for t in _LOOP_HINTS)
+    text = re.sub(r'br i1 %"?[\w.]+\.again"?, label %"?[\w.]+?(' + tags +
+                  r')"?, label %"?[\w.]+"?', tag, text)
     return text + "\n" + "\n".join(defs) + "\n" if defs else text
 
 
@@ -284,12 +296,13 @@ class FunctionEmitter:
         tag = INTERLEAVE_TAG if innermost and self.stage.kernel.kind == "elementwise" else ""
         self.counted_loop(stmt.var, lo, hi, lambda: self.emit_body(stmt.body), tag)
 
-    def nest(self, loops: list, body) -> None:
+    def nest(self, loops: list, body, tag: str = "") -> None:
+        """``loops`` nested around ``body``; the innermost loop carries ``tag``."""
         if not loops:
             body()
             return
         self.counted_loop(loops[0], c64(0), c64(loops[0].extent),
-                          lambda: self.nest(loops[1:], body))
+                          lambda: self.nest(loops[1:], body, tag), tag if len(loops) == 1 else "")
 
     # ---- reductions -------------------------------------------------------------------
     def reduce(self, stmt: Reduce) -> None:
@@ -319,14 +332,15 @@ class FunctionEmitter:
         def block_body():
             lo = b.mul(self.vars[blocks], c64(SUM_BLOCK))
             hi = b.add(lo, c64(SUM_BLOCK))
-            hi = b.select(b.icmp_signed("<", hi, c64(inner.extent)), hi, c64(inner.extent))
+            if inner.extent % SUM_BLOCK:  # a shorter last block
+                hi = b.select(b.icmp_signed("<", hi, c64(inner.extent)), hi, c64(inner.extent))
             for a in blocked:
                 b.store(ir.Constant(F32, 0.0), partial[a])
             self.counted_loop(inner, lo, hi, body)
             for a in blocked:
                 total = b.fadd(b.load(a.llvm_slots["acc"]), b.fpext(b.load(partial[a]), F64))
                 b.store(total, a.llvm_slots["acc"])
-        self.nest(loops[:-1] + [blocks], block_body)
+        self.nest(loops[:-1] + [blocks], block_body, NO_UNROLL_TAG)
 
     def init_acc(self, acc: Acc) -> None:
         from .schedule import identity
@@ -453,6 +467,84 @@ class FunctionEmitter:
         return self.fn
 
 
+# ---- the text cache's key -----------------------------------------------------------------
+
+def fingerprint(kernel: Kernel, sites: dict) -> str:
+    """Every attribute of ``kernel``'s IR, spelled out: two kernels with the same fingerprint
+    emit the same LLVM IR. Shared objects (a sub-expression used twice, a loop variable)
+    are spelled once and then referred to by number, since the emitter treats shared and
+    equal-but-separate objects differently. Raises TypeError on a value it cannot spell,
+    and on an op whose emitter is not graphc's own (one patched or registered at run
+    time is not in ``codegen_digest``)."""
+    out: list[str] = []
+    ids: dict[int, int] = {}
+
+    def walk(x) -> None:
+        t = type(x)
+        if t in _ATOMS:
+            out.append(f"{t.__name__}:{x!r}")
+        elif t is tuple or t is list:
+            out.append("[" if t is list else "(")
+            for v in x:
+                walk(v)
+                out.append(",")
+            out.append("]" if t is list else ")")
+        elif isinstance(x, dt.dtype):
+            out.append(f"dtype:{x}")
+        elif isinstance(x, OpDef):
+            if x.emit is not EMITTERS.get(x.name):  # replaced or added at run time: the
+                raise TypeError(f"{x.name} has an emitter of its own")  # digest cannot see it
+            out.append(f"op:{x.name}")
+        elif _dataclass_kind(t):
+            if _dataclass_kind(t) == "shared":
+                if id(x) in ids:
+                    out.append(f"#{ids[id(x)]}")
+                    return
+                ids[id(x)] = len(ids)
+            out.append(t.__name__ + "(")
+            for name, value in sorted(vars(x).items()):  # fields and any attribute set later
+                out.append(name + "=")
+                walk(value)
+                out.append(",")
+            if t is Apply:
+                out.append(f"site={sites.get(id(x), 0)}")
+            out.append(")")
+        elif t is dict:
+            out.append("{")
+            for k in sorted(x, key=repr):
+                out.append(repr(k) + ":")
+                walk(x[k])
+                out.append(",")
+            out.append("}")
+        else:
+            raise TypeError(f"cannot fingerprint {t.__name__}")
+    walk(kernel)
+    return "".join(out)
+
+
+_ATOMS = frozenset({int, float, str, bool, type(None)})
+
+
+@functools.cache
+def _dataclass_kind(t: type) -> str:
+    """"frozen" (a value: spelled each time), "shared" (identity matters), or ""."""
+    if not dataclasses.is_dataclass(t):
+        return ""
+    return "frozen" if t.__dataclass_params__.frozen else "shared"
+
+
+@functools.cache
+def codegen_digest() -> str:
+    """sha256 of the code that turns kernel IR into LLVM IR (this package, and the dtypes
+    and op table it reads), so a changed emitter never meets an old text."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.glob("*.py")) + [root.parent / "dtype.py",
+                                               root.parent / "ops" / "registry.py"]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 # ---- the program ------------------------------------------------------------------------
 
 class ProgramEmitter:
@@ -466,11 +558,16 @@ class ProgramEmitter:
         self.threads = max(1, min(threads, MAX_THREADS))
         self.threshold = parallel_threshold
         self.blas = blas
-        self.steps: list = []  # ("stage", Stage) or ("callback", step number)
-        self.sites: dict[int, int] = {}
+        self.steps: list = []  # ("stage", (Stage, sites)) or ("callback", (number, slot))
         self._parallel_for = None
+        # what the text depends on besides this package's code (see finish)
+        self._fingerprint: list | None = [repr((
+            name, triple, data_layout, self.threads, parallel_threshold,
+            blas and (blas.sgemm, blas.dgemm, blas.int_bits)))]
 
     def add_kernel(self, kernel: Kernel, sites: dict) -> list[Stage]:
+        """Stages for ``kernel`` (emitted by ``finish``); ``sites`` numbers the Applies
+        that can raise."""
         # a parallel loop is a stage of its own; serial statements in between share one
         # (a reduction's accumulator and the store that reads it must be in one function)
         groups: list[list] = []
@@ -482,13 +579,18 @@ class ProgramEmitter:
             else:
                 groups.append([stmt])
         stages = [Stage(kernel, k, g) for k, g in enumerate(groups)]
-        for st in stages:
-            FunctionEmitter(self.module, st, self.blas, sites).emit()
-            self.steps.append(("stage", st))
+        self.steps.extend(("stage", (st, sites)) for st in stages)
+        if self._fingerprint is not None:
+            try:
+                self._fingerprint.append(fingerprint(kernel, sites))
+            except TypeError:  # something it cannot spell: this program is not cached
+                self._fingerprint = None
         return stages
 
     def add_callback(self, number: int, slot: int) -> None:
         self.steps.append(("callback", (number, slot)))
+        if self._fingerprint is not None:
+            self._fingerprint.append(f"callback {number} {slot}")
 
     def runs_parallel(self, st: Stage) -> bool:
         threshold = self.threshold
@@ -499,6 +601,28 @@ class ProgramEmitter:
         return st.parallel and self.threads > 1 and st.extent > 1 and st.work >= threshold
 
     def finish(self) -> str:
+        """The module's text. Building it with llvmlite is most of a cached compile's
+        time, so the text is kept in the disk cache under a key made of the kernels' full
+        structure (``fingerprint``), the program's steps and settings, and a digest of the
+        code that emits them."""
+        from . import cache
+
+        key = None
+        if self._fingerprint is not None:
+            key = cache.cache_key("\n".join([codegen_digest()] + self._fingerprint))
+            text = cache.read_text(key)
+            if text is not None:
+                return text
+        text = self._emit()
+        if key is not None:
+            cache.write_text(key, text)
+        return text
+
+    def _emit(self) -> str:
+        for kind, what in self.steps:
+            if kind == "stage":
+                stage, sites = what
+                FunctionEmitter(self.module, stage, self.blas, sites).emit()
         main = ir.Function(self.module, ir.FunctionType(I32, [I8PP]), PREFIX + "main")
         ptrs = main.args[0]
         b = ir.IRBuilder(main.append_basic_block("entry"))
@@ -506,13 +630,14 @@ class ProgramEmitter:
         fail = main.append_basic_block("fail")
         for kind, what in self.steps:
             if kind == "stage":
-                fn = self.module.globals[what.symbol]
-                if self.runs_parallel(what):
-                    code = b.call(self.parallel_for(), [fn, ptrs, c64(what.extent),
+                stage = what[0]
+                fn = self.module.globals[stage.symbol]
+                if self.runs_parallel(stage):
+                    code = b.call(self.parallel_for(), [fn, ptrs, c64(stage.extent),
                                                         c64(self.threads)])
                 else:
                     b.store(ir.Constant(I32, 0), err)
-                    b.call(fn, [ptrs, c64(0), c64(what.extent), err, c64(0)])
+                    b.call(fn, [ptrs, c64(0), c64(stage.extent), err, c64(0)])
                     code = b.load(err)
             else:
                 number, slot = what
@@ -525,7 +650,7 @@ class ProgramEmitter:
         b.ret(ir.Constant(I32, 0))
         b.position_at_end(fail)
         b.ret(b.load(err))
-        return _interleave(str(self.module))
+        return _loop_metadata(str(self.module))
 
     def parallel_for(self) -> ir.Function:
         """``i32 parallel_for(stage, ptrs, extent, threads)``: split [0, extent) into

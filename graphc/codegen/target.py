@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import ctypes.util
+import functools
 import hashlib
 import threading
 import time
@@ -86,8 +87,9 @@ def target_machine():
         return _tm
 
 
+@functools.cache
 def host_description() -> dict:
-    """What a compiled object depends on (part of every cache key)."""
+    """What a compiled object depends on (part of every cache key); asked once."""
     return {"triple": llvm.get_process_triple(), "cpu": llvm.get_host_cpu_name(),
             "features": llvm.get_host_cpu_features().flatten(),
             "llvm": ".".join(map(str, llvm.llvm_version_info))}

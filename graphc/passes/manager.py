@@ -130,7 +130,7 @@ class PassManager:
             seconds = time.perf_counter() - t0
             if changed:
                 gm.graph.touch()
-            after_ir = str(gm.graph)
+            after_ir = str(gm.graph) if changed else before_ir  # a pass says what it changed
             diff = "" if after_ir == before_ir else "\n".join(difflib.unified_diff(
                 before_ir.splitlines(), after_ir.splitlines(), "before", "after", lineterm="", n=0))
             history.records.append(PassRecord(name, seconds, n_before, len(gm.graph.nodes),

@@ -36,7 +36,7 @@ MODES = ("symbolic", "example")
 
 class Tracer(DispatchMode):
     def __init__(self, root: Module | None, mode: str, leaf_modules=(), graph: Graph | None = None,
-                 taken_names=()):
+                 taken_names=(), locate: bool = True):
         if mode not in MODES:
             raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
         self.graph = graph if graph is not None else Graph()
@@ -44,6 +44,7 @@ class Tracer(DispatchMode):
         self.mode = mode
         self.root = root
         self.leaf_modules = tuple(leaf_modules)
+        self.locate = locate  # record each node's user line (a pass sets its own instead)
         self.attrs: dict[str, object] = {}  # get_attr / call_module target -> object
         self._attr_proxies: dict[int, Proxy] = {}
         self._names: dict[int, str] = {}
@@ -103,7 +104,8 @@ class Tracer(DispatchMode):
             raise
         args = tuple(x.node if isinstance(x, Proxy) else x for x in inputs)
         node = self.graph.call_function(op, args, attrs)
-        node.meta["location"] = user_location()
+        if self.locate:
+            node.meta["location"] = user_location()
         if Flag.MUTATES in op.flags:
             record_meta(node, out)
             return out  # the written tensor itself (its proxy), now changed
@@ -282,7 +284,8 @@ def trace_into(gm: GraphModule, fn, args: tuple, kwargs: dict | None = None):
     from ..ir.node import Node
     from ..tensor import empty_meta
 
-    tracer = Tracer(None, "symbolic", graph=gm.graph, taken_names=_attribute_names(gm))
+    tracer = Tracer(None, "symbolic", graph=gm.graph, taken_names=_attribute_names(gm),
+                    locate=False)  # the caller places the new nodes at the replaced op's line
 
     def proxy(value):
         if isinstance(value, Node):

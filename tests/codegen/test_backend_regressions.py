@@ -352,3 +352,16 @@ def test_float32_layer_norm_statistics_take_one_pass():
     [(_, kernel)] = cg.last.program.kernels
     text = kernel.format()
     assert text.count("reduce over") == 1 and text.count("sum=") == 2
+
+
+def test_a_float32_sum_in_blocks_is_vectorized_once():
+    # the loop over a row's blocks stays a loop: unrolled, LLVM vectorized each copy of the
+    # block loop (softmax's exp 8 times): W2 compiled cold in 118 ms, now about 76
+    import re
+
+    x = graphc.randn(8, 1024)
+    cg = compile_graph(graphc.trace(lambda x: F.softmax(x, -1), x), x, dump=True)
+    ir = cg.dump("llvm_opt")
+    assert '!"llvm.loop.unroll.disable"' in ir
+    assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.M)) == 3  # max, exp-and-sum, divide
+    assert np.allclose(cg(x).numpy(), F.softmax(x, -1).numpy(), rtol=1e-6, atol=1e-7)

@@ -46,7 +46,8 @@ for k in map(int, sys.argv[1:]):
                     "from_cache": "from the disk cache" in cg.explain()})
 s = cache_stats
 print(json.dumps({"results": results, "stats": {"hits": s.hits, "misses": s.misses,
-                                                "rebuilt": s.rebuilt, "write_errors": s.write_errors}}))
+                                                "rebuilt": s.rebuilt, "write_errors": s.write_errors},
+                  "texts": {"hits": s.text_hits, "misses": s.text_misses}}))
 """
 
 
@@ -189,7 +190,8 @@ def unwritable_cache_dir(tmp_path):
 def test_unwritable_cache_dir_still_compiles(unwritable_cache_dir):
     for _ in range(2):
         report = run_graphs(unwritable_cache_dir, (0, 1))
-        assert report["stats"] == {"hits": 0, "misses": 2, "rebuilt": 0, "write_errors": 2}
+        # each graph's object code and its program's IR text
+        assert report["stats"] == {"hits": 0, "misses": 2, "rebuilt": 0, "write_errors": 4}
     if unwritable_cache_dir.is_dir():  # the read-only directory: still empty
         assert not any(unwritable_cache_dir.iterdir())
 
@@ -281,3 +283,112 @@ def test_cache_key_follows_version_and_host(monkeypatch):
     assert cache.cache_key(source) != key
     monkeypatch.setattr(target, "host_description", lambda: {**host, "cpu": "generic"})
     assert cache.cache_key(source) != key
+
+
+# ---- the programs' IR text -------------------------------------------------------------------
+
+def text_entries(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*.ll"))
+
+
+def test_program_text_written_by_one_process_is_used_by_the_next(tmp_path):
+    root = tmp_path / "cache"
+    first = run_graphs(root, (0, 1))
+    assert first["texts"] == {"hits": 0, "misses": 2}
+    assert len(text_entries(root)) == 2
+    second = run_graphs(root, (0, 1))  # results checked against eager in the process
+    assert second["texts"] == {"hits": 2, "misses": 0}
+    assert second["stats"]["hits"] == 2
+
+
+def _lower_softmax(scale: float):
+    from graphc.codegen.program import lower
+    from graphc.codegen.runtime import prepare
+
+    x = graphc.randn(8, 16)
+    gm, _, _ = prepare(graphc.trace(lambda x: graphc.softmax(x * scale, dim=-1), x), (x,))
+    return lower(gm, (x,))
+
+
+def test_program_text_from_the_cache_is_what_emission_gives(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    before = cache.stats.text_hits, cache.stats.text_misses
+    fresh = _lower_softmax(2.0).ir
+    again = _lower_softmax(2.0).ir
+    assert (cache.stats.text_hits, cache.stats.text_misses) == (before[0] + 1, before[1] + 1)
+    assert again == fresh
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    assert _lower_softmax(2.0).ir == fresh  # emitted without the cache
+    monkeypatch.delenv("GRAPHC_CACHE")
+    other = _lower_softmax(3.0).ir  # another constant: another key
+    assert other != fresh and len(text_entries(tmp_path)) == 2
+
+
+def test_changed_emitter_code_does_not_meet_an_old_text(tmp_path, monkeypatch):
+    from graphc.codegen import llvm_emit
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    _lower_softmax(2.0)
+    misses = cache.stats.text_misses
+    monkeypatch.setattr(llvm_emit, "codegen_digest", lambda: "another version of the emitter")
+    _lower_softmax(2.0)
+    assert cache.stats.text_misses == misses + 1
+    assert len(text_entries(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_program_text_is_emitted_again(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    good = _lower_softmax(2.0).ir
+    [entry] = text_entries(tmp_path)
+    entry.write_bytes(DAMAGE[damage](entry.read_bytes()))
+    misses = cache.stats.text_misses
+    assert _lower_softmax(2.0).ir == good
+    assert cache.stats.text_misses == misses + 1
+    assert cache.read_entry(entry) is not None  # written afresh
+
+
+def test_fingerprint_spells_sharing_sites_and_constants():
+    from graphc import dtype as dt
+    from graphc.codegen.kernel_ir import Affine, Apply, Kernel, Load, Loop, Store, Var, contiguous
+    from graphc.codegen.llvm_emit import fingerprint
+    from graphc.ops.registry import OPS
+
+    def kernel(shared: bool, constant: float = 2.0):
+        i = Var("i0", 8)
+        x, y = contiguous(0, (8,), dt.float32), contiguous(1, (8,), dt.float32)
+        load = Load(x, Affine(0, ((i, 1),)))
+
+        def exp():
+            return Apply(OPS.exp, (load,), {}, dt.float32, (None,), dt.float32, "exp")
+        e = exp()
+        total = Apply(OPS.add, (e, e if shared else exp()), {}, dt.float32, (None, None),
+                      dt.float32, "add")
+        scaled = Apply(OPS.mul, (total, load), {"alpha": constant}, dt.float32, (None, None),
+                       dt.float32, "mul")
+        body = [Loop(i, [Store(y, Affine(0, ((i, 1),)), scaled)], parallel=True)]
+        return Kernel("E_8", "elementwise", [x], [y], body, 8), scaled
+
+    shared, scaled = kernel(True)
+    assert fingerprint(shared, {}) == fingerprint(kernel(True)[0], {})  # same structure
+    assert fingerprint(shared, {}) != fingerprint(kernel(False)[0], {})  # exp once vs twice
+    assert fingerprint(shared, {}) != fingerprint(kernel(True, 2.5)[0], {})
+    assert fingerprint(shared, {}) != fingerprint(shared, {id(scaled): 1})  # an error site
+    shared.body[0].body[0].value.attrs["alpha"] = 2  # int 2 is not float 2.0
+    assert fingerprint(shared, {}) != fingerprint(kernel(True)[0], {})
+    shared.body[0].note = object()  # something it cannot spell: no key at all
+    with pytest.raises(TypeError):
+        fingerprint(shared, {})
+
+
+def test_a_patched_emitter_is_never_served_an_old_text(tmp_path, monkeypatch):
+    from graphc.ops.registry import OPS
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    good = _lower_softmax(2.0).ir
+    exp = OPS["exp"].emit
+    monkeypatch.setattr(OPS["exp"], "emit", lambda s, args, attrs: s.b.fadd(
+        exp(s, args, attrs), s.c(0.01)))
+    hits = cache.stats.text_hits
+    patched = _lower_softmax(2.0).ir
+    assert patched != good and cache.stats.text_hits == hits
