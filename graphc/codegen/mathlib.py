@@ -128,7 +128,11 @@ class Math:
             p = self.horner(r, [1.0 / math.factorial(k) for k in range(14)])
         else:
             p = self.horner(r, _EXP_F32)
-        e = b.fptosi(n, self.ity)
+        # a nan n (from a nan x) must not reach fptosi: its result would be poison, and
+        # where LLVM can see the nan (a constant, 0/0 over an empty dim) it folded the whole
+        # exp to 0. nan > -2048 is false, so it becomes -2048 (one vmaxps); p is nan anyway.
+        floor = self.c(-2048.0)
+        e = b.fptosi(self.select(b.fcmp_ordered(">", n, floor), n, floor), self.ity)
         half = b.ashr(e, ir.Constant(self.ity, 1))  # 2^n in two factors: subnormals stay exact
         return b.fmul(b.fmul(p, self._pow2_int(half)), self._pow2_int(b.sub(e, half)))
 
