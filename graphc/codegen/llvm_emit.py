@@ -110,6 +110,17 @@ def _loop_metadata(text: str) -> str:
     return text + "\n" + "\n".join(defs) + "\n" if defs else text
 
 
+GRANULE = 64  # iterations per thread chunk of a flat elementwise loop: whole cache lines
+
+
+def _granule(stage: Stage) -> int:
+    """Thread chunks of a flat loop over elements are whole cache lines (two threads
+    writing one line slow each other down); a loop over rows or tiles needs no rounding,
+    and with it a loop of 64 rows ran on one thread."""
+    body = stage.stmts[0].body
+    return GRANULE if not any(isinstance(x, (Loop, Reduce, Gemm)) for x in body) else 1
+
+
 def _has_gemm(body: list) -> bool:
     return any(isinstance(s, Gemm) or (isinstance(s, Loop) and _has_gemm(s.body)) for s in body)
 
@@ -634,7 +645,7 @@ class ProgramEmitter:
                 fn = self.module.globals[stage.symbol]
                 if self.runs_parallel(stage):
                     code = b.call(self.parallel_for(), [fn, ptrs, c64(stage.extent),
-                                                        c64(self.threads)])
+                                                        c64(self.threads), c64(_granule(stage))])
                 else:
                     b.store(ir.Constant(I32, 0), err)
                     b.call(fn, [ptrs, c64(0), c64(stage.extent), err, c64(0)])
@@ -653,9 +664,10 @@ class ProgramEmitter:
         return _loop_metadata(str(self.module))
 
     def parallel_for(self) -> ir.Function:
-        """``i32 parallel_for(stage, ptrs, extent, threads)``: split [0, extent) into
-        ``threads`` chunks, run chunk 0 here and the others on new threads, join, and
-        return the first nonzero error code."""
+        """``i32 parallel_for(stage, ptrs, extent, threads, granule)``: split [0, extent)
+        into ``threads`` chunks (each a multiple of ``granule`` iterations), run chunk 0
+        here and the others on new threads, join, and return the first nonzero error
+        code."""
         if self._parallel_for is not None:
             return self._parallel_for
         m = self.module
@@ -679,17 +691,17 @@ class ProgramEmitter:
                              "pthread_create")
         join = ir.Function(m, ir.FunctionType(I32, [I64, I8P.as_pointer()]), "pthread_join")
 
-        fn = ir.Function(m, ir.FunctionType(I32, [stage_ptr, I8PP, I64, I64]),
+        fn = ir.Function(m, ir.FunctionType(I32, [stage_ptr, I8PP, I64, I64, I64]),
                          PREFIX + "parallel_for")
         fn.linkage = "internal"
-        stage, ptrs, extent, threads = fn.args
+        stage, ptrs, extent, threads, granule = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         tasks = b.alloca(ir.ArrayType(task, MAX_THREADS), name="tasks")
         handles = b.alloca(ir.ArrayType(I64, MAX_THREADS), name="handles")
         started = b.alloca(ir.ArrayType(I1, MAX_THREADS), name="started")
-        # chunk = ceil(extent / threads), rounded up to 64 iterations (whole cache lines)
+        # chunk = ceil(extent / threads), rounded up to a multiple of the granule
         chunk = b.udiv(b.add(extent, b.sub(threads, c64(1))), threads)
-        chunk = b.and_(b.add(chunk, c64(63)), c64(~63))
+        chunk = b.mul(b.udiv(b.add(chunk, b.sub(granule, c64(1))), granule), granule)
 
         def task_at(builder, k):
             return builder.gep(tasks, [ir.Constant(I32, 0), k], inbounds=True)

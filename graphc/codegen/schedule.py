@@ -246,9 +246,55 @@ def schedule_elementwise(fk: FusedKernel, in_refs, out_refs) -> Kernel:
     bld = _Builder(fk, in_refs, out_refs)
     domain = bld.shape(bld.outputs[0])
     stores, space, loads = _elementwise(bld, fk.name, domain)
-    vars_ = space.finalize()
+    vars_ = _tile_transposed(space, space.finalize())
     return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs), _nest(vars_, stores),
                   work=numel(domain))
+
+
+TILE = 16  # elements per side of a tile (see _tile_transposed)
+
+
+def _tile_transposed(space: Space, vars_: list[Var]) -> list[Var]:
+    """Loops over TILE x TILE tiles of the two innermost dims when one access walks them
+    in the other order (a transposed read or write): in row order, each element of the
+    transposed side is on another cache line, and a line is evicted before the next
+    element on it is used. Tiled, the lines of one tile stay in L1. Only when both
+    extents are multiples of TILE (no remainder loops)."""
+    if len(vars_) < 2:
+        return vars_
+    a, b = vars_[-2], vars_[-1]
+    if a.extent % TILE or b.extent % TILE or a.extent * b.extent < 4 * TILE * TILE:
+        return vars_
+    maps = [dict(_affine_of(getattr(h, attr)).terms) for h, attr, _ in space.pending]
+    walks_b = any(m.get(b) == 1 for m in maps)
+    walks_a = any(m.get(a) == 1 and abs(m.get(b, 0)) >= TILE for m in maps)
+    if not (walks_a and walks_b):
+        return vars_
+    ao, bo = Var(f"{a.name}o", a.extent // TILE), Var(f"{b.name}o", b.extent // TILE)
+    ai, bi = Var(f"{a.name}i", TILE), Var(f"{b.name}i", TILE)
+
+    def split(idx: Affine) -> Affine:
+        terms = []
+        for v, st in idx.terms:
+            if v is a:
+                terms += [(ao, st * TILE), (ai, st)]
+            elif v is b:
+                terms += [(bo, st * TILE), (bi, st)]
+            else:
+                terms.append((v, st))
+        return Affine(idx.offset, tuple(terms))
+    for holder, attr, _ in space.pending:
+        idx = getattr(holder, attr)
+        if isinstance(idx, Unravel):
+            idx = Unravel(split(idx.flat), idx.shape, idx.strides, idx.offset)
+        else:
+            idx = split(idx)
+        setattr(holder, attr, idx)
+    return vars_[:-2] + [ao, bo, ai, bi]
+
+
+def _affine_of(idx) -> Affine:
+    return idx.flat if isinstance(idx, Unravel) else idx
 
 
 # ---- reductions -------------------------------------------------------------------------
