@@ -110,15 +110,21 @@ def _loop_metadata(text: str) -> str:
     return text + "\n" + "\n".join(defs) + "\n" if defs else text
 
 
-GRANULE = 64  # iterations per thread chunk of a flat elementwise loop: whole cache lines
+GRANULE = 64      # iterations per thread chunk of a flat elementwise loop: whole cache lines
+ROW_GRANULE = 16  # ... of a loop over rows or tiles (see _granule)
 
 
 def _granule(stage: Stage) -> int:
     """Thread chunks of a flat loop over elements are whole cache lines (two threads
-    writing one line slow each other down); a loop over rows or tiles needs no rounding,
-    and with it a loop of 64 rows ran on one thread."""
+    writing one line slow each other down), and so are those of a loop around BLAS calls
+    (OpenBLAS threads each gemm itself). A loop over rows or tiles is cut in chunks of
+    ROW_GRANULE: with 64 as well, 64 rows (softmax over (64, 8192), the tile rows of a
+    1024-row transpose) ran on one thread; with 1, W6's loops of 8 iterations, each
+    after a gemm whose OpenBLAS threads were still spinning, made it 30% slower."""
     body = stage.stmts[0].body
-    return GRANULE if not any(isinstance(x, (Loop, Reduce, Gemm)) for x in body) else 1
+    if _has_gemm(body) or not any(isinstance(x, (Loop, Reduce)) for x in body):
+        return GRANULE
+    return ROW_GRANULE
 
 
 def _has_gemm(body: list) -> bool:

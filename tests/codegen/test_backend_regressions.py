@@ -412,8 +412,8 @@ def test_transposed_reads_are_tiled_and_match(case, dtype):
 
 
 @pytest.mark.parametrize("fn, shape, granule", [
-    (lambda x: F.softmax(x, -1), (64, 8192), 1),    # 64 rows: one each would be one thread
-    (lambda x: x.t() * 2, (1024, 1024), 1),         # 64 rows of tiles
+    (lambda x: F.softmax(x, -1), (64, 8192), 16),   # 64 rows: 2 chunks of 32, not 1 of 64
+    (lambda x: x.t() * 2, (1024, 1024), 16),        # 64 rows of tiles
     (lambda x: x * 2 + 1, (1 << 18,), 64),          # a flat loop: chunks of whole lines
 ])
 def test_thread_chunks_round_to_lines_only_for_flat_loops(monkeypatch, fn, shape, granule):
