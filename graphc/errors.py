@@ -6,6 +6,7 @@ package, e.g. ``add: shapes (3, 4) and (5,) do not broadcast (dim -1: 4 vs 5) at
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -20,6 +21,13 @@ def _is_user(filename: str) -> bool:
     """A frame in this file is the user's: outside graphc (or graphc's command line)."""
     if filename.startswith("<frozen"):
         return False
+    if os.path.isabs(filename):  # asked for every frame of every traced op: remembered
+        return _is_user_path(filename)
+    return _is_user_path.__wrapped__(filename)  # relative: depends on the current directory
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_user_path(filename: str) -> bool:
     path = os.path.abspath(filename)
     return not path.startswith(_PACKAGE_DIR) or path in _CALLER_FILES
 

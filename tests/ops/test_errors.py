@@ -98,3 +98,18 @@ def test_the_location_is_the_exact_line():
         x.view(4, 4)
     assert info.value.location == where
     assert str(info.value).endswith(f"at {where}")
+
+
+def test_whose_frame_a_relative_file_name_is_follows_the_current_directory(tmp_path, monkeypatch):
+    # absolute file names are remembered (asked for every frame of every traced op); a
+    # relative one (a script run as `python3 model.py`) depends on where the process is
+    import os
+
+    from graphc import errors
+
+    package = os.path.dirname(errors.__file__)
+    assert not errors._is_user(errors.__file__) and errors._is_user(__file__)
+    monkeypatch.chdir(package)
+    assert not errors._is_user("errors.py")  # graphc/errors.py, seen from inside graphc
+    monkeypatch.chdir(tmp_path)
+    assert errors._is_user("errors.py")      # the user's own errors.py
