@@ -29,6 +29,14 @@ def contiguous_strides(shape: Shape) -> Shape:
     return tuple(reversed(strides))
 
 
+def reach(shape: Shape, stride: Shape) -> tuple[int, int]:
+    """The lowest and highest element a non-empty view reaches, relative to its offset
+    (negative strides reach below it)."""
+    lo = sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
+    hi = sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+    return lo, hi
+
+
 def is_contiguous(shape: Shape, stride: Shape) -> bool:
     """PyTorch's definition: strides of size-1 dims do not matter; empty tensors are contiguous."""
     expected = 1

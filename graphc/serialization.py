@@ -36,6 +36,7 @@ from typing import IO, Any, NoReturn
 import numpy as np
 
 from . import dtype as dt
+from .layout import reach
 from .tensor import Storage, Tensor, device
 
 FORMAT, VERSION = "graphc", 1
@@ -364,8 +365,7 @@ class _Reader:
                 or any(abs(s) * item > _MAX_BYTES for s in stride)):
             self.fail(f"{where} shape {shape}, stride {stride}, offset {offset} are too large to address")
         if 0 not in shape:  # an empty tensor reads nothing, so it may sit anywhere (as in PyTorch)
-            lo = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
-            hi = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+            lo, hi = (offset + e for e in reach(shape, stride))
             if lo < 0 or hi >= st.size:
                 self.fail(f"{where} (shape {shape}, stride {stride}, offset {offset}) reaches elements "
                           f"{lo}..{hi}, outside its storage of {st.size} elements")

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import dtype as dt
 from .errors import OpError, OpTypeError
-from .layout import contiguous_strides, is_contiguous, normalize_dim, numel
+from .layout import contiguous_strides, is_contiguous, normalize_dim, numel, reach
 
 
 class device:
@@ -430,8 +430,7 @@ def from_numpy(arr: np.ndarray) -> Tensor:
         return Tensor._make(Storage(np.empty(0, arr.dtype), dtype, 0), arr.shape,
                             contiguous_strides(arr.shape))
     stride = _check_numpy_strides(arr)
-    lo = sum((n - 1) * s for n, s in zip(arr.shape, stride) if s < 0)
-    hi = sum((n - 1) * s for n, s in zip(arr.shape, stride) if s > 0)
+    lo, hi = reach(arr.shape, stride)
     if arr.ndim == 0:
         first = arr.reshape(1)
     else:  # a one-element view whose address is the lowest element's

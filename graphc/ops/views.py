@@ -16,7 +16,7 @@ import numpy as np
 from .. import dtype as dt
 from ..tensor import wrap_array
 from ..errors import OpIndexError, OpValueError, ShapeError
-from ..layout import as_shape, infer_size, normalize_dim, numel, view_strides
+from ..layout import as_shape, infer_size, normalize_dim, numel, reach, view_strides
 from . import functions as F
 from . import samples
 from .registry import REQUIRED, Flag, Sample, register
@@ -141,8 +141,7 @@ def _as_strided_rule(name, x, size=(), stride=(), storage_offset=None):
         raise ShapeError(name, f"negative size in {size}")
     offset = x._offset if storage_offset is None else operator.index(storage_offset)
     if numel(size):
-        lo = offset + sum((n - 1) * s for n, s in zip(size, stride) if s < 0)
-        hi = offset + sum((n - 1) * s for n, s in zip(size, stride) if s > 0)
+        lo, hi = (offset + e for e in reach(size, stride))
         if lo < 0 or hi >= x._storage.size:
             raise OpIndexError(name, f"the view (size {size}, stride {stride}, offset {offset}) "
                                f"reaches elements {lo}..{hi} of a storage of "

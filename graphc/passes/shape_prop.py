@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..ir.graph_module import GraphModule
 from ..ir.shape_prop import propagate_shapes
+from ..layout import reach
 from ..tensor import Storage, Tensor, empty_meta
 
 
@@ -24,8 +25,7 @@ def _meta_spec(shape, dtype, stride) -> Tensor:
     shape = tuple(shape)
     if stride is None or len(stride) != len(shape) or 0 in shape:
         return empty_meta(shape, dtype)
-    lo = sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
-    hi = sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+    lo, hi = reach(shape, stride)
     return Tensor._make(Storage.meta(dtype, hi - lo + 1), shape, tuple(stride), -lo)
 
 
