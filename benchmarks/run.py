@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import graphc  # noqa: E402
 from graphc.codegen import thread_count  # noqa: E402
+from graphc.compiler.benchmark import compare  # noqa: E402
 from workloads import build  # noqa: E402
 
 
@@ -77,10 +78,8 @@ def optional(name: str):
 
 
 def check(w, compiled_out, eager_out):
-    a, b = compiled_out.numpy(), eager_out.numpy()
-    err = float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
-    scale = float(np.max(np.abs(b))) if b.size else 1.0
-    if not np.isfinite(err) or err > 1e-4 * max(scale, 1.0):
+    err, ok = compare(compiled_out, eager_out)  # graphc.benchmark's check
+    if not ok:
         raise SystemExit(f"{w.name}: compiled result differs from eager by {err:g}")
     return err
 

@@ -372,10 +372,10 @@ def _timed_compile(model, inputs, cache_dir: str | None = None):
     if not fn.entries:
         return compiled, {"eager_runs": [str(r) for r in fn.eager_runs]}
     entry = fn.last
-    stages = {"trace": 1e3 * entry.trace_seconds,
-              **{k: 1e3 * v for k, v in entry.spec.stage_seconds.items()}}
-    llvm = ("disk" if entry.spec.compiled.from_cache else
-            "memory" if set(target._compiled) <= known else "compiled")
+    stages = entry.stages_ms
+    # memory first: a module found in memory keeps the from_cache flag of its first load
+    llvm = ("memory" if set(target._compiled) <= known else
+            "disk" if entry.spec.compiled.from_cache else "compiled")
     return compiled, {"ms": sum(stages.values()), "stages_ms": stages, "llvm": llvm}
 
 

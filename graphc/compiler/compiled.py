@@ -68,6 +68,12 @@ class Entry:
     checked: bool = False
     all_tensors: bool = False  # every argument is a graph input: pass them as they are
 
+    @property
+    def stages_ms(self) -> dict[str, float]:
+        """Milliseconds per compile stage: trace, then the program's (passes ... llvm)."""
+        return {"trace": 1e3 * self.trace_seconds,
+                **{k: 1e3 * v for k, v in self.spec.stage_seconds.items()}}
+
 
 @dataclass
 class _Eager:

@@ -37,6 +37,7 @@ import sys
 import graphc
 import graphc.nn as nn
 from graphc.ir.graph_module import OP_CALLERS as ops, fetch  # noqa: F401 (used by forward)
+from graphc.tensor import tensors_in
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAINING = {training}
@@ -62,24 +63,14 @@ class Repro(nn.Module):
 Repro.forward = forward
 
 
-def outputs(value):
-    if isinstance(value, graphc.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in outputs(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in outputs(v)]
-    return []
-
-
 def main() -> int:
     model = Repro(graphc.load(os.path.join(HERE, "weights.gcz"))).train(TRAINING)
     inputs = graphc.load(os.path.join(HERE, "inputs.gcz"))
     saved = graphc.load(os.path.join(HERE, "expected.gcz"))  # the original code's outputs
     with graphc.no_grad():
-        expected = outputs(model(*inputs))
+        expected = tensors_in(model(*inputs))
         compiled = graphc.compile(model, check=True)
-        got = outputs(compiled(*inputs))
+        got = tensors_in(compiled(*inputs))
     if compare(expected, saved, "the rebuilt graph (eager) vs the original code"):
         return 1
     if compare(got, expected, "compiled vs eager"):

@@ -108,8 +108,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.kernels = kernel_costs(spec)
     e.fallbacks = [dict(node=f.node.name, reason=f.reason, location=f.node.meta.get("location"))
                    for f in spec.program.fallbacks]
-    e.stages_ms = {"trace": 1e3 * entry.trace_seconds,
-                   **{k: 1e3 * v for k, v in spec.stage_seconds.items()}}
+    e.stages_ms = entry.stages_ms
     e.llvm_from_cache = bool(spec.compiled.from_cache)
     return e
 

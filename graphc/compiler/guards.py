@@ -22,11 +22,15 @@ from ..tensor import Tensor
 TENSOR = "tensor"
 
 
+def tensor_key(t: Tensor) -> tuple:
+    st = t._storage
+    return (TENSOR, t._shape, t._stride, st.dtype, st.array is None)
+
+
 def arg_key(value):
     """One argument's part of the signature; raises TypeError when it cannot be guarded."""
     if isinstance(value, Tensor):
-        st = value._storage
-        return (TENSOR, value._shape, value._stride, st.dtype, st.array is None)
+        return tensor_key(value)
     if isinstance(value, np.ndarray):
         raise TypeError("a numpy array; compiled code takes graphc tensors: pass "
                         "graphc.from_numpy(array) (it shares the array's memory)")
@@ -45,15 +49,8 @@ def _is_tensor(key) -> bool:
 
 def signature(args: tuple, training) -> tuple:
     """The key a call is cached under: the training flag (None for functions), then each
-    argument's key (a tensor's is built inline: this runs on every call)."""
-    keys = [training]
-    for a in args:
-        if type(a) is Tensor:
-            st = a._storage
-            keys.append((TENSOR, a._shape, a._stride, st.dtype, st.array is None))
-        else:
-            keys.append(arg_key(a))
-    return tuple(keys)
+    argument's key (this runs on every call: a plain tensor skips arg_key's checks)."""
+    return (training,) + tuple(tensor_key(a) if type(a) is Tensor else arg_key(a) for a in args)
 
 
 @dataclass
