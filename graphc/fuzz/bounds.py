@@ -2,8 +2,8 @@
 ``Bound`` (a float64 centre, an error bound, free zeros), computed next to the
 Interpreter by one rule per op family (the op table's flags choose it).
 
-    bounds = output_bounds(gm, inputs)       # one Bound per output of gm
-    compare(got, ref, bounds[0])             # tolerance.compare: None, or why not
+    outs, bounds = output_bounds(gm, inputs)   # gm's outputs, and one Bound for each
+    compare(got, ref, bounds[0])               # tolerance.compare: None, or why not
 """
 
 from __future__ import annotations
@@ -412,10 +412,7 @@ def reduction_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarray
     kind = REDUCTION_KIND.get(op.name, "sum")
     dim = attrs.get("dim")
     ndim = np.ndim(x.native)
-    if kind == "index" and dim is None:
-        axes = tuple(range(ndim))
-    else:
-        axes = reduce_dims(op.name, dim, ndim) if ndim else ()
+    axes = reduce_dims(op.name, dim, ndim) if ndim else ()
     shape = native.shape
     c = _slices(np.broadcast_to(x.center, np.shape(x.native)), axes)
     e = _slices(np.broadcast_to(x.err(), np.shape(x.native)), axes)
@@ -567,8 +564,9 @@ def movement_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarray)
     return Bound(center, err, (free != 0) & (err == 0) & (center == 0))
 
 
-def output_bounds(gm: GraphModule, inputs: tuple) -> list[Bound]:
-    """The bound of each output of ``gm`` (a graph returning a tuple) on ``inputs``."""
+def output_bounds(gm: GraphModule, inputs: tuple) -> tuple[tuple, list[Bound]]:
+    """``gm``'s outputs on ``inputs`` (as a tuple; the interpreter computes them on the
+    way) and the bound of each."""
     interp = BoundInterpreter(gm)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -580,4 +578,4 @@ def output_bounds(gm: GraphModule, inputs: tuple) -> list[Bound]:
     for n, value in zip(nodes, outs):
         b = interp.bounds.get(n) if isinstance(n, Node) else None
         bounds.append(b if b is not None else exact_bound(value.numpy()))
-    return bounds
+    return outs, bounds

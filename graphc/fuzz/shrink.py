@@ -43,9 +43,7 @@ def score(case: Case) -> tuple:
             fancy += int((~np.isin(v, (0, 1))).sum())
     scalars = sum(1 for s in case.steps for a in s.args
                   if isinstance(a, (int, float)) and not isinstance(a, Ref) and a not in (0, 1))
-    return (len(case.steps), len(case.outputs), len(case.inputs),
-            sum(int(np.prod(i.shape)) for i in case.inputs),
-            sum(len(i.shape) for i in case.inputs), strided, fancy, scalars)
+    return case.size + (sum(len(i.shape) for i in case.inputs), strided, fancy, scalars)
 
 
 def prune(case: Case) -> Case:
@@ -217,7 +215,7 @@ def shrink_case(case: Case, outcome: Outcome, attempts: int = 400,
     """The smallest variant of ``case`` found that fails like ``outcome``, and its outcome."""
     signature = outcome.signature
     best, best_score = prune(case), score(case)
-    if best is not case:
+    if score(best) < best_score:  # pruning removed something: check it still fails
         o = check_case(best)
         if o.failed and o.signature == signature:
             outcome, best_score = o, score(best)

@@ -127,9 +127,8 @@ def bounds(fn, *arrays):
     tensors = tuple(graphc.from_numpy(np.asarray(a)) for a in arrays)
     with np.errstate(all="ignore"), warnings.catch_warnings(), graphc.no_grad():
         warnings.simplefilter("ignore")
-        gm = graphc.trace(fn, *tensors)
-        ref = graphc.ir.Interpreter(gm).run(*tensors)
-        return output_bounds(gm, tensors), ref if isinstance(ref, tuple) else (ref,)
+        outs, b = output_bounds(graphc.trace(fn, *tensors), tensors)
+        return b, outs
 
 
 def t(values, dtype=np.float32):
