@@ -4,7 +4,7 @@
     python -m graphc bench model.py:MLP [--repeat 20] [--warmup 3] [--json [PATH]]
     python -m graphc explain model.py:MLP [--json [PATH]]
     python -m graphc dump model.py:MLP out/
-    python -m graphc fuzz [--count 1000] [--seed 0] [--save DIR]
+    python -m graphc fuzz [--count 1000] [--seed 0] [--save DIR] [--dynamic]
 
 ``FILE:OBJ`` names a Python file and a name in it: a ``graphc.nn.Module`` instance, a
 function, or a zero-argument factory returning a module (a function, or a Module class).
@@ -283,7 +283,8 @@ def dump(args) -> None:
 def fuzz(args) -> int:
     """Random graphs compiled vs the interpreter (graphc/fuzz); 1 if any failed."""
     from .fuzz import fuzz as run_fuzz
-    summary = run_fuzz(args.count, seed=args.seed, save=args.save, shrink=not args.no_shrink)
+    summary = run_fuzz(args.count, seed=args.seed, save=args.save, shrink=not args.no_shrink,
+                       dynamic=args.dynamic)
     print(summary.report())
     return 1 if summary.failures else 0
 
@@ -326,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="which stream of graphs (default 0)")
     p.add_argument("--save", metavar="DIR", help="write each failure, shrunk, into DIR as JSON")
     p.add_argument("--no-shrink", action="store_true", help="report failures as found")
+    p.add_argument("--dynamic", action="store_true", help="also compile each graph with "
+                   "symbolic sizes and run it on the inputs and on resized ones")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import demo

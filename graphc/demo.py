@@ -138,10 +138,15 @@ def demo(out=sys.stdout) -> None:
     with graphc.no_grad():
         diff = (got - y).abs().max().item()
         compiled(graphc.randn(2, seq, d))  # a new batch size: a guard miss, explained
+        x3 = graphc.randn(3, seq, d)  # and another: the batch is a symbol by now
+        diff3 = (compiled(x3) - block(x3)).abs().max().item()
         ms_eager = _median_ms(lambda: block(x), 5)
         ms_compiled = _median_ms(lambda: compiled(x), 20)
     say(f"   differs from eager by {diff:.1e}")
-    say(f"   a call with batch 2: {compiled.compiled.recompiles[-1]}\n")
+    cf = compiled.compiled
+    say(f"   a call with batch 2: {cf.recompiles[-1]}")
+    say(f"   a call with batch 3 ran that program (sizes read per call), {diff3:.1e} from "
+        f"eager: {len(cf.entries)} programs for 3 batch sizes, {len(cf.recompiles)} recompile\n")
     say("   speed, median per call (eager: numpy op by op; compiled: one native call)")
     say(f"     eager    {ms_eager:8.2f} ms")
     ratio = ms_eager / ms_compiled

@@ -10,6 +10,7 @@ import math
 import operator
 
 from .errors import OpIndexError, OpTypeError, ShapeError
+from .symbolic import SymInt
 
 Shape = tuple[int, ...]
 
@@ -81,7 +82,7 @@ def as_shape(op: str, size) -> Shape:
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size,)
     try:
-        shape = tuple(operator.index(s) for s in size)
+        shape = tuple(s if type(s) is SymInt else operator.index(s) for s in size)
     except TypeError:
         raise OpTypeError(op, f"expected a shape of ints, got {size!r}") from None
     return shape
@@ -89,7 +90,7 @@ def as_shape(op: str, size) -> Shape:
 
 def size_args(op: str, size) -> Shape:
     """Factories and view/reshape accept ``f(2, 3)`` and ``f((2, 3))``."""
-    if len(size) == 1 and not isinstance(size[0], int):
+    if len(size) == 1 and not isinstance(size[0], (int, SymInt)):
         size = size[0]
     shape = as_shape(op, size)
     return shape
@@ -153,9 +154,15 @@ def view_strides(old_shape: Shape, old_stride: Shape, new_shape: Shape) -> Shape
     return tuple(new_stride)
 
 
+def same_shape(a, b) -> bool:
+    """``a == b`` for shapes, lengths first: tuples compare items before lengths, and a
+    symbolic size compared with another (``graphc.symbolic``) leaves a guard behind."""
+    return a is not None and b is not None and len(a) == len(b) and tuple(a) == tuple(b)
+
+
 def broadcast_shapes(op: str, *shapes: Shape) -> Shape:
     """NumPy/PyTorch broadcasting of several shapes, with an error naming the clashing dim."""
-    if len(shapes) == 2 and shapes[0] == shapes[1]:
+    if len(shapes) == 2 and same_shape(shapes[0], shapes[1]):
         return tuple(shapes[0])
     ndim = max((len(s) for s in shapes), default=0)
     out = [1] * ndim

@@ -17,10 +17,10 @@ from . import emitters
 from .blas import find as find_blas
 from .cache import cache_dir, stats as cache_stats
 from .program import PARALLEL_THRESHOLD, thread_count
-from .runtime import CompiledGraph, Specialization, compile_graph
+from .runtime import CompiledGraph, Specialization, Unsized, compile_graph
 from .target import host_description
 
 emitters.install()
 
-__all__ = ["CompiledGraph", "Specialization", "compile_graph", "cache_dir", "cache_stats",
+__all__ = ["CompiledGraph", "Specialization", "Unsized", "compile_graph", "cache_dir", "cache_stats",
            "find_blas", "host_description", "thread_count", "PARALLEL_THRESHOLD"]

@@ -36,6 +36,7 @@ from .emitters import EMITTERS, F32, F64, I1, I8, I32, I64, Scalar, convert, llt
 from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, Const, Gemm, Kernel, Load,
                         Loop, Reduce, Store, Unravel, Var)
 from ..ops.registry import OpDef
+from ..symbolic import SymInt
 from .target import PREFIX
 
 I8P = I8.as_pointer()
@@ -57,11 +58,66 @@ def dtype_of(ty: ir.Type) -> dt.dtype:
     return _DTYPE_OF[ty]
 
 
-def c64(v: int) -> ir.Constant:
+def c64(v) -> ir.Value:
+    """An i64: a constant, or for a symbolic size its value computed from the size slots
+    (see ``Sizes``) by the function being emitted."""
+    if type(v) is SymInt:
+        v = v.simplified()
+        if type(v) is SymInt:
+            return _sizes[-1].value(v)
+    if isinstance(v, ir.Value):  # an extent computed at run time (see FunctionEmitter.reduce)
+        return v
     return ir.Constant(I64, int(v))
 
 
-def constant(value, d: dt.dtype) -> ir.Constant:
+class Sizes:
+    """The symbolic sizes of one LLVM function: each symbol is read once from its slot of
+    the pointer table (which holds the integer itself, not an address), and each
+    polynomial of them is computed once, in the entry block, so it dominates every use."""
+
+    def __init__(self, builder: ir.IRBuilder, ptrs, slots: dict[str, int]):
+        self.b, self.ptrs, self.slots = builder, ptrs, slots
+        self.values: dict[str, ir.Value] = {}
+
+    def symbol(self, name: str) -> ir.Value:
+        if name not in self.values:
+            b = self.b
+            raw = b.load(b.gep(self.ptrs, [ir.Constant(I64, self.slots[name])], inbounds=True))
+            self.values[name] = b.ptrtoint(raw, I64, name=name)
+        return self.values[name]
+
+    def value(self, v: SymInt) -> ir.Value:
+        key = str(v)
+        if key not in self.values:
+            b, total = self.b, None
+            for monomial, coef in v.terms.items():
+                term = None
+                for name in monomial:
+                    s = self.symbol(name)
+                    term = s if term is None else b.mul(term, s, flags=["nsw"])
+                if term is None:
+                    term = ir.Constant(I64, coef)
+                elif coef != 1:
+                    term = b.mul(term, ir.Constant(I64, coef), flags=["nsw"])
+                total = term if total is None else b.add(total, term, flags=["nsw"])
+            self.values[key] = total
+        return self.values[key]
+
+
+_sizes: list[Sizes] = []  # the function being emitted (c64 reads its sizes)
+
+
+def constant(value, d: dt.dtype) -> ir.Value:
+    if type(value) is SymInt:  # a size used as a number (x / x.shape[0]): read per call
+        v, b = c64(value), _sizes[-1].b
+        if isinstance(v, ir.Constant):
+            value = v.constant
+        elif d is dt.bool_:
+            return b.icmp_signed("!=", v, c64(0))
+        elif d.is_floating_point:
+            return b.sitofp(v, lltype(d))
+        else:
+            return b.trunc(v, lltype(d)) if lltype(d).width < 64 else v
     if d is dt.bool_:
         return ir.Constant(I1, int(bool(value)))
     if d.is_floating_point:
@@ -148,7 +204,8 @@ def _work(stmt) -> int:
 class FunctionEmitter:
     """Emits one stage: loops, index arithmetic, expressions, stores."""
 
-    def __init__(self, module: ir.Module, stage: Stage, blas, sites: dict):
+    def __init__(self, module: ir.Module, stage: Stage, blas, sites: dict,
+                 size_slots: dict | None = None):
         self.module = module
         self.fn = ir.Function(module, STAGE_TYPE, stage.symbol)
         self.fn.linkage = "internal"
@@ -164,6 +221,7 @@ class FunctionEmitter:
         self.err = self.alloca(I32, "err")
         self.b.store(ir.Constant(I32, 0), self.err)
         self.stage = stage
+        self.sizes = Sizes(self.entry, self.ptrs, size_slots or {})
 
     # ---- plumbing ---------------------------------------------------------------------
     def alloca(self, ty, name: str):
@@ -344,12 +402,18 @@ class FunctionEmitter:
         # float32 sums in blocks: 8-lane float32 partial sums over SUM_BLOCK elements (the
         # loop vectorizes at full width), each block's total added in float64
         inner = loops[-1]
-        blocks = Var(f"{inner.name}.block", -(-inner.extent // SUM_BLOCK))
+        sized = type(inner.extent) is SymInt
+        if sized:  # the number of blocks, computed per call
+            e = self.entry
+            count = e.udiv(e.add(c64(inner.extent), c64(SUM_BLOCK - 1)), c64(SUM_BLOCK))
+        else:
+            count = -(-inner.extent // SUM_BLOCK)
+        blocks = Var(f"{inner.name}.block", count)
 
         def block_body():
             lo = b.mul(self.vars[blocks], c64(SUM_BLOCK))
             hi = b.add(lo, c64(SUM_BLOCK))
-            if inner.extent % SUM_BLOCK:  # a shorter last block
+            if sized or inner.extent % SUM_BLOCK:  # a shorter last block
                 hi = b.select(b.icmp_signed("<", hi, c64(inner.extent)), hi, c64(inner.extent))
             for a in blocked:
                 b.store(ir.Constant(F32, 0.0), partial[a])
@@ -469,15 +533,26 @@ class FunctionEmitter:
         args = [ir.Constant(I32, row_major),
                 ir.Constant(I32, trans if g.trans_a else no_trans),
                 ir.Constant(I32, trans if g.trans_b else no_trans),
-                ir.Constant(n, g.m), ir.Constant(n, g.n), ir.Constant(n, g.k),
-                ir.Constant(fty, 1.0), self.address(g.a, g.a_index), ir.Constant(n, g.lda),
-                self.address(g.b, g.b_index), ir.Constant(n, g.ldb), ir.Constant(fty, 0.0),
-                self.address(g.c, g.c_index), ir.Constant(n, g.ldc)]
+                self.blas_int(n, g.m), self.blas_int(n, g.n), self.blas_int(n, g.k),
+                ir.Constant(fty, 1.0), self.address(g.a, g.a_index), self.blas_int(n, g.lda),
+                self.address(g.b, g.b_index), self.blas_int(n, g.ldb), ir.Constant(fty, 0.0),
+                self.address(g.c, g.c_index), self.blas_int(n, g.ldc)]
         b.call(fn, args)
+
+    def blas_int(self, ty: ir.IntType, v) -> ir.Value:
+        """A BLAS size argument (32- or 64-bit ints, as the library was built)."""
+        if type(v) is not SymInt:
+            return ir.Constant(ty, v)
+        v = c64(v)
+        return v if ty.width == 64 else self.entry.trunc(v, ty)
 
     # ---- the function -------------------------------------------------------------------
     def emit(self) -> ir.Function:
-        self.emit_body(list(self.stage.stmts))
+        _sizes.append(self.sizes)
+        try:
+            self.emit_body(list(self.stage.stmts))
+        finally:
+            _sizes.pop()
         self.b.store(self.b.load(self.err), self.err_out)
         self.b.ret_void()
         self.entry.branch(self.fn.blocks[1])
@@ -500,6 +575,9 @@ def fingerprint(kernel: Kernel, sites: dict) -> str:
         t = type(x)
         if t in _ATOMS:
             out.append(f"{t.__name__}:{x!r}")
+        elif t is SymInt:  # as emitted: symbols a guard pinned are their values
+            v = x.simplified()
+            out.append(f"sym:{v}" if type(v) is SymInt else f"int:{v!r}")
         elif t is tuple or t is list:
             out.append("[" if t is list else "(")
             for v in x:
@@ -568,8 +646,9 @@ class ProgramEmitter:
     """The module of one compiled graph: every stage, ``parallel_for`` and ``main``."""
 
     def __init__(self, name: str, triple: str, data_layout: str, threads: int,
-                 parallel_threshold: int, blas):
+                 parallel_threshold: int, blas, size_slots: dict | None = None):
         self.module = ir.Module(name)
+        self.size_slots = dict(size_slots or {})  # symbol -> the table slot holding its value
         self.module.triple = triple
         self.module.data_layout = data_layout
         self.threads = max(1, min(threads, MAX_THREADS))
@@ -580,7 +659,7 @@ class ProgramEmitter:
         # what the text depends on besides this package's code (see finish)
         self._fingerprint: list | None = [repr((
             name, triple, data_layout, self.threads, parallel_threshold,
-            blas and (blas.sgemm, blas.dgemm, blas.int_bits)))]
+            blas and (blas.sgemm, blas.dgemm, blas.int_bits), sorted(self.size_slots.items())))]
 
     def add_kernel(self, kernel: Kernel, sites: dict) -> list[Stage]:
         """Stages for ``kernel`` (emitted by ``finish``); ``sites`` numbers the Applies
@@ -609,13 +688,21 @@ class ProgramEmitter:
         if self._fingerprint is not None:
             self._fingerprint.append(f"callback {number} {slot}")
 
-    def runs_parallel(self, st: Stage) -> bool:
+    def runs_parallel(self, st: Stage):
+        """Whether a stage runs on threads: True, False, or for a stage whose size is
+        symbolic the condition as an LLVM value (decided per call, not guarded)."""
         threshold = self.threshold
         if _has_gemm(st.kernel.body):
             # a matmul's epilogue: OpenBLAS's threads are still spinning after the gemm,
             # so threads of ours only contend with them unless the epilogue is large
             threshold *= EPILOGUE_THRESHOLD_FACTOR
-        return st.parallel and self.threads > 1 and st.extent > 1 and st.work >= threshold
+        if not (st.parallel and self.threads > 1):
+            return False
+        if type(st.extent) is SymInt or type(st.work) is SymInt:
+            b = _sizes[-1].b
+            return b.and_(b.icmp_signed(">", c64(st.extent), c64(1)),
+                          b.icmp_signed(">=", c64(st.work), c64(threshold)))
+        return st.extent > 1 and st.work >= threshold
 
     def finish(self) -> str:
         """The module's text. Building it with llvmlite is most of a cached compile's
@@ -639,35 +726,59 @@ class ProgramEmitter:
         for kind, what in self.steps:
             if kind == "stage":
                 stage, sites = what
-                FunctionEmitter(self.module, stage, self.blas, sites).emit()
+                FunctionEmitter(self.module, stage, self.blas, sites, self.size_slots).emit()
         main = ir.Function(self.module, ir.FunctionType(I32, [I8PP]), PREFIX + "main")
         ptrs = main.args[0]
-        b = ir.IRBuilder(main.append_basic_block("entry"))
-        err = b.alloca(I32, name="err")
-        fail = main.append_basic_block("fail")
-        for kind, what in self.steps:
-            if kind == "stage":
-                stage = what[0]
-                fn = self.module.globals[stage.symbol]
-                if self.runs_parallel(stage):
-                    code = b.call(self.parallel_for(), [fn, ptrs, c64(stage.extent),
-                                                        c64(self.threads), c64(_granule(stage))])
+        entry = main.append_basic_block("entry")
+        b = ir.IRBuilder(main.append_basic_block("start"))
+        _sizes.append(Sizes(ir.IRBuilder(entry), ptrs, self.size_slots))
+        try:
+            err = _sizes[-1].b.alloca(I32, name="err")
+            fail = main.append_basic_block("fail")
+            for kind, what in self.steps:
+                if kind == "stage":
+                    code = self._call_stage(main, b, what[0], ptrs, err)
                 else:
-                    b.store(ir.Constant(I32, 0), err)
-                    b.call(fn, [ptrs, c64(0), c64(stage.extent), err, c64(0)])
-                    code = b.load(err)
-            else:
-                number, slot = what
-                raw = b.load(b.gep(ptrs, [c64(slot)], inbounds=True))
-                code = b.call(b.bitcast(raw, CALLBACK_TYPE.as_pointer()), [c64(number)])
-            ok = main.append_basic_block("ok")
-            b.store(code, err)
-            b.cbranch(b.icmp_signed("!=", code, ir.Constant(I32, 0)), fail, ok)
-            b.position_at_end(ok)
-        b.ret(ir.Constant(I32, 0))
-        b.position_at_end(fail)
-        b.ret(b.load(err))
+                    number, slot = what
+                    raw = b.load(b.gep(ptrs, [c64(slot)], inbounds=True))
+                    code = b.call(b.bitcast(raw, CALLBACK_TYPE.as_pointer()), [c64(number)])
+                ok = main.append_basic_block("ok")
+                b.store(code, err)
+                b.cbranch(b.icmp_signed("!=", code, ir.Constant(I32, 0)), fail, ok)
+                b.position_at_end(ok)
+            b.ret(ir.Constant(I32, 0))
+            b.position_at_end(fail)
+            b.ret(b.load(err))
+            _sizes[-1].b.branch(main.blocks[1])
+        finally:
+            _sizes.pop()
         return _loop_metadata(str(self.module))
+
+    def _call_stage(self, main, b, stage: Stage, ptrs, err) -> ir.Value:
+        """Call one stage, on threads or not (decided here, or per call for symbolic sizes);
+        returns its error code."""
+        fn = self.module.globals[stage.symbol]
+
+        def threaded():
+            return b.call(self.parallel_for(), [fn, ptrs, c64(stage.extent),
+                                                c64(self.threads), c64(_granule(stage))])
+
+        def serial():
+            b.store(ir.Constant(I32, 0), err)
+            b.call(fn, [ptrs, c64(0), c64(stage.extent), err, c64(0)])
+            return b.load(err)
+        parallel = self.runs_parallel(stage)
+        if parallel is True or parallel is False:
+            return threaded() if parallel else serial()
+        with b.if_else(parallel) as (then, otherwise):
+            with then:
+                on_threads, then_block = threaded(), b.block
+            with otherwise:
+                alone, else_block = serial(), b.block
+        code = b.phi(I32)
+        code.add_incoming(on_threads, then_block)
+        code.add_incoming(alone, else_block)
+        return code
 
     def parallel_for(self) -> ir.Function:
         """``i32 parallel_for(stage, ptrs, extent, threads, granule)``: split [0, extent)

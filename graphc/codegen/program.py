@@ -9,6 +9,11 @@ layout is a constant in the generated code. Slots of the pointer table:
     buffer      an intermediate (the memory plan's buffers, allocated once)
     scratch     per-kernel scratch (per-thread rows, accumulators)
     callback    the fallback dispatcher: ``i32 callback(i64 step)``
+    size        a symbolic size's value for this call (an integer, not an address)
+
+With symbolic sizes (``env``, see ``graphc.symbolic``) shapes, strides, extents and
+buffer sizes are polynomials of the size symbols; the code reads the symbols' values
+from their ``size`` slots, and the runtime sizes the buffers per call.
 
 A fused kernel that cannot be scheduled, and every node that is not a fused kernel or a
 view, runs through eager graphc (its numpy kernel) from inside ``main``; each such
@@ -50,8 +55,8 @@ def thread_count() -> int:
 
 @dataclass
 class Slot:
-    kind: str           # input, param, output, buffer, scratch, callback
-    nbytes: int = 0
+    kind: str           # input, param, output, buffer, scratch, callback, size
+    nbytes: object = 0  # an int, or a SymInt
     index: int = 0      # input number / output number
     target: str = ""    # a param's attribute path
     per_thread: bool = False
@@ -86,6 +91,7 @@ class Program:
     outputs: object      # the graph's output structure (Nodes inside)
     env_nodes: set = field(default_factory=set)  # values that live in Python (not tensors)
     threads: int = 1
+    shape_env: object = None  # the ShapeEnv of a program with symbolic sizes
 
     def explain(self) -> str:
         lines = [f"program {self.name}: {len(self.kernels)} native kernels, "
@@ -106,8 +112,9 @@ def _is_tensor_node(n: Node) -> bool:
     return "shape" in n.meta and "dtype" in n.meta
 
 
-def lower(gm: GraphModule, inputs: tuple, name: str = "graph") -> Program:
-    """The program for ``gm`` (already fused) on inputs with these layouts."""
+def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -> Program:
+    """The program for ``gm`` (already fused) on inputs with these layouts (shapes may be
+    symbolic: then ``shape_env`` holds their symbols)."""
     from .blas import find as find_blas
 
     graph = gm.graph
@@ -121,6 +128,9 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph") -> Program:
     def tensor_ref(slot: int, t: Tensor) -> Ref:
         return Ref(slot, 0, t._shape, t._stride, t.dtype)
 
+    size_slots = {}
+    for k, symbol in enumerate(shape_env.hints if shape_env is not None else ()):
+        size_slots[symbol] = new_slot(Slot("size", index=k))
     for k, (p, t) in enumerate(zip(graph.placeholders, inputs)):
         refs[p] = tensor_ref(new_slot(Slot("input", index=k)), t)
     for n in graph.nodes:
@@ -158,7 +168,7 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph") -> Program:
     triple, layout = module_target()
     threads = thread_count()
     blas = find_blas()
-    emitter = ProgramEmitter(name, triple, layout, threads, PARALLEL_THRESHOLD, blas)
+    emitter = ProgramEmitter(name, triple, layout, threads, PARALLEL_THRESHOLD, blas, size_slots)
     callback_slot = None
     steps, kernels, fallbacks, sites = [], [], [], []
     env_nodes: set[Node] = set()
@@ -236,7 +246,7 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph") -> Program:
         fallback(n, _reason(n, module))
     text = emitter.finish()
     return Program(name, text, slots, refs, kernels, steps, fallbacks, sites,
-                   graph.output_node.args[0], env_nodes, threads)
+                   graph.output_node.args[0], env_nodes, threads, shape_env)
 
 
 def _reason(n: Node, module) -> str:

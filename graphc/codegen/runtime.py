@@ -37,6 +37,7 @@ from ..passes.memory import view_root
 from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
 from .program import Program, lower
+from .sizes import SizeBinding
 from .target import PREFIX, compile_ir
 
 MAIN_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
@@ -160,10 +161,15 @@ class Specialization:
         self.params: list[_Param] = []
         self.arrays: dict[int, np.ndarray] = {}  # slot -> flat bytes (buffers, scratch)
         slot_dtype = {ref.slot: ref.dtype for ref in program.refs.values()}
+        # a program with symbolic sizes learns them per call (see sizes.py)
+        self.sizes = SizeBinding(program, gm.graph.placeholders) \
+            if program.shape_env is not None else None
         self.output_slots = [  # (slot, dtype, elements, buffer type for small ones)
             (k, slot_dtype[k], s.nbytes // slot_dtype[k].itemsize,
              ctypes.c_byte * s.nbytes if s.nbytes <= SMALL_OUTPUT else None)
-            for k, s in enumerate(slots) if s.kind == "output"]
+            for k, s in enumerate(slots) if s.kind == "output" and self.sizes is None]
+        self._dynamic_outputs = [(k, slot_dtype[k]) for k, s in enumerate(slots)
+                                 if s.kind == "output" and self.sizes is not None]
         out = program.outputs  # one output that is a fresh buffer: no structure to rebuild
         ref = program.refs.get(out) if isinstance(out, Node) else None
         self._direct = ref if ref is not None and slots[ref.slot].kind == "output" else None
@@ -175,7 +181,7 @@ class Specialization:
                     owner, attr = _owner(gm, s.target)  # made by a pass (a folded constant)
                 self.params.append(_Param(k, s.target, owner, attr, tensor))
                 self.table[k] = _address(tensor)
-            elif s.kind in ("buffer", "scratch"):
+            elif s.kind in ("buffer", "scratch") and self.sizes is None:
                 self.arrays[k] = _aligned_empty(s.nbytes)
                 self.table[k] = self.arrays[k].__array_interface__["data"][0]
             elif s.kind == "callback":
@@ -183,7 +189,7 @@ class Specialization:
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
         self._swaps = self._changes = -1  # the first call runs the full check
-        self._pools = {slot: [] for slot, *_ in self.output_slots}  # outputs' memory, reused
+        self._pools = {slot: [] for slot, *_ in self.output_slots + self._dynamic_outputs}
         self._fallbacks = bool(program.fallbacks)
         self._copied = _aliased_by_passes(source.graph, gm.graph)
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
@@ -210,6 +216,8 @@ class Specialization:
 
     # ---- one call ------------------------------------------------------------------------
     def run(self, inputs: tuple):
+        if self.sizes is not None:
+            return self._run_sized(inputs)
         with self.lock:
             table = self.table
             for slot, k, itemsize in self.inputs:
@@ -235,13 +243,64 @@ class Specialization:
                 return Tensor._make(outputs[ref.slot], ref.shape, ref.strides, ref.offset)
             return self._outputs(inputs, outputs)
 
+    def _run_sized(self, inputs: tuple):
+        """``run`` for a program with symbolic sizes: bind them to this call's inputs, then
+        size the buffers, fill the size slots and lay out the outputs."""
+        with self.lock:
+            layout = self.sizes.bind(inputs)
+            if layout.prepared is None:
+                layout.prepared = self._prepare(layout)
+            outs, buffers, direct = layout.prepared
+            table = self.table
+            for slot, k in self.sizes.size_slots:
+                table[slot] = layout.values[k]
+            for slot, k, itemsize in self.inputs:
+                t = inputs[k]
+                st = t._storage
+                table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
+            if self.params and not self._params_current():
+                for p in self.params:
+                    if not p.current():
+                        p.refresh(table)
+            arrays = self.arrays
+            for slot, nbytes in buffers:
+                if slot not in arrays or len(arrays[slot]) < nbytes:
+                    arrays[slot] = _aligned_empty(nbytes)  # grows, never shrinks
+                    table[slot] = arrays[slot].__array_interface__["data"][0]
+            outputs = {}
+            for slot, d, count, small in outs:
+                st = outputs[slot] = self._output_storage(slot, d, count, small)
+                table[slot] = st._address
+            code = self.main(self.table_address)
+            if code:
+                self._raise(code)
+            if direct is not None:
+                return Tensor._make(outputs[direct.slot], direct.shape, direct.strides,
+                                    direct.offset)
+            return self._outputs(inputs, outputs, layout.refs)
+
+    def _prepare(self, layout) -> tuple:
+        """What a call with ``layout``'s sizes needs, derived once per distinct sizes: the
+        outputs (slot, dtype, elements, small buffer type), the buffers' bytes, and the
+        output's Ref when it is one fresh buffer."""
+        outs = [(slot, d, layout.nbytes[slot] // d.itemsize, ctypes.c_byte * layout.nbytes[slot]
+                 if layout.nbytes[slot] <= SMALL_OUTPUT else None)
+                for slot, d in self._dynamic_outputs]
+        buffers = [(slot, max(n, 1)) for slot, n in layout.nbytes.items()
+                   if self.program.slots[slot].kind != "output"]
+        direct = None
+        if self._direct is not None:
+            direct = layout.refs[self.program.outputs]
+        return outs, buffers, direct
+
     def _output_storage(self, slot: int, d, count: int, small) -> Storage:
         """Memory for an output: an earlier call's that nothing refers to any more (no
         tensor, no numpy view), else new. Reuse saves the allocation, and for large
         outputs the page faults: fresh memory costs one per 4 KiB when first touched."""
         pool = self._pools[slot]
         for st in pool:  # refcounts: the pool, this loop, the argument (and st.array)
-            if sys.getrefcount(st) == 3 and sys.getrefcount(st.array) == 2:
+            if sys.getrefcount(st) == 3 and sys.getrefcount(st.array) == 2 and \
+                    st.array.shape[0] == count:
                 st.version = 0
                 return st
         if small is not None:  # a ctypes buffer: its address costs less to find
@@ -292,16 +351,19 @@ class Specialization:
         storage = Storage(flat, ref.dtype, flat.shape[0])
         return Tensor._make(storage, ref.shape, ref.strides, base + ref.offset)
 
-    def _value(self, n: Node, inputs, outputs):
+    def _value(self, n: Node, inputs, outputs, refs=None):
+        refs = refs if refs is not None else self.program.refs
         if n in self._env:
             return self._env[n]
-        if n.op == "placeholder" and n not in self.program.refs:
+        if n.op == "placeholder" and n not in refs:
             return inputs[self.gm.graph.placeholders.index(n)]
-        if n.op == "get_attr" and n not in self.program.refs:
+        if n.op == "get_attr" and n not in refs:
             return fetch(self.gm, n.target)
-        return self.tensor(self.program.refs[n], inputs, outputs)
+        return self.tensor(refs[n], inputs, outputs)
 
-    def _outputs(self, inputs, outputs):
+    def _outputs(self, inputs, outputs, refs=None):
+        """The graph's outputs as tensors (``refs``: this call's layout of a program with
+        symbolic sizes)."""
         position = iter(range(1 << 62))
 
         def value(n: Node):
@@ -310,7 +372,7 @@ class Specialization:
             elif n.op == "get_attr":
                 t = fetch(self.gm, n.target)
             else:
-                t = self._value(n, inputs, outputs)
+                t = self._value(n, inputs, outputs, refs)
             copy = next(position) in self._copied and isinstance(t, Tensor)
             return t.detach().clone() if copy else t
         return map_arg(self.program.outputs, value)
@@ -361,6 +423,10 @@ class Specialization:
         np.copyto(dst.numpy(), result.numpy(), casting="unsafe")
 
 
+class Unsized(Exception):
+    """A graph cannot be compiled with symbolic sizes; the message says why."""
+
+
 class CompiledGraph:
     """A graph compiled to native code; call it like the graph."""
 
@@ -407,6 +473,29 @@ class CompiledGraph:
         spec = Specialization(gm, self.source, program, compiled, stages, history, plan,
                               self.watch)
         self.specializations[sig] = spec
+        self._last = spec
+        return spec
+
+    def specialize_sized(self, layouts: tuple, shape_env) -> Specialization:
+        """Compile one program for inputs laid out as ``layouts`` (tensors, or meta tensors
+        whose shapes hold the SymInts of ``shape_env``): it serves every size where the
+        guards recorded while compiling hold. Raises ``Unsized`` where a symbolic program
+        cannot be made (its symbols were all fixed, or a step runs in Python)."""
+        stages = {}
+        gm, history, plan = prepare(self.source, layouts, self.passes, stages)
+        t0 = time.perf_counter()
+        program = lower(gm, layouts, name="graph", shape_env=shape_env)
+        t1 = time.perf_counter()
+        if program.fallbacks:
+            raise Unsized(f"{len(program.fallbacks)} steps run in numpy ("
+                          f"{program.fallbacks[0].reason}), which takes fixed sizes")
+        if not shape_env.free():
+            raise Unsized("every dynamic size was fixed while compiling: "
+                          + "; ".join(shape_env.specialized[:3]))
+        compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)
+        stages.update(lower=t1 - t0, llvm=time.perf_counter() - t1)
+        spec = Specialization(gm, self.source, program, compiled, stages, history, plan,
+                              self.watch)
         self._last = spec
         return spec
 

@@ -22,6 +22,8 @@ import math
 
 from ..ir.fused import FusedKernel
 from ..ir.node import Node
+from ..layout import same_shape
+from ..symbolic import is_symbolic
 from ..ops.registry import Flag
 from ..tensor import Storage, Tensor
 from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, Const, Gemm, Kernel, Load,
@@ -201,7 +203,7 @@ def _elementwise(bld: _Builder, name: str, domain: tuple, overrides: dict | None
     def load(ref: Ref, use_shape: tuple):
         ld = Load(ref, None)
         strides = ref.broadcast(use_shape)
-        if use_shape == domain:
+        if same_shape(use_shape, domain):
             space.index(ld, "index", ref.offset, strides)
         else:
             space.unravel_index(ld, "index", use_shape, strides, ref.offset)
@@ -228,7 +230,7 @@ def _elementwise(bld: _Builder, name: str, domain: tuple, overrides: dict | None
     for out in bld.outputs:
         ref = bld.out_refs[out]
         st = Store(ref, None, expr(out, bld.shape(out)))
-        if bld.shape(out) == domain:
+        if same_shape(bld.shape(out), domain):
             space.index(st, "index", ref.offset, ref.broadcast(domain))
         else:
             space.unravel_index(st, "index", bld.shape(out), ref.strides, ref.offset)
@@ -263,7 +265,8 @@ def _tile_transposed(space: Space, vars_: list[Var]) -> list[Var]:
     if len(vars_) < 2:
         return vars_
     a, b = vars_[-2], vars_[-1]
-    if a.extent % TILE or b.extent % TILE or a.extent * b.extent < 4 * TILE * TILE:
+    if is_symbolic((a.extent, b.extent)) or a.extent % TILE or b.extent % TILE or \
+            a.extent * b.extent < 4 * TILE * TILE:
         return vars_
     maps = [dict(_affine_of(getattr(h, attr)).terms) for h, attr, _ in space.pending]
     walks_b = any(m.get(b) == 1 for m in maps)
@@ -330,7 +333,7 @@ def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
             raise Unsupported("argmax over several dims")
 
     def row_level(n) -> bool:
-        return isinstance(n, Node) and bld.shape(n) == domain and n not in bld.refs
+        return isinstance(n, Node) and same_shape(bld.shape(n), domain) and n not in bld.refs
 
     # the level of each reduction: 1 + the deepest reduction it depends on
     level: dict[Node, int] = {}
@@ -449,7 +452,8 @@ def schedule_rows(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
     scalar_stores, row_stores = [], []
     for out in bld.outputs:
         ref = bld.out_refs[out]
-        if bld.shape(out) in (keep, drop) and bld.shape(out) != domain:
+        if (same_shape(bld.shape(out), keep) or same_shape(bld.shape(out), drop)) and \
+                not same_shape(bld.shape(out), domain):
             st = Store(ref, None, expr(out, 0))
             index_of(st, ref, bld.shape(out))
             scalar_stores.append(st)
@@ -512,7 +516,7 @@ def schedule_accumulate(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
     fill_body = _nest(fill_space.finalize("f"), [fill], parallel=False)
 
     # phase 2: accumulate, in memory order
-    pre = [n for n in bld.members if n is not r and bld.shape(n) == domain]
+    pre = [n for n in bld.members if n is not r and same_shape(bld.shape(n), domain)]
     pre_set = set(pre)
     sub = _Builder(fk, in_refs, [])
     sub.outputs = []
@@ -542,7 +546,7 @@ def schedule_accumulate(fk: FusedKernel, in_refs, out_refs, scratch) -> Kernel:
     space.index(accum, "index", 0, _aligned(acc_ref.strides, kept_shape, domain, reduced))
     side = []  # outputs computed before the reduction are stored in the same loop
     for out in bld.outputs:
-        if out in pre_set and bld.shape(out) == domain:
+        if out in pre_set and same_shape(bld.shape(out), domain):
             ref = bld.out_refs[out]
             st = Store(ref, None, expr(out))
             space.index(st, "index", ref.offset, ref.broadcast(domain))
@@ -634,7 +638,7 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
             if numel(ref.shape) == numel(c_shape) and ref.dtype is mm.meta["dtype"]:
                 c_ref = contiguous(ref.slot, c_shape, ref.dtype, ref.offset)
                 break
-    elif tuple(bld.out_refs[mm].shape) == out_shape:
+    elif same_shape(bld.out_refs[mm].shape, out_shape):
         c_ref = contiguous(bld.out_refs[mm].slot, c_shape, mm.meta["dtype"], bld.out_refs[mm].offset)
     if c_ref is None:
         slot = scratch.alloc(numel(c_shape) * mm.meta["dtype"].itemsize, per_thread=False)
@@ -644,7 +648,8 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
     la, lb = _blas_layout(a_ref, m, k), _blas_layout(b_ref, k, n)
     body: list
     if use_blas and a_ref.dtype in (dt.float32, dt.float64) and la is not None and lb is not None \
-            and m * n * k >= BLAS_MIN_WORK:
+            and (is_symbolic(m * n * k) or m * n * k >= BLAS_MIN_WORK):  # a size known
+        # only at run time may be large: BLAS, rather than a guard splitting the sizes
         def batch_strides(ref: Ref) -> list[int]:
             return list(Ref(ref.slot, ref.offset, ref.shape[:-2], ref.strides[:-2],
                             ref.dtype).broadcast(batch)) if batch else [0]
@@ -685,7 +690,7 @@ def schedule_matmul(fk: FusedKernel, in_refs, out_refs, scratch, use_blas: bool 
     if epilogue or any(o is not mm or not in_place for o in bld.outputs):
         load = overrides[mm]
         stores, space, _ = _elementwise(bld, fk.name, out_shape, overrides={mm: load})
-        if out_shape == c_shape:
+        if same_shape(out_shape, c_shape):
             space.index(load, "index", 0, list(c_ref.strides))
         else:
             space.unravel_index(load, "index", c_shape, c_ref.strides, 0)

@@ -54,6 +54,21 @@ def check_entry(entry, inputs: list) -> None:
                 f"graphc.dump(...) writes a repro", "", "", "", [])
 
 
+def check_sized(entry, inputs: list, expected) -> None:
+    """Check a program with symbolic sizes: its kernels take their sizes at run time, so
+    they are checked together, the program's outputs against eager ``expected``."""
+    with no_grad():
+        got = entry.spec.run(inputs)
+    for i, (a, b) in enumerate(zip(tensors_in(got), tensors_in(expected))):
+        bad = _mismatch(a, b)
+        if bad:
+            kernels = [name for name, _ in entry.spec.program.kernels]
+            raise CheckError(
+                f"check: output {i} of the compiled program (symbolic sizes "
+                f"{dict(entry.spec.sizes.env.hints)}, kernels {', '.join(kernels)}) differs "
+                f"from eager: {bad}; graphc.dump(...) writes a repro", "", "", "", [])
+
+
 class _KernelChecker(Interpreter):
     def call_module(self, node: Node, args, kwargs):
         module = fetch(self.module, node.target)

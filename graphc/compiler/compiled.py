@@ -11,12 +11,18 @@ Where capture fails (control flow on tensor values, unsupported Python) the call
 eagerly and the reason is recorded with the user's line; ``fullgraph=True`` raises
 instead. Calls that autograd must record (grad mode on and an input or weight requiring
 grad) run eagerly: compiled graphs compute forward values only.
+
+Dynamic sizes (``dynamic=True``, or by default once a dim has been seen with two sizes):
+the marked dims are traced as symbols (``graphc.symbolic``) and one program, whose
+kernels read those sizes per call, serves every call that fits its pattern (the
+signature without those sizes) and its guards; a call that fits no program compiles one.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 import time
 import warnings
 import weakref
@@ -27,7 +33,8 @@ from ..errors import OpError, WeightChanged, user_location, user_location_in, us
 from ..nn.module import Module
 from ..debug import debug_level, show
 from ..tensor import Tensor
-from ..trace import TraceError, trace
+from ..codegen.sizes import SizeMismatch
+from ..trace import TensorSpec, TraceError, trace
 from . import guards as G
 
 MODES = ("static", "eager")
@@ -67,6 +74,7 @@ class Entry:
     example: tuple = ()     # the compiling call's arguments, tensors as weak references
     checked: bool = False
     all_tensors: bool = False  # every argument is a graph input: pass them as they are
+    pattern: tuple | None = None  # with symbolic sizes: the signatures it may serve
 
     @property
     def stages_ms(self) -> dict[str, float]:
@@ -91,16 +99,21 @@ class CompiledFunction:
                  cache_limit: int = CACHE_LIMIT, leaf_modules=(), passes=None):
         if mode not in MODES:
             raise ValueError(f"graphc.compile: mode must be 'static' or 'eager', got {mode!r}")
-        if dynamic:
-            raise NotImplementedError(
-                "graphc.compile: dynamic=True is not supported yet: kernels are specialised to "
-                "sizes, so each new size compiles once and is cached (up to cache_limit); use "
-                "dynamic=None")
+        if dynamic not in (None, True, False):
+            raise ValueError(f"graphc.compile: dynamic must be True, False or None, got "
+                             f"{dynamic!r}")
         if not isinstance(cache_limit, int) or cache_limit < 1:
             raise ValueError(f"graphc.compile: cache_limit must be a positive int, got "
                              f"{cache_limit!r}")
         self.fn, self.module, self.mode = fn, module, mode
         self.fullgraph, self.check, self.cache_limit = fullgraph, check, cache_limit
+        self.dynamic = dynamic
+        self.dynamic_dims: dict[str, set] = {}  # argument -> dims compiled with symbolic sizes
+        self.static_reasons: list[EagerRun] = []  # why a dynamic compile stayed static
+        self._sized: dict[tuple, list] = {}  # pattern -> entries with symbolic sizes
+        self._served: dict[tuple, Entry] = {}  # signatures a sized entry has served
+        self._size_miss = None  # this call fitted a sized entry's pattern but not its guards
+        self._unsized: set[tuple] = set()  # patterns that compile with fixed sizes only
         self.leaf_modules, self.passes = tuple(leaf_modules), passes
         target = module.forward if module is not None else fn
         self.params = _parameters(target)
@@ -128,10 +141,12 @@ class CompiledFunction:
         except TypeError as e:
             name = next((n for n, a in zip(self.names, args) if not _guardable(a)), "?")
             return self._run_eagerly(None, args, f"argument {name!r} cannot be guarded: {e}")
-        entry = self.entries.get(sig)
+        entry = self.entries.get(sig) or self._served.get(sig)
         if entry is None:
             if sig in self._eager:
                 return self._eager_call(args, {})
+            entry = self._find_sized(sig, args) if self._sized else None
+        if entry is None:
             entry = self._compile(sig, args)
             if entry is None:
                 return self._eager_call(args, {})
@@ -144,13 +159,19 @@ class CompiledFunction:
                                      remember=False)
         tensors = args if entry.all_tensors else [a for a in args if isinstance(a, Tensor)]
         if self.check and not entry.checked:
-            from .check import check_entry
-            check_entry(entry, tensors)
+            from .check import check_entry, check_sized
+            if entry.spec.sizes is None:
+                check_entry(entry, tensors)
+            else:
+                check_sized(entry, tensors, self._eager_call(args, {}))
             entry.checked = True
         try:
             return entry.spec.run(tensors)
         except WeightChanged as e:
-            self.entries.pop(sig, None)
+            self._forget(entry)
+            fresh = self._find_sized(sig, args) if self._sized else None
+            if fresh is not None:  # compiled since with the new weight (another size)
+                return fresh.spec.run(tensors)
             self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
                                      "a weight replaced by a new tensor, or given a new shape "
                                      "or dtype, recompiles; update weights in place "
@@ -206,7 +227,31 @@ class CompiledFunction:
                 "few sizes or values)", location))
             return None
         if after_miss and self._last is not None:
-            self._record(G.diagnose(self.names, self._last.signature, sig, location))
+            miss = G.diagnose(self.names, self._last.signature, sig, location)
+            if self._size_miss is not None:  # a program with symbolic sizes did not fit
+                miss = G.Recompile("size", miss.name, "within the compiled program's guards",
+                                   str(self._size_miss), location,
+                                   "each range of sizes the guards allow compiles once (then "
+                                   "is cached); the guards come from size-dependent choices "
+                                   "in your code or in the compiler (GRAPHC_DEBUG=1 lists them)")
+            self._size_miss = None
+            self._record(miss)
+            if self.dynamic is None and miss.guard == "shape":  # seen with two sizes
+                changed = G.changed_dims(self.names, self._last.signature, sig)
+                for name, dims in changed.items():
+                    self.dynamic_dims.setdefault(name, set()).update(dims)
+                miss.suggestion = (
+                    f"{miss.name} compiles with symbolic sizes from now on (a dim seen with "
+                    "two sizes becomes dynamic), so its new sizes reuse one program; "
+                    "dynamic=False keeps a program per size, dynamic=True makes every dim "
+                    "dynamic from the first call")
+        if self.dynamic is True and not self.dynamic_dims:
+            self.dynamic_dims = {name: set(range(len(a._shape))) for name, a in
+                                 zip(self.names, args) if isinstance(a, Tensor)}
+        if self.dynamic is not False and self.dynamic_dims:
+            entry = self._compile_sized(sig, args, location)
+            if entry is not None:
+                return entry
         tensors, concrete = [], {}
         for name, a in zip(self.names, args):
             if isinstance(a, Tensor):
@@ -249,6 +294,86 @@ class CompiledFunction:
         self.entries[sig] = entry
         self._last = entry
         return entry
+
+    def _forget(self, entry: Entry) -> None:
+        """Drop a compiled entry (its weights were replaced) wherever it is looked up."""
+        self.entries.pop(entry.signature, None)
+        for sig in [s for s, e in self._served.items() if e is entry]:
+            del self._served[sig]
+        if entry.pattern is not None:
+            self._sized[entry.pattern] = [e for e in self._sized[entry.pattern] if e is not entry]
+
+    # ---- symbolic sizes ------------------------------------------------------------------
+    def _find_sized(self, sig: tuple, args: tuple) -> Entry | None:
+        """A compiled entry with symbolic sizes that serves this call, if any; a call that
+        fits an entry's pattern but not its guards records which guard failed."""
+        pattern = G.pattern(sig, self.names, self.dynamic_dims)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        failed = self._size_miss = None
+        for entry in self._sized.get(pattern, ()):
+            try:
+                entry.spec.sizes.bind(tensors)
+            except SizeMismatch as e:
+                failed = e
+                continue
+            if len(self._served) > 4096:
+                self._served.clear()
+            self._served[sig] = entry
+            return entry
+        self._size_miss = failed
+        return None
+
+    def _compile_sized(self, sig: tuple, args: tuple, location) -> Entry | None:
+        """Compile with symbolic sizes for the dims in ``dynamic_dims``; None (and the
+        reason recorded in ``static_reasons``) where that cannot be done."""
+        from ..codegen import Unsized, compile_graph
+        from ..symbolic import ShapeEnv
+
+        env = ShapeEnv()
+        layouts, concrete, symbolic = [], {}, False
+        for name, a in zip(self.names, args):
+            if not isinstance(a, Tensor):
+                concrete[name] = a
+                continue
+            dims = G.sized_dims(G.tensor_key(a), self.dynamic_dims.get(name))
+            if dims:
+                shape = [env.symbol(n) if d in dims else n for d, n in enumerate(a._shape)]
+                layouts.append(TensorSpec(shape, a.dtype))
+                symbolic = True
+            else:
+                layouts.append(a)
+        pattern = G.pattern(sig, self.names, self.dynamic_dims)
+        if not symbolic or pattern in self._unsized:
+            return None  # sizes 0 and 1, strided inputs, or known not to work: fixed sizes
+        t0 = time.perf_counter()
+        try:
+            gm = trace(self.module if self.module is not None else self.fn, *layouts,
+                       concrete_args=concrete, leaf_modules=self.leaf_modules)
+            trace_seconds = time.perf_counter() - t0
+            cg = compile_graph(gm, passes=self.passes, watch=self.module)
+            metas = tuple(x.to_meta() if isinstance(x, TensorSpec) else x for x in layouts)
+            spec = cg.specialize_sized(metas, env)
+        except Unsized as e:  # the same for every size of this pattern: not tried again
+            reason = f"compiled with fixed sizes: {e}"
+            self._unsized.add(pattern)
+        except Exception as e:  # anything symbolic sizes do not support: fixed sizes do
+            reason = f"compiled with fixed sizes: {type(e).__name__}: {e}"
+        else:
+            named = G.guards(self.names, G.symbolic_signature(sig, metas, self.names),
+                             self.module is not None)
+            named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
+                      for g in env.guards]
+            entry = Entry(sig, gm, cg, spec, named, trace_seconds, example=tuple(
+                weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
+                all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern)
+            self.entries[sig] = entry
+            self._sized.setdefault(pattern, []).append(entry)
+            self._last = entry
+            show(1, f"{self.__name__}: symbolic sizes", f"{env.hints} guards {env.guards}")
+            return entry
+        self.static_reasons.append(EagerRun(reason, location))
+        show(1, f"{self.__name__}: dynamic sizes", reason)
+        return None
 
     def _record(self, r: G.Recompile) -> None:
         self.recompiles.append(r)

@@ -20,6 +20,8 @@ from ..ir.graph_module import fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
 from ..passes.fusion import nbytes
+from ..symbolic import SymInt, describing
+from ..tensor import Tensor
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Explanation:
     eager_runs: list = field(default_factory=list)   # str of each
     recompiles: list = field(default_factory=list)   # Recompile.as_dict() of each
     stages_ms: dict = field(default_factory=dict)    # trace, passes, fuse, lower, llvm
+    sizes: dict = field(default_factory=dict)        # symbolic sizes: their values here
     llvm_from_cache: bool = False
 
     def as_dict(self) -> dict:
@@ -93,7 +96,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
                           else None)
     except TypeError:
         return e
-    entry = compiled.entries.get(sig)
+    entry = compiled.entries.get(sig) or compiled._served.get(sig)
     if entry is None:
         return e
     spec = entry.spec
@@ -105,7 +108,14 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.passes = [dict(name=r.name, ms=1e3 * r.seconds, nodes_before=r.nodes_before,
                      nodes_after=r.nodes_after) for r in spec.history.records]
     e.fusion = [str(d) for d in spec.plan.decisions]
-    e.kernels = kernel_costs(spec)
+    env = spec.program.shape_env
+    with describing(env):  # symbolic sizes: the estimates at this call's sizes
+        if env is not None:
+            layout = spec.sizes.bind([a for a in args if isinstance(a, Tensor)])
+            e.sizes = dict(zip(spec.sizes.names, layout.values))
+            e.guards.append("size     " + ", ".join(f"{k} = {v}" for k, v in e.sizes.items())
+                            + " in this call (the program serves every size its guards allow)")
+        e.kernels = kernel_costs(spec, e.sizes)
     e.fallbacks = [dict(node=f.node.name, reason=f.reason, location=f.node.meta.get("location"))
                    for f in spec.program.fallbacks]
     e.stages_ms = entry.stages_ms
@@ -113,8 +123,9 @@ def explain(fn, *args, **kwargs) -> Explanation:
     return e
 
 
-def kernel_costs(spec) -> list[dict]:
-    """Each native kernel: name, kind, node, its ops, estimated bytes and FLOPs."""
+def kernel_costs(spec, sizes: dict | None = None) -> list[dict]:
+    """Each native kernel: name, kind, node, its ops, estimated bytes and FLOPs (with
+    symbolic sizes, at ``sizes``)."""
     gm = spec.gm
     nodes = {n.name: n for n in gm.graph.nodes}
     out = []
@@ -130,9 +141,16 @@ def kernel_costs(spec) -> list[dict]:
         outputs += [u for u in (n.users if n else ()) if u.op == "call_method" and "shape" in u.meta]
         out.append(dict(name=kernel.name, kind=kernel.kind, node=node_name,
                         ops=" -> ".join(m.target.name for m in members),
-                        bytes=sum(nbytes(v) for v in values + outputs),
-                        flops=sum(_flops(m) for m in members)))
+                        bytes=_at(sum(nbytes(v) for v in values + outputs), sizes),
+                        flops=_at(sum(_flops(m) for m in members), sizes)))
     return out
+
+
+def _at(value, sizes: dict | None) -> int:
+    """An estimate as a number: a polynomial of symbolic sizes evaluated at ``sizes``."""
+    if not isinstance(value, SymInt):
+        return value
+    return eval(str(value), {}, dict(sizes))  # the text of a polynomial of the symbols
 
 
 def _flops(n: Node) -> int:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..layout import is_contiguous
+from ..symbolic import MIN_SIZE
 from ..tensor import Tensor
 
 TENSOR = "tensor"
@@ -63,6 +65,8 @@ class Guard:
     value: str
 
     def __str__(self) -> str:
+        if self.kind == "size":  # a condition on symbolic sizes, not a value
+            return f"{self.kind:<8} {self.value}"
         return f"{self.kind:<8} {self.name} == {self.value}"
 
 
@@ -143,9 +147,10 @@ def _first_failure(name: str, a, b, location: str | None) -> Recompile:
         dims = [i for i, (x, y) in enumerate(zip(sa, sb)) if x != y]
         d = dims[0]
         return Recompile("shape", f"{name}.shape[{d}]", str(sa[d]), str(sb[d]), location,
-                         f"kernels are specialised to sizes, so every new size of dim {d} "
-                         f"compiles once (then is cached); pad or bucket {name}'s dim {d} to a "
-                         "few sizes to bound the compiles")
+                         f"with dynamic=False kernels are specialised to sizes, so every new "
+                         f"size of dim {d} compiles once (then is cached); dynamic=True or the "
+                         f"default dynamic=None compile one program for every size of a dim "
+                         f"(or pad {name}'s dim {d} to a few sizes)")
     return Recompile("layout", name, f"strides {tuple(sta)}", f"strides {tuple(stb)}",
                      location, f"the kernels read {name} in place with its strides; pass "
                      f"{name}.contiguous() to always hit the contiguous graph")
@@ -157,3 +162,51 @@ def _show(key) -> str:
     if type(key) is tuple and len(key) == 2 and isinstance(key[0], type):
         return repr(key[1])
     return repr(key)
+
+
+# ---- symbolic sizes ---------------------------------------------------------------------
+
+def sized_dims(key: tuple, dims) -> list[int]:
+    """The dims of a tensor argument that compile as symbolic sizes: the ones marked
+    dynamic whose size is at least 2, in a non-empty contiguous tensor (the program
+    computes its strides from its shape)."""
+    _, shape, stride, _, _ = key
+    if not dims or 0 in shape or not is_contiguous(shape, stride):
+        return []
+    return [d for d in dims if d < len(shape) and shape[d] >= MIN_SIZE]
+
+
+def pattern(sig: tuple, names: tuple, dynamic_dims: dict) -> tuple:
+    """The signature with each symbolic dim's size left out: the calls one program with
+    symbolic sizes may serve (its guards decide)."""
+    out = [sig[0]]
+    for name, key in zip(names, sig[1:]):
+        dims = sized_dims(key, dynamic_dims.get(name)) if _is_tensor(key) else []
+        if dims:
+            shape = tuple(None if d in dims else n for d, n in enumerate(key[1]))
+            key = (TENSOR, shape, "contiguous", key[3], key[4])
+        out.append(key)
+    return tuple(out)
+
+
+def symbolic_signature(sig: tuple, layouts: tuple, names: tuple) -> tuple:
+    """``sig`` with the tensors' shapes and strides as compiled (symbols in them)."""
+    out, it = [sig[0]], iter(layouts)
+    for key in sig[1:]:
+        if _is_tensor(key):
+            t = next(it)
+            key = (TENSOR, t._shape, t._stride, key[3], key[4])
+        out.append(key)
+    return tuple(out)
+
+
+def changed_dims(names: tuple, old: tuple, new: tuple) -> dict[str, set]:
+    """For each tensor argument of the same rank and dtype in both signatures, the dims
+    whose size changed."""
+    out = {}
+    for name, a, b in zip(names, old[1:], new[1:]):
+        if _is_tensor(a) and _is_tensor(b) and len(a[1]) == len(b[1]) and a[3] == b[3]:
+            dims = {d for d, (x, y) in enumerate(zip(a[1], b[1])) if x != y}
+            if dims:
+                out[name] = dims
+    return out

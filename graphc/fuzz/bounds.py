@@ -318,6 +318,22 @@ def _input_names(op: OpDef, n: int) -> list[str]:
     return (names + [""] * n)[:n]
 
 
+def _pow_jumps(args: list[_Arg], shape) -> np.ndarray:
+    """Where ``pow(base, e)`` jumps inside the error box, which its corners miss: a base
+    that may be negative and an inexact exponent whose box holds an integer (a negative
+    base gives nan at every other exponent). ``pow(x, x.sum(0))`` with a sum 1 ulp from 3."""
+    if len(args) < 2 or not args[1].is_float or not isinstance(args[1].native, np.ndarray):
+        return np.zeros(shape, bool)
+    base, exp = args[0], args[1]
+    b_c = np.broadcast_to(_f64(base.center), shape) if isinstance(base.native, np.ndarray) \
+        else np.full(shape, float(base.center))
+    b_e = np.broadcast_to(base.err(), shape) if isinstance(base.native, np.ndarray) else 0.0
+    e_c, e_e = np.broadcast_to(_f64(exp.center), shape), np.broadcast_to(exp.err(), shape)
+    with np.errstate(all="ignore"):
+        holds_integer = (e_e > 0) & (np.floor(e_c + e_e) >= np.ceil(e_c - e_e))
+        return holds_integer & (b_c - b_e < 0)
+
+
 def elementwise_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarray) -> Bound:
     shape = native.shape
     unknown = np.zeros(shape, bool)
@@ -357,6 +373,8 @@ def elementwise_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarr
                     scale = np.maximum(scale, np.abs(np.broadcast_to(_f64(a.center), shape)))
         local = ulps * ulp_terms(np.where(np.isnan(scale), 0.0, scale), native.dtype)
         err = _clean(spread) + (local if kind != EXACT else 0.0)
+    if op.name == "pow":
+        unknown |= _pow_jumps(args, shape)
     unknown |= ~np.isfinite(err)
     center, err = _saturate(center, err, native.dtype)
     if kind != APPROX:  # IEEE defines these: exact inputs give the reference's bits

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..codegen import compile_graph
-from ..tensor import Tensor
+from ..tensor import Tensor, from_numpy
 from ..trace import trace
 from .case import Case, run_eager, save_case
 from .generate import fuzzed_ops, generate_case
@@ -44,6 +44,7 @@ class Outcome:
     message: str = ""
     error: str = ""    # the exception's type, for crashes
     fallbacks: tuple = ()  # why nodes of the compiled program ran in numpy (explain()'s reasons)
+    dynamic: tuple = ()    # what compiling with symbolic sizes did (check_dynamic)
 
     @property
     def failed(self) -> bool:
@@ -72,8 +73,9 @@ def _crash(stage: str, e: BaseException) -> Outcome:
     return Outcome(CRASH, stage, f"{type(e).__name__}: {e}{where}", type(e).__name__)
 
 
-def check_case(case: Case) -> Outcome:
-    """Compile ``case`` and compare it with the interpreter (see the module docstring)."""
+def check_case(case: Case, dynamic: bool = False) -> Outcome:
+    """Compile ``case`` and compare it with the interpreter (see the module docstring);
+    with ``dynamic``, also with symbolic sizes (``check_dynamic``)."""
     try:
         run_eager(case)
     except Exception as e:  # noqa: BLE001 - any refusal makes the case invalid
@@ -115,7 +117,81 @@ def check_case(case: Case) -> Outcome:
     fallbacks = tuple(fb.reason for fb in cg.last.program.fallbacks)
     if problems:
         return Outcome(MISMATCH, "compare", "\n".join(problems[:4]), fallbacks=fallbacks)
-    return Outcome(OK, fallbacks=fallbacks)
+    notes = ()
+    if dynamic:
+        outcome = check_dynamic(case, inputs, expected, bounds)
+        if outcome.failed:
+            return outcome
+        notes = outcome.dynamic
+    return Outcome(OK, fallbacks=fallbacks, dynamic=notes)
+
+
+def check_dynamic(case: Case, inputs: tuple, expected, bounds) -> Outcome:
+    """``graphc.compile(dynamic=True)`` on the case's inputs, then on inputs where one size
+    is changed everywhere it occurs (the program compiled for the first sizes serves them
+    wherever its guards hold, and must be right there): each result against the
+    interpreter's. An OK outcome's ``dynamic`` says what happened."""
+    from ..compiler import compile as compile_fn
+
+    stage = "compile dynamic"
+    try:
+        with _quiet():
+            cf = compile_fn(case.function(), dynamic=True)
+            got = cf(*inputs)
+            stage = "resize"
+            resized = _resized(inputs, np.random.default_rng(len(case.steps)))
+            try:
+                case.program(*resized)  # eager decides whether the new sizes are valid
+            except Exception:  # noqa: BLE001 - sizes this program does not take
+                resized = None
+            if resized is not None:
+                stage = "interpret resized"
+                gm = trace(case.function(), *resized)
+                expected2, bounds2 = output_bounds(gm, resized)
+                stage = "run dynamic"
+                got2 = cf(*resized)
+    except Exception as e:  # noqa: BLE001
+        return _crash(stage, e)
+    runs = [("dynamic", got, expected, bounds)]
+    if resized is not None:
+        sizes = ", ".join(str(list(t.shape)) for t in resized)
+        runs.append((f"dynamic, resized to {sizes}", got2, expected2, bounds2))
+    problems = []
+    for what, results, want, bound in runs:
+        for k, (g, ref, b) in enumerate(zip(results, want, bound)):
+            why = compare(g, ref, b, f"{what}, output {k}")
+            if why:
+                problems.append(why)
+    if problems:
+        return Outcome(MISMATCH, "compare dynamic", "\n".join(problems[:4]))
+    return Outcome(OK, dynamic=_what_happened(cf, resized is not None))
+
+
+def _what_happened(cf, resized: bool) -> tuple:
+    sized = [e for e in cf.entries.values() if e.spec.sizes is not None]
+    notes = [f"{len(sized)} symbolic programs" if sized else "fixed sizes"]
+    if resized:
+        notes.append("resized: served without compiling" if len(cf.entries) == 1 else
+                     "resized: compiled again")
+    return tuple(notes)
+
+
+def _resized(inputs: tuple, rng: np.random.Generator) -> list[Tensor]:
+    """New contiguous inputs where the largest size (>= 2) is 3 larger in every dim that
+    has it, with fresh values."""
+    sizes = [n for t in inputs for n in t.shape if n >= 2]
+    old = max(sizes, default=2)
+    out = []
+    for t in inputs:
+        shape = tuple(n + 3 if n == old else n for n in t.shape)
+        if t.dtype.is_floating_point:
+            a = rng.standard_normal(shape) * 4
+        elif t.dtype.name == "bool":
+            a = rng.random(shape) < 0.5
+        else:
+            a = rng.integers(-6, 7, shape)
+        out.append(from_numpy(np.ascontiguousarray(a, dtype=t.dtype.np)))
+    return out
 
 
 def _aliases(t, inputs) -> bool:
@@ -156,6 +232,7 @@ class Summary:
     failures: list[Failure] = field(default_factory=list)
     ops: Counter = field(default_factory=Counter)  # steps per op over all cases
     fallbacks: Counter = field(default_factory=Counter)  # numpy fallbacks by reason
+    dynamic: Counter = field(default_factory=Counter)  # what symbolic sizes did, per case
     invalid: int = 0  # cases eager rejects (the generator only makes valid ones: a bug if > 0)
 
     @property
@@ -177,6 +254,9 @@ class Summary:
             lines.append(f"  nodes run in numpy inside compiled programs: "
                          f"{sum(self.fallbacks.values())}; most common reasons:")
             lines += [f"    {n:6d}  {reason}" for reason, n in self.fallbacks.most_common(8)]
+        if self.dynamic:
+            lines.append("  with symbolic sizes: " + ", ".join(
+                f"{what} {n}" for what, n in sorted(self.dynamic.items())))
         for f in self.failures:
             where = f" -> {f.path}" if f.path else ""
             first = str(f.outcome).splitlines()[0]
@@ -185,8 +265,10 @@ class Summary:
 
 
 def fuzz(count: int, seed: int = 0, save: str | None = None, shrink: bool = True,
-         progress=sys.stderr, max_steps: int = 8, every: float = 5.0) -> Summary:
-    """Check ``count`` random cases; shrink and save each failure into ``save``."""
+         progress=sys.stderr, max_steps: int = 8, every: float = 5.0,
+         dynamic: bool = False) -> Summary:
+    """Check ``count`` random cases; shrink and save each failure into ``save``; with
+    ``dynamic``, each case also compiles with symbolic sizes (``check_dynamic``)."""
     from .shrink import shrink_case
 
     summary = Summary(seed)
@@ -195,16 +277,17 @@ def fuzz(count: int, seed: int = 0, save: str | None = None, shrink: bool = True
         for i in range(count):
             case = generate_case(seed, i, max_steps)
             summary.ops.update(s.op for s in case.steps)
-            outcome = check_case(case)
+            outcome = check_case(case, dynamic)
             summary.count += 1
             summary.fallbacks.update(outcome.fallbacks)
+            summary.dynamic.update(outcome.dynamic)
             summary.invalid += outcome.kind == INVALID
             if outcome.failed:
                 failure = Failure(i, outcome, case)
                 if progress:
                     print(f"fuzz: case {i} failed: {outcome}", file=progress, flush=True)
                 if shrink:
-                    failure.case, failure.outcome = shrink_case(case, outcome)
+                    failure.case, failure.outcome = shrink_case(case, outcome, dynamic=dynamic)
                 failure.case.note = f"seed {seed}, case {i}: {str(failure.outcome).splitlines()[0]}"
                 if save:
                     os.makedirs(save, exist_ok=True)

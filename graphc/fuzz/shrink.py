@@ -211,12 +211,13 @@ VARIANTS = (_fewer_outputs, _cuts, _bypasses, _smaller_shapes, _simpler_layouts,
 
 
 def shrink_case(case: Case, outcome: Outcome, attempts: int = 400,
-                seconds: float = 180.0) -> tuple[Case, Outcome]:
-    """The smallest variant of ``case`` found that fails like ``outcome``, and its outcome."""
+                seconds: float = 180.0, dynamic: bool = False) -> tuple[Case, Outcome]:
+    """The smallest variant of ``case`` found that fails like ``outcome`` (checked with
+    symbolic sizes too when ``dynamic``), and its outcome."""
     signature = outcome.signature
     best, best_score = prune(case), score(case)
     if score(best) < best_score:  # pruning removed something: check it still fails
-        o = check_case(best)
+        o = check_case(best, dynamic)
         if o.failed and o.signature == signature:
             outcome, best_score = o, score(best)
         else:
@@ -234,7 +235,7 @@ def shrink_case(case: Case, outcome: Outcome, attempts: int = 400,
                 if s >= best_score:
                     continue
                 tried += 1
-                o = check_case(candidate)
+                o = check_case(candidate, dynamic)
                 if o.failed and o.signature == signature:
                     best, best_score, outcome = candidate, s, o
                     improved = True

@@ -24,6 +24,7 @@ from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops.dispatch import dispatch
 from ..ops.registry import OPS
+from ..symbolic import SymInt
 from ..tensor import Tensor
 from .graph import Graph
 from .node import Node
@@ -83,6 +84,8 @@ class _CodeWriter:
             return f"slice({self.value(v.start)}, {self.value(v.stop)}, {self.value(v.step)})"
         if v is None or isinstance(v, (bool, int, float, str)):
             return repr(v)
+        if isinstance(v, SymInt):  # a symbolic size: named from the inputs' shapes
+            return f"({v})"
         name = f"_const{len(self.constants)}"  # anything else (a generator...) is passed in
         self.constants[name] = v
         return name
@@ -107,9 +110,23 @@ class _CodeWriter:
 
     def source(self) -> str:
         params = ", ".join(["self"] + [n.name for n in self.graph.placeholders])
-        body = [self.line(n) for n in self.graph.nodes if n.op not in ("placeholder", "output")]
+        body = [f"    {s} = {p}.shape[{d}]" for s, (p, d) in _size_sources(self.graph).items()]
+        body += [self.line(n) for n in self.graph.nodes if n.op not in ("placeholder", "output")]
         body.append(f"    return {self.value(self.graph.output_node.args[0])}")
         return f"def forward({params}):\n" + "\n".join(body) + "\n"
+
+
+def _size_sources(graph: Graph) -> dict[str, tuple[str, int]]:
+    """Each symbolic size of the inputs (``graphc.symbolic``) and the first (input, dim)
+    that has it, so generated code reads the sizes of the call it runs on."""
+    out: dict = {}
+    for p in graph.placeholders:
+        for d, n in enumerate(p.meta.get("shape", ())):
+            if isinstance(n, SymInt) and len(n.terms) == 1:
+                (m, c), = n.terms.items()
+                if len(m) == 1 and c == 1 and m[0] not in out:
+                    out[m[0]] = (p.name, d)
+    return out
 
 
 class GraphModule(Module):

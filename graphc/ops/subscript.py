@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import dtype as dt
 from ..errors import OpIndexError, OpTypeError
+from ..symbolic import SymInt
 from ..tensor import Tensor
 from .dispatch import dispatch
 from .functions import operand
@@ -44,8 +45,8 @@ def _normalize(key) -> list:
         elif isinstance(k, Tensor) or isinstance(k, (list, np.ndarray, bool, np.bool_)):
             items.append(_as_index_tensor(k))
         else:
-            try:
-                items.append(operator.index(k))
+            try:  # a symbolic size stays one (x[x.shape[0] - 1])
+                items.append(k if type(k) is SymInt else operator.index(k))
             except TypeError:
                 raise OpTypeError("index", f"only integers, slices, None, ..., and integer or "
                                   f"bool tensors are valid indices, got {type(k).__name__} {k!r}"

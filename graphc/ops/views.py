@@ -17,6 +17,7 @@ from .. import dtype as dt
 from ..tensor import wrap_array
 from ..errors import OpIndexError, OpValueError, ShapeError
 from ..layout import as_shape, infer_size, normalize_dim, numel, reach, view_strides
+from ..symbolic import SymInt
 from . import functions as F
 from . import samples
 from .registry import REQUIRED, Flag, Sample, register
@@ -110,11 +111,35 @@ def _select_rule(name, x, dim=0, index=0):
     if not shape:
         raise OpIndexError(name, "cannot index a 0-d tensor (it has no dims)")
     d = normalize_dim(name, dim, len(shape))
-    i = operator.index(index)
+    i = _index(index)
     if not -shape[d] <= i < shape[d]:
         raise OpIndexError(name, f"index {i} is out of bounds for dim {d} with size {shape[d]}")
-    i %= shape[d]
+    if i < 0:
+        i += shape[d]
     return (shape[:d] + shape[d + 1:], stride[:d] + stride[d + 1:], offset + i * stride[d])
+
+
+def _index(i):
+    """An index argument: an int, or a symbolic size (``x[x.shape[0] - 1]``) kept symbolic."""
+    return i if type(i) is SymInt else operator.index(i)
+
+
+def _slice_indices(start, end, step: int, n):
+    """``slice(start, end, step).indices(n)``, written out so that ``n`` may be a symbolic
+    size (each comparison with it is then a guard, not an int() of it)."""
+    step = operator.index(step)
+
+    def clamp(i, default, low, high):
+        if i is None:
+            return default
+        i = _index(i)
+        if i < 0:
+            i += n
+            return low if i < low else i
+        return high if i > high else i
+    if step > 0:
+        return clamp(start, 0, 0, n), clamp(end, n, 0, n), step
+    return clamp(start, n - 1, -1, n - 1), clamp(end, -1, -1, n - 1), step
 
 
 def _slice_rule(name, x, dim=0, start=None, end=None, step=1):
@@ -124,8 +149,8 @@ def _slice_rule(name, x, dim=0, start=None, end=None, step=1):
     d = normalize_dim(name, dim, len(shape))
     if step == 0:
         raise OpValueError(name, "slice step cannot be zero")
-    lo, hi, st = slice(start, end, step).indices(shape[d])
-    n = len(range(lo, hi, st))
+    lo, hi, st = _slice_indices(start, end, step, shape[d])
+    n = (hi - lo + st - (1 if st > 0 else -1)) // st if (hi > lo if st > 0 else hi < lo) else 0
     # PyTorch moves the offset to `start` even for an empty slice; keep it in range
     moved = n or (lo >= 0 and stride[d] >= 0)
     new_offset = offset + lo * stride[d] if moved else offset

@@ -20,6 +20,7 @@ from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, map_arg
 from ..ops.dispatch import dispatch
 from ..ops.registry import OPS, Flag
+from ..symbolic import is_symbolic
 from ..tensor import Tensor
 
 MAX_ELEMENTS = 1 << 20
@@ -49,31 +50,49 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
             continue
         if not inputs and Flag.FACTORY not in node.target.flags:
             continue
+        sized = is_symbolic(node.meta.get("shape")) or is_symbolic((node.args, node.kwargs))
+        if sized and not (not inputs and "fill_value" in node.kwargs):
+            continue  # its size is known only at run time
         with no_grad():
-            value = dispatch(node.target, *map_arg(node.args, known.__getitem__),
-                             **map_arg(node.kwargs, known.__getitem__))
+            if sized:  # full(size, value) of a symbolic size: its one value
+                value = dispatch(node.target, **{**node.kwargs, "size": ()})
+            else:
+                value = dispatch(node.target, *map_arg(node.args, known.__getitem__),
+                                 **map_arg(node.kwargs, known.__getitem__))
         if not isinstance(value, Tensor):
+            continue
+        if sized:
+            _replace(gm, node, value, tuple(node.kwargs["size"]))
+            changed = True
             continue
         known[node] = value
         fill = node.target is not OPS.expand and _uniform(value)
         if value.numel() > max_elements and not fill:
             continue  # keep big results computed at run time
-        name = _fresh_name(gm)
-        gm._install(name, (value.reshape(-1)[0] if fill else value).detach().contiguous())
-        with graph.inserting_before(node):
-            const = replacement = graph.get_attr(name)
-            if fill:
-                replacement = graph.call_function(OPS.expand, (const,),
-                                                  {"size": tuple(value.shape)})
-                replacement.meta = {k: v for k, v in node.meta.items() if k != "stride"}
-        const.meta = {**node.meta, "folded_from": node.target.name}
-        if fill:
-            const.meta.update(shape=(), stride=())
-        node.replace_all_uses_with(replacement)
-        graph.erase_node(node)
+        const = _replace(gm, node, value.reshape(-1)[0] if fill else value,
+                         tuple(value.shape) if fill else None)
         known[const] = value
         changed = True
     return changed
+
+
+def _replace(gm: GraphModule, node: Node, value: Tensor, expand_to) -> Node:
+    """Put ``value`` on ``gm`` as a constant in place of ``node``, expanded to the shape
+    ``expand_to`` when given (a 0-d value read with stride 0); returns the get_attr."""
+    graph = gm.graph
+    name = _fresh_name(gm)
+    gm._install(name, value.detach().contiguous())
+    with graph.inserting_before(node):
+        const = replacement = graph.get_attr(name)
+        if expand_to is not None:
+            replacement = graph.call_function(OPS.expand, (const,), {"size": expand_to})
+            replacement.meta = {k: v for k, v in node.meta.items() if k != "stride"}
+    const.meta = {**node.meta, "folded_from": node.target.name}
+    if expand_to is not None:
+        const.meta.update(shape=(), stride=())
+    node.replace_all_uses_with(replacement)
+    graph.erase_node(node)
+    return const
 
 
 def _uniform(t: Tensor) -> bool:

@@ -36,6 +36,7 @@ from ..ir.fused import FusedKernel
 from ..ir.graph import Graph
 from ..ir.graph_module import GraphModule
 from ..ir.node import Node, map_arg
+from ..layout import same_shape
 from ..ops.registry import Flag
 from ..ops.rules import reduce_dims
 
@@ -161,9 +162,9 @@ class _Planner:
             src_shape, dims, row = _reduction_info(node)
             if node.args[0] not in g.members:
                 return False, "the reduction reads another value than this kernel's result"
-            if g.kind == "elementwise" and src_shape == g.domain and not g.views_inside:
+            if g.kind == "elementwise" and same_shape(src_shape, g.domain) and not g.views_inside:
                 return True, "reduction prologue: the producer computes the reduction's input"
-            if g.kind == "reduction" and src_shape == g.domain and dims == g.reduced and g.row:
+            if g.kind == "reduction" and same_shape(src_shape, g.domain) and dims == g.reduced and g.row:
                 return True, "another reduction over the same rows"
             if g.kind == "matmul":
                 return False, "reductions do not fuse into a matmul kernel"
@@ -174,16 +175,16 @@ class _Planner:
             return False, ("a widening cast joins its consumers' kernel instead (written here, "
                            "it would double the bytes stored)")
         if g.kind in ("elementwise", "matmul"):
-            if shape == g.domain or math.prod(shape) == math.prod(g.domain) and g.views_inside:
+            if same_shape(shape, g.domain) or math.prod(shape) == math.prod(g.domain) and g.views_inside:
                 rule = "matmul epilogue" if g.kind == "matmul" else "elementwise, same shape"
                 return True, rule
             if math.prod(shape) > math.prod(g.domain):
                 return False, "consumer broadcasts the result to a larger shape (would recompute it)"
             return False, "iteration spaces differ"
         keep, drop = g.reduced_shapes()
-        if shape in (keep, drop):
+        if same_shape(shape, keep) or same_shape(shape, drop):
             return True, "reduction epilogue on the reduced values"
-        if shape == g.domain:
+        if same_shape(shape, g.domain):
             if any(i in g.members and len(i.meta["shape"]) < len(g.domain)
                    for i in node.all_input_nodes):
                 # a reduced value without its reduced dims broadcasts along the trailing

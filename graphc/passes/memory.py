@@ -10,11 +10,14 @@ tensors, inputs belong to the caller.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..ir.graph_module import GraphModule
 from ..ir.node import Node, nodes_in
+from ..layout import same_shape
 from ..ops.registry import Flag
+from ..symbolic import known
 from .fusion import kind_of, nbytes
 
 
@@ -62,7 +65,7 @@ def _read_in_place(kernel, position: int) -> bool:
     p = graph.placeholders[position]
     out = graph.output_node.args[0]
     shape = tuple(out.meta["shape"]) if isinstance(out, Node) else None
-    return tuple(p.meta.get("shape", ())) == shape and all(
+    return same_shape(p.meta.get("shape", ()), shape) and all(
         u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)
 
 
@@ -102,16 +105,17 @@ def plan_memory(gm: GraphModule) -> MemoryPlan:
         if kind_of(n) == "elementwise" or getattr(module, "kind", "") == "elementwise":
             for inp in n.all_input_nodes:  # write over an input that dies here
                 r = view_root(inp)
-                if r in holder and last_use.get(r) == i and nbytes(r) == size \
+                if r in holder and last_use.get(r) == i and known(nbytes(r), "==", size) \
                         and r.meta.get("dtype") is n.meta.get("dtype") and r is inp \
                         and (module is None or _read_in_place(module, n.args.index(inp))):
                     buf = holder.pop(r)
                     plan.in_place[n.name] = r.name
                     break
-        if buf is None:
-            fitting = [b for b in free if plan.buffer_sizes[b] >= size]
+        if buf is None:  # the smallest free buffer that surely fits (sizes may be symbolic)
+            fitting = [b for b in free if known(plan.buffer_sizes[b], ">=", size)]
             if fitting:
-                buf = min(fitting, key=lambda b: plan.buffer_sizes[b])
+                buf = min(fitting, key=functools.cmp_to_key(lambda a, b: -1 if known(
+                    plan.buffer_sizes[a], "<", plan.buffer_sizes[b]) else 1))
                 free.remove(buf)
             else:
                 buf = len(plan.buffer_sizes)

@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 
 from ..ir.graph_module import GraphModule
-from ..layout import contiguous_strides
+from ..layout import contiguous_strides, same_shape
 from ..ir.node import Node
 from ..ops.registry import OPS, Flag
 
 
 def _same_type(node: Node, x) -> bool:
-    return isinstance(x, Node) and x.meta.get("shape") == node.meta.get("shape") \
+    return isinstance(x, Node) and same_shape(x.meta.get("shape"), node.meta.get("shape")) \
         and x.meta.get("dtype") is node.meta.get("dtype") and "shape" in node.meta
 
 

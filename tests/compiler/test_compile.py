@@ -64,8 +64,8 @@ def test_decorator_forms_and_mode_switch():
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="mode must be 'static' or 'eager', got 'fast'"):
         graphc.compile(lambda x: x, mode="fast")
-    with pytest.raises(NotImplementedError, match="dynamic=True is not supported yet"):
-        graphc.compile(lambda x: x, dynamic=True)
+    with pytest.raises(ValueError, match="dynamic must be True, False or None, got 'yes'"):
+        graphc.compile(lambda x: x, dynamic="yes")
     with pytest.raises(ValueError, match="cache_limit must be a positive int"):
         graphc.compile(lambda x: x, cache_limit=0)
     with pytest.raises(TypeError, match="expected a function or a graphc.nn.Module, got int"):
@@ -280,7 +280,7 @@ def test_python_values_are_baked_and_guarded():
 
 
 def test_cache_limit_warns_and_runs_eagerly():
-    f = graphc.compile(lambda x: x * 2 + 1, cache_limit=2)
+    f = graphc.compile(lambda x: x * 2 + 1, cache_limit=2, dynamic=False)
     for n in (1, 2):
         f(graphc.ones(n))
     with pytest.warns(UserWarning, match="cache limit of 2 compiled signatures"):

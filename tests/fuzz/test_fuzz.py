@@ -35,6 +35,7 @@ from graphc.ops import OPS
 
 CI_SEED = 20240611
 CI_COUNT = 300
+DYNAMIC_COUNT, DYNAMIC_SEED = 120, 5  # with symbolic sizes: two compiles per graph
 REPROS = pathlib.Path(__file__).resolve().parent.parent / "fuzz_repros"
 
 
@@ -57,14 +58,27 @@ def test_ci_sized_fuzz_run_finds_no_mismatch(tmp_path):
     assert summary.invalid == 0, "the generator made cases eager rejects"
 
 
+def test_ci_sized_fuzz_run_with_symbolic_sizes(tmp_path):
+    """Each graph also compiled with dynamic=True, run on its inputs and on inputs with
+    one size changed: the symbolic programs serve them where their guards hold."""
+    summary = fuzz(DYNAMIC_COUNT, seed=DYNAMIC_SEED, save=str(tmp_path), progress=None,
+                   dynamic=True)
+    details = "\n\n".join(f"case {f.index}: {f.outcome}\nshrunk:\n{f.case.describe()}\n"
+                          f"saved as {f.path}" for f in summary.failures)
+    assert not summary.failures, f"{summary.report()}\n\n{details}"
+    assert summary.dynamic["resized: served without compiling"] >= 3, summary.report()
+    assert summary.dynamic["fixed sizes"] < DYNAMIC_COUNT // 2, summary.report()
+
+
 def repro_files() -> list[pathlib.Path]:
     return sorted(REPROS.glob("*.json"))
 
 
 @pytest.mark.parametrize("path", repro_files(), ids=lambda p: p.stem)
 def test_saved_repro_passes(path):
+    """Each saved failure passes now (``dynamic_*``: found with symbolic sizes, replayed so)."""
     case = load_case(str(path))
-    outcome = check_case(case)
+    outcome = check_case(case, dynamic=path.stem.startswith("dynamic_"))
     assert not outcome.failed, f"{path.name} ({case.note}):\n{case.describe()}\n{outcome}"
     assert outcome.kind == "ok", f"{path.name} no longer runs eagerly: {outcome}"
 

@@ -1,0 +1,114 @@
+"""Binding a symbolic program's sizes to one call.
+
+A program compiled with symbolic sizes (``graphc.symbolic``) has shapes, strides, buffer
+sizes and output layouts that are polynomials of its size symbols. ``SizeBinding`` reads
+the symbols' values off a call's inputs (the first input dim that is exactly a symbol),
+checks every input's shape and strides against the compiled layout and the program's
+guards, and gives the call's concrete layout: the table's size slots, the bytes each
+buffer needs, and each value's Ref with integers. Layouts are cached per distinct set of
+values, so a repeated size costs one dict lookup after reading the inputs' shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..symbolic import SymInt, is_symbolic
+from .kernel_ir import Ref
+
+MAX_LAYOUTS = 64  # cached concrete layouts per program (distinct size values)
+
+
+class SizeMismatch(ValueError):
+    """A call's inputs do not fit the program: another size than compiled, or a guard
+    (a decision taken at compile time) that does not hold for these sizes."""
+
+
+@dataclass
+class Layout:
+    """One call's concrete sizes."""
+
+    values: tuple           # the symbols' values, in order s0, s1, ...
+    expected: list          # (input k, shape, strides) each input must have
+    nbytes: dict            # slot -> bytes (outputs, buffers, scratch)
+    refs: dict              # Node -> Ref with integers
+    prepared: object = None  # what the runtime derives from it once (see Specialization)
+
+
+class SizeBinding:
+    def __init__(self, program, placeholders: list):
+        env = program.shape_env
+        self.env = env
+        self.names = list(env.hints)
+        self.size_slots = [(k, s.index) for k, s in enumerate(program.slots) if s.kind == "size"]
+        self.sources: list[tuple[int, int]] = [None] * len(self.names)  # (input, dim)
+        self.inputs = []  # (input k, shape, strides) as compiled, possibly symbolic
+        for k, p in enumerate(placeholders):
+            ref = program.refs.get(p)
+            if ref is None:
+                continue
+            self.inputs.append((k, ref.shape, ref.strides))
+            for d, n in enumerate(ref.shape):
+                if type(n) is SymInt and len(n.terms) == 1 and n.terms.get(next(iter(n.terms))) == 1:
+                    (monomial,) = n.terms
+                    if len(monomial) == 1:
+                        i = self.names.index(monomial[0])
+                        if self.sources[i] is None:
+                            self.sources[i] = (k, d)
+        missing = [n for n, src in zip(self.names, self.sources) if src is None]
+        if missing:
+            raise ValueError(f"symbolic sizes {missing} are not the size of any input dim")
+        self.values_of = eval("lambda inputs: (" + "".join(  # the sizes, read off the inputs
+            f"inputs[{k}]._shape[{d}], " for k, d in self.sources) + ")", {})
+        env.frozen = True  # from here on, a decision on a symbol is a bug, not a guard
+        self.guards = env.checker()
+        self.check_inputs = env.evaluator([(shape, strides) for _, shape, strides in self.inputs])
+        sized = {k: s.nbytes for k, s in enumerate(program.slots)  # (per thread: all threads')
+                 if s.kind in ("output", "buffer", "scratch")}
+        self.slot_order = list(sized)
+        self.nbytes = env.evaluator([sized[k] for k in self.slot_order])
+        self.symbolic_refs = {n: r for n, r in program.refs.items()
+                              if is_symbolic((r.offset, r.shape, r.strides))}
+        self.ref_values = env.evaluator([(r.offset, r.shape, r.strides)
+                                         for r in self.symbolic_refs.values()])
+        self.static_refs = {n: r for n, r in program.refs.items() if n not in self.symbolic_refs}
+        self.layouts: dict[tuple, Layout] = {}
+
+    def bind(self, inputs) -> Layout:
+        values = self.values_of(inputs)
+        layout = self.layouts.get(values)
+        if layout is None:
+            layout = self._layout(values)
+        for k, shape, strides in layout.expected:
+            t = inputs[k]
+            if t._shape != shape or (t._stride != strides and _matters(shape, t._stride, strides)):
+                raise SizeMismatch(f"input {k} has shape {list(t._shape)} and strides "
+                                   f"{t._stride}; this program takes shape {list(shape)} with "
+                                   f"strides {strides}")
+        return layout
+
+    def _layout(self, values: tuple) -> Layout:
+        if min(values) < 2:
+            raise SizeMismatch(f"sizes {dict(zip(self.names, values))}: symbolic sizes are at "
+                               "least 2 (sizes 0 and 1 compile as constants)")
+        if not self.guards(*values):
+            names = dict(zip(self.names, values))
+            failed = next(g for g in self.env.guards if not eval(g, {}, names))
+            raise SizeMismatch(f"sizes {names} fail the program's guard {failed}")
+        expected = [(k, tuple(shape), tuple(strides)) for (k, _, _), (shape, strides) in
+                    zip(self.inputs, self.check_inputs(*values))]
+        nbytes = dict(zip(self.slot_order, self.nbytes(*values)))
+        refs = dict(self.static_refs)
+        for (n, r), (offset, shape, strides) in zip(self.symbolic_refs.items(),
+                                                    self.ref_values(*values)):
+            refs[n] = Ref(r.slot, offset, tuple(shape), tuple(strides), r.dtype)
+        layout = Layout(values, expected, nbytes, refs)
+        if len(self.layouts) >= MAX_LAYOUTS:
+            self.layouts.clear()
+        self.layouts[values] = layout
+        return layout
+
+
+def _matters(shape, actual, wanted) -> bool:
+    """Strides differ somewhere they are used (a dim of size 1 has any stride)."""
+    return any(n != 1 and a != w for n, a, w in zip(shape, actual, wanted))

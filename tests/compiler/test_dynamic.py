@@ -1,0 +1,300 @@
+"""Dynamic sizes: ``graphc.compile(dynamic=True)``, and automatically once a dim has been
+seen with two sizes. One program serves every size its guards allow; every result is
+checked against eager, across sizes, dtypes, broadcasting, reductions over the dynamic
+dim, nan/inf and size-dependent Python code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import graphc.nn.functional as F
+from graphc.compiler import CheckError
+
+
+def assert_close(got, want, tol=1e-5):
+    got, want = (got if isinstance(got, (tuple, list)) else [got]), \
+        (want if isinstance(want, (tuple, list)) else [want])
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, a.dtype, b.shape, b.dtype)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tol, atol=tol, equal_nan=True)
+
+
+def sized(cf) -> list:
+    """The entries compiled with symbolic sizes."""
+    cf = getattr(cf, "compiled", cf)
+    return [e for e in cf.entries.values() if e.spec.sizes is not None]
+
+
+def run_sizes(cf, fn, make_args, sizes, tol=1e-5):
+    with graphc.no_grad():
+        for n in sizes:
+            args = make_args(n)
+            assert_close(cf(*args), fn(*args), tol)
+
+
+# ---- one program for every size ------------------------------------------------------------
+
+def softmax_plus(x, y):
+    return (x.exp() * 2 + y).softmax(-1)
+
+
+def test_dynamic_true_compiles_once_for_every_size():
+    cf = graphc.compile(softmax_plus, dynamic=True)
+    pairs = [(8, 16), (3, 5), (100, 300), (7, 1000), (2, 2), (513, 17)]
+    with graphc.no_grad():
+        for n, m in pairs:
+            x, y = graphc.randn(n, m), graphc.randn(m)
+            assert_close(cf(x, y), softmax_plus(x, y))
+    assert len(cf.entries) == 1 and len(sized(cf)) == 1 and not cf.recompiles
+    entry = sized(cf)[0]
+    assert [str(g) for g in entry.guards if g.kind == "shape"] == ["shape    x == [s0, s1]",
+                                                                   "shape    y == [s2]"]
+    assert [g.value for g in entry.guards if g.kind == "size"] == ["s2 == s1"]
+
+
+def test_a_dim_seen_with_two_sizes_becomes_dynamic():
+    cf = graphc.compile(softmax_plus)
+    run_sizes(cf, softmax_plus, lambda n: (graphc.randn(n, 16), graphc.randn(16)),
+              [8, 3, 100, 7, 64, 1000, 16, 2])
+    assert len(cf.entries) == 2 and len(sized(cf)) == 1  # the first size, then all others
+    assert cf.dynamic_dims == {"x": {0}}
+    assert [r.guard for r in cf.recompiles] == ["shape"]
+    assert "compiles with symbolic sizes from now on" in cf.recompiles[0].suggestion
+    entry = sized(cf)[0]
+    assert [g.value for g in entry.guards if g.kind == "shape"] == ["[s0, 16]", "[16]"]
+    assert not [g for g in entry.guards if g.kind == "size"]
+
+
+def test_dynamic_false_keeps_one_program_per_size():
+    cf = graphc.compile(softmax_plus, dynamic=False)
+    run_sizes(cf, softmax_plus, lambda n: (graphc.randn(n, 16), graphc.randn(16)), [8, 3, 5])
+    assert len(cf.entries) == 3 and not sized(cf)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 10)), (32,)),
+    (lambda: nn.Sequential(nn.Linear(32, 32), nn.LayerNorm(32), nn.ReLU()), (32,)),
+    (lambda: nn.Sequential(nn.Linear(24, 24), nn.Softmax(-1)), (5, 24)),
+], ids=["mlp", "layernorm", "batched-3d"])
+def test_models_with_a_dynamic_batch(make, shape):
+    graphc.manual_seed(0)
+    model = make().eval()
+    compiled = graphc.compile(model)
+    run_sizes(compiled, model, lambda n: (graphc.randn(n, *shape),), [8, 3, 100, 7, 64, 1000, 2],
+              tol=1e-4)
+    assert len(compiled.compiled.entries) == 2 and len(sized(compiled)) == 1
+
+
+def test_a_transformer_block_with_dynamic_batch_and_sequence():
+    graphc.manual_seed(0)
+    block = nn.TransformerEncoderLayer(32, nhead=4, dim_feedforward=64, activation="gelu",
+                                       batch_first=True).eval()
+    compiled = graphc.compile(block)
+
+    def args(b, t):
+        pad = graphc.zeros(b, t, dtype=graphc.bool)
+        pad[b - 1, t // 2:] = True
+        return graphc.randn(b, t, 32), pad
+
+    with graphc.no_grad():
+        for b, t in [(4, 16), (3, 16), (6, 16), (4, 9), (2, 33), (5, 64), (7, 3)]:
+            x, pad = args(b, t)
+            assert_close(compiled(x, src_key_padding_mask=pad),
+                         block(x, src_key_padding_mask=pad), 1e-4)
+    # 4 programs: the first call's sizes; batch dynamic; batch and sequence dynamic while
+    # the batch is smaller than the sequence; then the other side of that guard (the
+    # attention projections run as one gemm per sequence position or per batch row)
+    recompiles = compiled.compiled.recompiles
+    assert [r.guard for r in recompiles] == ["shape", "shape", "size"]
+    assert recompiles[-1].new.endswith("fail the program's guard s1 > s0")
+    shapes = [[g.value for g in e.guards if g.kind in ("shape", "size")]
+              for e in sized(compiled)]
+    assert shapes == [["[s0, 16, 32]", "[s1, 16]", "s1 == s0", "s0 < 16"],
+                      ["[s0, s1, 32]", "[s2, s3]", "s2 == s0", "s3 == s1", "s1 > s0"],
+                      ["[s0, s1, 32]", "[s2, s3]", "s2 == s0", "s3 == s1", "not (s1 > s0)"]]
+
+
+# ---- what stays exact ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [graphc.float32, graphc.float64, graphc.int32],
+                         ids=["f32", "f64", "i32"])
+def test_reductions_over_the_dynamic_dim(dtype):
+    def f(x):
+        return x.sum(0), x.amax(0), (x * 2).sum(), x.cumsum(0) if False else x.sum(-1)
+
+    cf = graphc.compile(f, dynamic=True)
+    for n in [5, 300, 257, 256, 1023, 2]:
+        x = (graphc.randn(n, 7) * 10).to(dtype)
+        with graphc.no_grad():
+            assert_close(cf(x), f(x), 1e-4 if dtype is graphc.float32 else 1e-9)
+    assert len(cf.entries) == 1 and len(sized(cf)) == 1
+
+
+def test_nan_inf_and_broadcasting_across_sizes():
+    def f(x, y, z):
+        return (x * y).exp().log1p() + z, (x / y).clamp(-5, 5).sigmoid()
+
+    cf = graphc.compile(f, dynamic=True)
+    for n in [4, 9, 130]:
+        x = graphc.randn(n, 1, 6)
+        x[0, 0, 0], x[-1, 0, 1] = float("nan"), float("inf")
+        y, z = graphc.randn(1, 3, 6), graphc.randn(6)
+        y[0, 0, 2] = 0.0
+        with graphc.no_grad():
+            assert_close(cf(x, y, z), f(x, y, z), 1e-5)
+    assert len(sized(cf)) == 1
+
+
+def test_python_decisions_on_sizes_become_guards():
+    def f(x):
+        if x.shape[0] > 10:  # a decision on the size: a guard, not an assumption
+            return x * 2
+        return x[: x.shape[0] // 3] - 1
+
+    cf = graphc.compile(f, dynamic=True)
+    run_sizes(cf, f, lambda n: (graphc.randn(n, 4),), [20, 11, 400, 12, 9, 10, 6, 7, 8, 3])
+    progs = sized(cf)
+    guards = [[g.value for g in e.guards if g.kind == "size"] for e in progs]
+    assert guards[0] == ["s0 > 10"]
+    assert all(r.guard in ("size", "shape") for r in cf.recompiles)
+    size_misses = [r for r in cf.recompiles if r.guard == "size"]
+    assert size_misses and "fail the program's guard s0 > 10" in size_misses[0].new
+    # x[: n // 3] for n <= 10: each value of n // 3 is its own guard (sizes 9, 10 share one)
+    assert any("(s0) // (3) == 3" in g for gs in guards for g in gs)
+
+
+def test_programs_whose_guards_pin_a_size_never_share_code():
+    """Two programs with the same kernel IR text (``x[:, :s1 // 2]``) but a symbol pinned
+    to different values (8, then 14) emit different code: the IR text cache's key spells
+    a pinned symbol as its value (this case once got the first program's strides)."""
+    def first_half(x):
+        return x.chunk(2, dim=1)[0] * 3
+
+    cf = graphc.compile(first_half, dynamic=True)
+    run_sizes(cf, first_half, lambda m: (graphc.randn(3, m),), [8, 14, 8, 14, 20])
+    assert len(sized(cf)) == 3
+
+
+def test_a_clamped_slice_is_right_beyond_the_sizes_compiled():
+    def f(x):
+        return x[:1000] * 3
+
+    cf = graphc.compile(f, dynamic=True)
+    run_sizes(cf, f, lambda n: (graphc.randn(n, 3),), [500, 700, 1500, 2000, 999, 1000, 1001])
+    assert len(sized(cf)) == 2  # below 1000 and above: each guarded by the clamp's decision
+
+
+def test_inputs_that_cannot_be_symbolic_compile_with_fixed_sizes():
+    cf = graphc.compile(lambda x: x * 2 + 1, dynamic=True)
+    run_sizes(cf, lambda x: x * 2 + 1, lambda n: (graphc.randn(7, n).t(),), [4, 5])  # strided
+    run_sizes(cf, lambda x: x * 2 + 1, lambda n: (graphc.randn(n, 1),), [1, 0])  # sizes 1, 0
+    assert not sized(cf) and len(cf.entries) == 4
+
+
+def test_a_step_that_runs_in_numpy_keeps_fixed_sizes_and_says_why():
+    def f(x):
+        return graphc.cat([x * 2, x], dim=-1) + 1
+
+    cf = graphc.compile(f, dynamic=True)
+    run_sizes(cf, f, lambda n: (graphc.randn(n, 8),), [4, 6])
+    assert not sized(cf) and len(cf.entries) == 2
+    assert "run in numpy" in cf.static_reasons[0].reason
+
+
+def test_buffers_grow_and_outputs_are_fresh_per_call():
+    def f(x):
+        h = (x * 2).exp()
+        return h.softmax(-1) + h.sum(-1, keepdim=True)
+
+    cf = graphc.compile(f, dynamic=True)
+    outs = []
+    with graphc.no_grad():
+        for n in [3, 2000, 5, 4000, 3]:
+            x = graphc.randn(n, 64)
+            y = cf(x)
+            assert_close(y, f(x), 1e-4)
+            outs.append((y, f(x)))
+    for y, want in outs:  # earlier outputs are not overwritten by later calls
+        assert_close(y, want, 1e-4)
+    assert len(sized(cf)) == 1
+
+
+def test_large_sizes_run_on_threads_small_ones_alone(monkeypatch):
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    cf = graphc.compile(lambda x: (x * 3).tanh(), dynamic=True)
+    run_sizes(cf, lambda x: (x * 3).tanh(), lambda n: (graphc.randn(n, 256),), [3, 4096, 2])
+    text = cf.stage_text("llvm")
+    assert "parallel_for" in text and "icmp sge" in text  # the choice is made per call
+
+
+def test_check_mode_compares_a_symbolic_program_with_eager(monkeypatch):
+    from graphc.codegen import emitters
+    from graphc.ops.registry import OPS
+
+    good = OPS.exp.emit
+    monkeypatch.setattr(OPS.exp, "emit", lambda s, args, attrs: s.b.fadd(good(s, args, attrs),
+                                                                       args[0]))
+    assert emitters  # the broken emitter is graphc's op table entry, patched here
+    cf = graphc.compile(lambda x: x.exp() + 1, dynamic=True, check=True)
+    with graphc.no_grad(), pytest.raises(CheckError, match="symbolic sizes"):
+        cf(graphc.randn(5, 3))
+
+
+def test_explain_and_dump_show_a_symbolic_program(tmp_path):
+    def f(x, w):
+        h = F.relu(x @ w)
+        return h.view(x.shape[0], 2, -1).sum(-1)  # a size in the graph's arguments
+
+    cf = graphc.compile(f, dynamic=True)
+    x, w = graphc.randn(6, 8), graphc.randn(8, 4)
+    with graphc.no_grad():
+        cf(graphc.randn(3, 8), w)
+    e = graphc.explain(cf, x, w)  # served by the program compiled for 3 rows
+    text = str(e)
+    assert "shape    x == [s0, s1]" in text and "s0 = 6, s1 = 8" in text
+    assert e.sizes == {"s0": 6, "s1": 8, "s2": 8, "s3": 4}
+    assert e.kernels[0]["bytes"] == 4 * (6 * 8 + 8 * 4 + 6 * 4)  # at this call's sizes
+    graphc.dump(cf, tmp_path, x, w)
+    assert "s0" in (tmp_path / "5_kernels.txt").read_text()
+    repro = (tmp_path / "repro.py").read_text()
+    assert "s0 = x.shape[0]" in repro
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(graphc.__file__))}
+    run = subprocess.run([sys.executable, str(tmp_path / "repro.py")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "compiled vs eager: 1 outputs agree" in run.stdout
+
+
+def test_a_replaced_weight_recompiles_the_symbolic_program_once():
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU()).eval()
+    compiled = graphc.compile(model)
+    run_sizes(compiled, model, lambda n: (graphc.randn(n, 8),), [3, 5, 9])
+    model[0].weight = nn.Parameter(graphc.randn(4, 8))  # a new tensor, not an update
+    run_sizes(compiled, model, lambda n: (graphc.randn(n, 8),), [5, 7, 11, 3])
+    cf = compiled.compiled
+    assert [r.guard for r in cf.recompiles] == ["shape", "weight"]
+    assert len(sized(cf)) == 1  # the program with the old weight is gone
+
+
+def test_a_pattern_that_cannot_be_symbolic_is_not_tried_again(monkeypatch):
+    from graphc.compiler import compiled as compiled_module
+
+    def f(x):
+        return graphc.cat([x, x * 2], dim=-1) + 1  # cat runs in numpy: fixed sizes
+
+    cf = graphc.compile(f, dynamic=True)
+    run_sizes(cf, f, lambda n: (graphc.randn(n, 4),), [3])
+    tries = []
+    original = compiled_module.CompiledFunction._compile_sized
+    monkeypatch.setattr(compiled_module.CompiledFunction, "_compile_sized",
+                        lambda self, *a: tries.append(a) or original(self, *a))
+    run_sizes(cf, f, lambda n: (graphc.randn(n, 4),), [5, 6])
+    assert len(cf.static_reasons) == 1 and len(cf.entries) == 3 and len(tries) == 2
