@@ -10,7 +10,7 @@ import math
 import operator
 
 from .errors import OpIndexError, OpTypeError, ShapeError
-from .symbolic import SymInt
+from .symbolic import SymInt, exact_div
 
 Shape = tuple[int, ...]
 
@@ -106,12 +106,30 @@ def infer_size(op: str, shape: Shape, total: int) -> Shape:
         raise ShapeError(op, f"invalid shape dimension {bad[0]} in {shape}")
     known = math.prod(s for s in shape if s != -1)
     if unknown:
-        if known == 0 or total % known:
+        q = _quotient(total, known) if known != 0 else None
+        if q is None:
             raise ShapeError(op, f"shape {shape} is invalid for input of size {total}")
-        shape = tuple(total // known if s == -1 else s for s in shape)
+        shape = tuple(q if s == -1 else s for s in shape)
     elif known != total:
         raise ShapeError(op, f"shape {shape} is invalid for input of size {total}")
     return shape
+
+
+def _quotient(total, known):
+    """``total / known`` where it divides, else None. With symbolic sizes: the exact
+    polynomial quotient, or else the quotient of their values in the compiling call,
+    guarded by ``total == known * q`` (which ties a size to the others: ``y.view(n, -1)``
+    for a y of 6n elements)."""
+    if not isinstance(total, SymInt) and not isinstance(known, SymInt):
+        return None if total % known else total // known
+    exact = exact_div(total, known)  # a polynomial quotient needs no guard
+    if exact is not None:
+        return exact
+    t = total.hint if isinstance(total, SymInt) else total
+    k = known.hint if isinstance(known, SymInt) else known
+    if t % k:
+        return None
+    return t // k if total == known * (t // k) else None
 
 
 def view_strides(old_shape: Shape, old_stride: Shape, new_shape: Shape) -> Shape | None:

@@ -398,6 +398,17 @@ def _caller() -> str:
     return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno} ({f.f_code.co_name})"
 
 
+def exact_div(a, b):
+    """``a / b`` as a polynomial where one divides the other term by term (no guard), else
+    None. ``exact_div(6*s0*s1, 3*s1) == 2*s0``."""
+    if isinstance(a, int):
+        if isinstance(b, int):
+            return a // b if b and a % b == 0 else None
+        return 0 if a == 0 else None
+    terms = _divide(a.terms, b)
+    return None if terms is None else SymInt._make(terms, a.env)
+
+
 def _divide(terms: dict, divisor):
     """``terms / divisor`` where a positive single-term divisor divides every term exactly
     (``128*s0*s1 / s0*s1 = 128``); else None."""

@@ -197,6 +197,7 @@ class Specialization:
         self._error: BaseException | None = None
         self._call_inputs: tuple = ()
         self._call_outputs: dict[int, np.ndarray] = {}
+        self._call_layout = None  # with symbolic sizes: this call's (sizes.Layout)
         self._env: dict[Node, object] = {}
         self._views: dict[Node, Tensor] = {}  # this call's views made by fallbacks
 
@@ -271,6 +272,9 @@ class Specialization:
             for slot, d, count, small in outs:
                 st = outputs[slot] = self._output_storage(slot, d, count, small)
                 table[slot] = st._address
+            if self._fallbacks:
+                self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
+                self._views, self._call_layout = {}, layout
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
@@ -352,7 +356,8 @@ class Specialization:
         return Tensor._make(storage, ref.shape, ref.strides, base + ref.offset)
 
     def _value(self, n: Node, inputs, outputs, refs=None):
-        refs = refs if refs is not None else self.program.refs
+        if refs is None:
+            refs = self._call_layout.refs if self._call_layout is not None else self.program.refs
         if n in self._env:
             return self._env[n]
         if n.op == "placeholder" and n not in refs:
@@ -366,31 +371,49 @@ class Specialization:
         symbolic sizes)."""
         position = iter(range(1 << 62))
 
+        all_refs = refs if refs is not None else self.program.refs
+
         def value(n: Node):
+            internal = False
             if n.op == "placeholder":
                 t = inputs[self.gm.graph.placeholders.index(n)]
             elif n.op == "get_attr":
                 t = fetch(self.gm, n.target)
+            elif self._views and self._view_chain(n)[1] in self._views:
+                t = self._fallback_arg(n, inputs, outputs)  # eager's view, made again
             else:
                 t = self._value(n, inputs, outputs, refs)
-            copy = next(position) in self._copied and isinstance(t, Tensor)
+                ref = all_refs.get(n)
+                internal = ref is not None and \
+                    self.program.slots[ref.slot].kind in ("buffer", "scratch")
+            # a value in the program's own buffers is overwritten by the next call
+            copy = (next(position) in self._copied or internal) and isinstance(t, Tensor)
             return t.detach().clone() if copy else t
         return map_arg(self.program.outputs, value)
 
-    def _fallback_arg(self, a: Node, inputs, outputs):
-        """A fallback's argument. A view of a view an earlier fallback made (as_strided
-        of as_strided) is made again from that view, not read from the copy the program
-        keeps of it: as_strided addresses the storage, and the copy's is not eager's."""
+    def _view_chain(self, a: Node) -> tuple[list, Node]:
+        """The views from ``a`` down to the first node that is not a view, or that a
+        fallback made (in ``_views``): (the views, that node)."""
         chain, root = [], a
         while root not in self._views and root.op == "call_function" and \
                 Flag.VIEW in root.target.flags and isinstance(root.args[0], Node):
             chain.append(root)
             root = root.args[0]
+        return chain, root
+
+    def _fallback_arg(self, a: Node, inputs, outputs):
+        """A fallback's argument. A view of a view an earlier fallback made (as_strided
+        of as_strided) is made again from that view, not read from the copy the program
+        keeps of it: as_strided addresses the storage, and the copy's is not eager's."""
+        chain, root = self._view_chain(a)
         if root not in self._views:
             return self._value(a, inputs, outputs)
         t = self._views[root]
         for v in reversed(chain):
-            t = self.interpreter.call_function(v, (t, *v.args[1:]), v.kwargs)
+            rest, kwargs = v.args[1:], v.kwargs
+            if self._call_layout is not None:
+                rest, kwargs = self.sizes.concrete((rest, kwargs), self._call_layout.values)
+            t = self.interpreter.call_function(v, (t, *rest), kwargs)
         return t
 
     def _run_fallback(self, step: int) -> int:
@@ -400,6 +423,8 @@ class Specialization:
             inputs, outputs = self._call_inputs, self._call_outputs
             args = map_arg(n.args, lambda a: self._fallback_arg(a, inputs, outputs))
             kwargs = map_arg(n.kwargs, lambda a: self._fallback_arg(a, inputs, outputs))
+            if self._call_layout is not None:  # symbolic sizes in the arguments: this call's
+                args, kwargs = self.sizes.concrete((args, kwargs), self._call_layout.values)
             result = getattr(self.interpreter, n.op)(n, args, kwargs)
             if n.op == "call_function" and Flag.VIEW in n.target.flags:
                 self._views[n] = result
@@ -416,7 +441,8 @@ class Specialization:
             return ERR_CALLBACK
 
     def _store(self, n: Node, result, inputs, outputs) -> None:
-        dst = self.tensor(self.program.refs[n], inputs, outputs)
+        refs = self._call_layout.refs if self._call_layout is not None else self.program.refs
+        dst = self.tensor(refs[n], inputs, outputs)
         if not isinstance(result, Tensor):
             raise TypeError(f"%{n.name}: expected a tensor from the fallback, got "
                             f"{type(result).__name__}")
@@ -486,9 +512,6 @@ class CompiledGraph:
         t0 = time.perf_counter()
         program = lower(gm, layouts, name="graph", shape_env=shape_env)
         t1 = time.perf_counter()
-        if program.fallbacks:
-            raise Unsized(f"{len(program.fallbacks)} steps run in numpy ("
-                          f"{program.fallbacks[0].reason}), which takes fixed sizes")
         if not shape_env.free():
             raise Unsized("every dynamic size was fixed while compiling: "
                           + "; ".join(shape_env.specialized[:3]))

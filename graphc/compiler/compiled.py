@@ -282,11 +282,7 @@ class CompiledFunction:
         cg = compile_graph(gm, passes=self.passes, watch=self.module)
         spec = cg.specialize(tuple(tensors))
         _show_stages(self.__name__, spec, cg)
-        fallbacks = spec.program.fallbacks
-        if fallbacks and self.fullgraph:
-            listed = "; ".join(f"%{f.node.name}: {f.reason}" for f in fallbacks)
-            raise CaptureError(f"{self.__name__}: fullgraph=True, but {len(fallbacks)} nodes "
-                               f"have no native lowering: {listed}", location)
+        self._refuse_fallbacks(spec, location)
         entry = Entry(sig, gm, cg, spec, G.guards(self.names, sig, self.module is not None),
                       trace_seconds, example=tuple(
                           weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
@@ -359,6 +355,7 @@ class CompiledFunction:
         except Exception as e:  # anything symbolic sizes do not support: fixed sizes do
             reason = f"compiled with fixed sizes: {type(e).__name__}: {e}"
         else:
+            self._refuse_fallbacks(spec, location)
             named = G.guards(self.names, G.symbolic_signature(sig, metas, self.names),
                              self.module is not None)
             named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
@@ -374,6 +371,13 @@ class CompiledFunction:
         self.static_reasons.append(EagerRun(reason, location))
         show(1, f"{self.__name__}: dynamic sizes", reason)
         return None
+
+    def _refuse_fallbacks(self, spec, location) -> None:
+        fallbacks = spec.program.fallbacks
+        if fallbacks and self.fullgraph:
+            listed = "; ".join(f"%{f.node.name}: {f.reason}" for f in fallbacks)
+            raise CaptureError(f"{self.__name__}: fullgraph=True, but {len(fallbacks)} nodes "
+                               f"have no native lowering: {listed}", location)
 
     def _record(self, r: G.Recompile) -> None:
         self.recompiles.append(r)

@@ -15,6 +15,7 @@ from .. import dtype as dt
 from .. import random as rnd
 from ..errors import OpValueError
 from ..layout import as_shape
+from ..symbolic import SymInt
 from .registry import REQUIRED, Flag, Sample, register
 
 FACTORY = Flag.FACTORY
@@ -38,6 +39,11 @@ def _size_shape(name, size=(), **attrs):
 def arange_length(name, start, end, step) -> int:
     if step == 0:
         raise OpValueError(name, "step must be non-zero")
+    if any(type(v) is SymInt for v in (start, end, step)) and \
+            all(isinstance(v, (int, SymInt)) for v in (start, end, step)):
+        # integers, one of them a symbolic size (arange(x.shape[0])): integer arithmetic
+        n = (end - start + step - 1) // step if step > 0 else (start - end - step - 1) // -step
+        return n if n >= 0 else 0
     if not all(math.isfinite(v) for v in (start, end, step)):
         raise OpValueError(name, f"start, end and step must be finite, got {start}, {end}, {step}")
     if (end - start) / step < 0:

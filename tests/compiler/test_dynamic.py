@@ -198,14 +198,31 @@ def test_inputs_that_cannot_be_symbolic_compile_with_fixed_sizes():
     assert not sized(cf) and len(cf.entries) == 4
 
 
-def test_a_step_that_runs_in_numpy_keeps_fixed_sizes_and_says_why():
-    def f(x):
-        return graphc.cat([x * 2, x], dim=-1) + 1
+def test_steps_that_run_in_numpy_take_this_calls_sizes():
+    def f(x, y):
+        h = graphc.cat([x * 2, x], dim=0) + 1  # cat has no native kernel: a fallback
+        idx = graphc.arange(x.shape[0] - 1)  # a fallback whose argument is a size
+        return h.index_select(0, idx).sum(-1), y.view(x.shape[0], -1).t().contiguous()
 
     cf = graphc.compile(f, dynamic=True)
-    run_sizes(cf, f, lambda n: (graphc.randn(n, 8),), [4, 6])
+    run_sizes(cf, f, lambda n: (graphc.randn(n, 8), graphc.randn(n * 6)), [4, 6, 17, 4, 9])
+    assert len(cf.entries) == 1 and len(sized(cf)) == 1
+    assert len(sized(cf)[0].spec.program.fallbacks) >= 2
+    # y's size is tied to x's by the view (s2 == 6*s0), not fixed
+    assert [g.value for g in sized(cf)[0].guards if g.kind == "size"] == [
+        "s2 == 6*s0", "not (s0 - 1 == 1)"]
+
+
+def test_a_size_python_fixes_keeps_fixed_sizes_and_says_why():
+    def f(x):
+        return sum(x[i] * i for i in range(x.shape[0]))  # range() needs the number
+
+    cf = graphc.compile(f, dynamic=True)
+    run_sizes(cf, f, lambda n: (graphc.randn(n),), [4, 6])
     assert not sized(cf) and len(cf.entries) == 2
-    assert "run in numpy" in cf.static_reasons[0].reason
+    assert "every dynamic size was fixed" in cf.static_reasons[0].reason
+    assert "s0 fixed to 4 by a use as an index or a count at test_dynamic.py:" in \
+        cf.static_reasons[0].reason
 
 
 def test_buffers_grow_and_outputs_are_fresh_per_call():
@@ -288,13 +305,40 @@ def test_a_pattern_that_cannot_be_symbolic_is_not_tried_again(monkeypatch):
     from graphc.compiler import compiled as compiled_module
 
     def f(x):
-        return graphc.cat([x, x * 2], dim=-1) + 1  # cat runs in numpy: fixed sizes
+        return x[int(x.shape[0]) - 1] * 2  # int() fixes the size: fixed sizes
 
     cf = graphc.compile(f, dynamic=True)
-    run_sizes(cf, f, lambda n: (graphc.randn(n, 4),), [3])
+    run_sizes(cf, f, lambda n: (graphc.randn(n),), [3])
     tries = []
     original = compiled_module.CompiledFunction._compile_sized
     monkeypatch.setattr(compiled_module.CompiledFunction, "_compile_sized",
                         lambda self, *a: tries.append(a) or original(self, *a))
-    run_sizes(cf, f, lambda n: (graphc.randn(n, 4),), [5, 6])
+    run_sizes(cf, f, lambda n: (graphc.randn(n),), [5, 6])
     assert len(cf.static_reasons) == 1 and len(cf.entries) == 3 and len(tries) == 2
+
+
+def test_fullgraph_refuses_numpy_steps_with_symbolic_sizes_too():
+    from graphc.compiler import CaptureError
+
+    cf = graphc.compile(lambda x: graphc.cat([x, x], dim=0) * 2, dynamic=True, fullgraph=True)
+    with graphc.no_grad(), pytest.raises(CaptureError, match="cat has no LLVM lowering"):
+        cf(graphc.randn(4, 3))
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["fixed", "symbolic"])
+def test_outputs_a_numpy_step_views_survive_the_next_call(dynamic):
+    """A fallback's view returned as an output is eager's view (of the input), and a value
+    in the program's own buffers is returned as a copy: the next call does not change an
+    earlier call's result (found by the dynamic fuzzer: as_strided of an input)."""
+    def f(x):
+        return x.as_strided((2, 1), (0, 2), 2), (x * 2).as_strided((3,), (1,), 1) + 0
+
+    cf = graphc.compile(f, dynamic=dynamic)
+    with graphc.no_grad():
+        first_in = graphc.randn(5)
+        first = cf(first_in)
+        want = [t.clone() for t in f(first_in)]
+        cf(graphc.randn(5))
+        cf(graphc.randn(7))
+    assert_close(list(first), want)
+    assert np.shares_memory(first[0].numpy(), first_in.numpy())  # a view of x, as in eager
