@@ -382,6 +382,34 @@ class SymInt:
         return format(str(self), spec)
 
 
+_bound: list[dict] = []  # symbol values while a symbolic graph runs in Python (sizes_bound)
+
+
+@contextmanager
+def sizes_bound(values: dict):
+    """Run a symbolic graph's nodes in Python (a compiled program's numpy fallbacks) for
+    one call: ``concrete`` replaces each SymInt by its value in ``values``."""
+    _bound.append(values)
+    try:
+        yield
+    finally:
+        _bound.pop()
+
+
+def concrete(value):
+    """``value`` (nested tuples, lists, dicts) with each SymInt replaced by its value under
+    the innermost ``sizes_bound``; unchanged outside one."""
+    if not _bound:
+        return value
+    if type(value) is SymInt:
+        return eval(str(value), {}, _bound[-1])  # the text of a polynomial of the symbols
+    if isinstance(value, (tuple, list)):
+        return type(value)(concrete(v) for v in value)
+    if isinstance(value, dict):
+        return {k: concrete(v) for k, v in value.items()}
+    return value
+
+
 def describing(env):
     """``env.describing()``, or nothing for a program without symbolic sizes (None)."""
     return env.describing() if env is not None else nullcontext()

@@ -18,6 +18,7 @@ and reused. Nothing runs in Python per kernel, except the fallbacks ``explain()`
 from __future__ import annotations
 
 import ctypes
+from contextlib import nullcontext
 import sys
 import threading
 from ctypes import addressof
@@ -38,6 +39,7 @@ from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
 from .program import Program, lower
 from .sizes import SizeBinding
+from ..symbolic import concrete, sizes_bound
 from .target import PREFIX, compile_ir
 
 MAIN_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
@@ -409,23 +411,28 @@ class Specialization:
         if root not in self._views:
             return self._value(a, inputs, outputs)
         t = self._views[root]
-        for v in reversed(chain):
-            rest, kwargs = v.args[1:], v.kwargs
-            if self._call_layout is not None:
-                rest, kwargs = self.sizes.concrete((rest, kwargs), self._call_layout.values)
-            t = self.interpreter.call_function(v, (t, *rest), kwargs)
+        with self._sizes_bound():
+            for v in reversed(chain):
+                rest, kwargs = concrete((v.args[1:], v.kwargs))
+                t = self.interpreter.call_function(v, (t, *rest), kwargs)
         return t
+
+    def _sizes_bound(self):
+        """This call's symbolic sizes, for Python code running the graph's nodes."""
+        layout = self._call_layout
+        return sizes_bound(dict(zip(self.sizes.names, layout.values))) if layout is not None \
+            else nullcontext()
 
     def _run_fallback(self, step: int) -> int:
         try:
             _, fb = self.program.steps[step]
             n = fb.node
             inputs, outputs = self._call_inputs, self._call_outputs
-            args = map_arg(n.args, lambda a: self._fallback_arg(a, inputs, outputs))
-            kwargs = map_arg(n.kwargs, lambda a: self._fallback_arg(a, inputs, outputs))
-            if self._call_layout is not None:  # symbolic sizes in the arguments: this call's
-                args, kwargs = self.sizes.concrete((args, kwargs), self._call_layout.values)
-            result = getattr(self.interpreter, n.op)(n, args, kwargs)
+            with self._sizes_bound():  # symbolic sizes in the arguments: this call's
+                args = map_arg(n.args, lambda a: self._fallback_arg(a, inputs, outputs))
+                kwargs = map_arg(n.kwargs, lambda a: self._fallback_arg(a, inputs, outputs))
+                args, kwargs = concrete((args, kwargs))
+                result = getattr(self.interpreter, n.op)(n, args, kwargs)
             if n.op == "call_function" and Flag.VIEW in n.target.flags:
                 self._views[n] = result
             if n in self.program.env_nodes:

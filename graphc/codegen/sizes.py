@@ -109,18 +109,6 @@ class SizeBinding:
         return layout
 
 
-    def concrete(self, value, values: tuple):
-        """``value`` (nested tuples, lists, dicts) with each SymInt replaced by its value
-        for the symbols' ``values`` (a fallback's arguments, per call)."""
-        if type(value) is SymInt:
-            return eval(str(value), {}, dict(zip(self.names, values)))  # a polynomial's text
-        if isinstance(value, (tuple, list)):
-            return type(value)(self.concrete(v, values) for v in value)
-        if isinstance(value, dict):
-            return {k: self.concrete(v, values) for k, v in value.items()}
-        return value
-
-
 def _matters(shape, actual, wanted) -> bool:
     """Strides differ somewhere they are used (a dim of size 1 has any stride)."""
     return any(n != 1 and a != w for n, a, w in zip(shape, actual, wanted))

@@ -366,7 +366,9 @@ class CompiledFunction:
             self.entries[sig] = entry
             self._sized.setdefault(pattern, []).append(entry)
             self._last = entry
-            show(1, f"{self.__name__}: symbolic sizes", f"{env.hints} guards {env.guards}")
+            show(1, f"{self.__name__}: traced graph, symbolic sizes {env.free()}",
+                 str(gm.graph) + "\nguards: " + ("; ".join(env.guards) or "none"))
+            _show_stages(self.__name__, spec, cg)
             return entry
         self.static_reasons.append(EagerRun(reason, location))
         show(1, f"{self.__name__}: dynamic sizes", reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ops.dispatch import dispatch
+from ..symbolic import concrete
 from .graph_module import fetch
 from .node import Node, map_arg
 
@@ -40,6 +41,7 @@ class Interpreter:
     def run_node(self, node: Node) -> Any:
         args = map_arg(node.args, self.env.__getitem__)
         kwargs = map_arg(node.kwargs, self.env.__getitem__)
+        args, kwargs = concrete((args, kwargs))  # a symbolic graph run for one call's sizes
         return getattr(self, node.op)(node, args, kwargs)
 
     # ---- one method per opcode ---------------------------------------------------

@@ -342,3 +342,12 @@ def test_outputs_a_numpy_step_views_survive_the_next_call(dynamic):
         cf(graphc.randn(7))
     assert_close(list(first), want)
     assert np.shares_memory(first[0].numpy(), first_in.numpy())  # a view of x, as in eager
+
+
+def test_debug_output_keeps_sizes_symbolic(monkeypatch, capsys):
+    monkeypatch.setenv("GRAPHC_DEBUG", "1")
+    cf = graphc.compile(lambda x: (x * 2).softmax(-1), dynamic=True)
+    run_sizes(cf, lambda x: (x * 2).softmax(-1), lambda n: (graphc.randn(n, 8),), [4, 9])
+    assert len(sized(cf)) == 1 and len(cf.entries) == 1
+    err = capsys.readouterr().err
+    assert "traced graph, symbolic sizes ['s0', 's1']" in err and "R_s0_s1" in err
