@@ -40,7 +40,7 @@ class ShapeEnv:
         self.guards: list[str] = []
         self._seen: set[str] = set()
         self.specialized: list[str] = []  # why a symbol was fixed to its value
-        self.fixed: dict[str, int] = {}  # symbols a guard pins to one value
+        self.fixed: dict = {}  # symbol -> what a guard pins it to (an int, or a SymInt)
         self.frozen = False
         self._describing = False
 
@@ -72,7 +72,8 @@ class ShapeEnv:
             self.guards.append(condition)
 
     def free(self) -> list[str]:
-        """The symbols no guard has pinned to a number: the sizes really left dynamic."""
+        """The symbols no guard has pinned (to a number, or to the other symbols): the
+        sizes really left dynamic."""
         return [n for n in self.hints if n not in self.fixed]
 
     def checker(self):
@@ -106,14 +107,19 @@ def _poly(value) -> dict:
     return {(): int(value)} if value else {}
 
 
+def _accumulate(out: dict, m: tuple, c: int) -> None:
+    """``out[m] += c``, keeping no zero coefficients."""
+    v = out.get(m, 0) + c
+    if v:
+        out[m] = v
+    else:
+        out.pop(m, None)
+
+
 def _add(a: dict, b: dict, sign: int = 1) -> dict:
     out = dict(a)
     for m, c in b.items():
-        v = out.get(m, 0) + sign * c
-        if v:
-            out[m] = v
-        else:
-            out.pop(m, None)
+        _accumulate(out, m, sign * c)
     return out
 
 
@@ -121,12 +127,7 @@ def _mul(a: dict, b: dict) -> dict:
     out: dict = {}
     for ma, ca in a.items():
         for mb, cb in b.items():
-            m = tuple(sorted(ma + mb))
-            v = out.get(m, 0) + ca * cb
-            if v:
-                out[m] = v
-            else:
-                out.pop(m, None)
+            _accumulate(out, tuple(sorted(ma + mb)), ca * cb)
     return out
 
 

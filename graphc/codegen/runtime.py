@@ -223,14 +223,7 @@ class Specialization:
             return self._run_sized(inputs)
         with self.lock:
             table = self.table
-            for slot, k, itemsize in self.inputs:
-                t = inputs[k]
-                st = t._storage
-                table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
-            if self.params and not self._params_current():
-                for p in self.params:
-                    if not p.current():
-                        p.refresh(table)
+            self._set_inputs(table, inputs)
             outputs = {}  # slot -> a fresh storage per call
             for slot, d, count, small in self.output_slots:
                 st = outputs[slot] = self._output_storage(slot, d, count, small)
@@ -246,6 +239,17 @@ class Specialization:
                 return Tensor._make(outputs[ref.slot], ref.shape, ref.strides, ref.offset)
             return self._outputs(inputs, outputs)
 
+    def _set_inputs(self, table, inputs: tuple) -> None:
+        """The inputs' addresses into the table, and the weights' where one changed."""
+        for slot, k, itemsize in self.inputs:
+            t = inputs[k]
+            st = t._storage
+            table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
+        if self.params and not self._params_current():
+            for p in self.params:
+                if not p.current():
+                    p.refresh(table)
+
     def _run_sized(self, inputs: tuple):
         """``run`` for a program with symbolic sizes: bind them to this call's inputs, then
         size the buffers, fill the size slots and lay out the outputs."""
@@ -257,14 +261,7 @@ class Specialization:
             table = self.table
             for slot, k in self.sizes.size_slots:
                 table[slot] = layout.values[k]
-            for slot, k, itemsize in self.inputs:
-                t = inputs[k]
-                st = t._storage
-                table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
-            if self.params and not self._params_current():
-                for p in self.params:
-                    if not p.current():
-                        p.refresh(table)
+            self._set_inputs(table, inputs)
             arrays = self.arrays
             for slot, nbytes in buffers:
                 if slot not in arrays or len(arrays[slot]) < nbytes:
