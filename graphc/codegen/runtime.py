@@ -17,6 +17,7 @@ and reused. Nothing runs in Python per kernel, except the fallbacks ``explain()`
 
 from __future__ import annotations
 
+import collections
 import ctypes
 from contextlib import nullcontext
 import sys
@@ -142,6 +143,19 @@ class _Param:
         table[self.slot] = _address(t)
 
 
+class _Call:
+    """One call's state that its fallbacks (Python, called from the native program) read:
+    the inputs, the fresh outputs, the layout of its sizes (symbolic programs), and the
+    values and views the fallbacks made."""
+
+    __slots__ = ("inputs", "outputs", "layout", "env", "views")
+
+    def __init__(self, inputs: tuple, outputs: dict, layout=None):
+        self.inputs, self.outputs, self.layout = inputs, outputs, layout
+        self.env: dict[Node, object] = {}
+        self.views: dict[Node, Tensor] = {}
+
+
 class Specialization:
     """A program compiled for one input signature, with its buffers."""
 
@@ -166,12 +180,15 @@ class Specialization:
         # a program with symbolic sizes learns them per call (see sizes.py)
         self.sizes = SizeBinding(program, gm.graph.placeholders) \
             if program.shape_env is not None else None
+        if self.sizes is not None:
+            self.run = self._run_sized  # (no test on the fixed-size path)
         self.output_slots = [  # (slot, dtype, elements, buffer type for small ones)
             (k, slot_dtype[k], s.nbytes // slot_dtype[k].itemsize,
              ctypes.c_byte * s.nbytes if s.nbytes <= SMALL_OUTPUT else None)
             for k, s in enumerate(slots) if s.kind == "output" and self.sizes is None]
-        self._dynamic_outputs = [(k, slot_dtype[k]) for k, s in enumerate(slots)
-                                 if s.kind == "output" and self.sizes is not None]
+        if self.sizes is not None:  # (slot, dtype) of each output, sized per call
+            self.sizes.outputs = [(k, slot_dtype[k]) for k, s in enumerate(slots)
+                                  if s.kind == "output"]
         out = program.outputs  # one output that is a fresh buffer: no structure to rebuild
         ref = program.refs.get(out) if isinstance(out, Node) else None
         self._direct = ref if ref is not None and slots[ref.slot].kind == "output" else None
@@ -191,17 +208,14 @@ class Specialization:
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
         self._swaps = self._changes = -1  # the first call runs the full check
-        self._pools = {slot: [] for slot, *_ in self.output_slots + self._dynamic_outputs}
+        # outputs' memory, reused: per slot, or per (slot, elements) with symbolic sizes
+        self._pools = collections.defaultdict(list)
         self._fallbacks = bool(program.fallbacks)
         self._copied = _aliased_by_passes(source.graph, gm.graph)
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
                        [p.attr for p in self.params], [p.tensor for p in self.params])
         self._error: BaseException | None = None
-        self._call_inputs: tuple = ()
-        self._call_outputs: dict[int, np.ndarray] = {}
-        self._call_layout = None  # with symbolic sizes: this call's (sizes.Layout)
-        self._env: dict[Node, object] = {}
-        self._views: dict[Node, Tensor] = {}  # this call's views made by fallbacks
+        self._call = _Call((), {})  # what the fallbacks of the current call see
 
     def _params_current(self) -> bool:
         """Every weight is the tensor and storage compiled with. Per call: when no module
@@ -219,18 +233,22 @@ class Specialization:
 
     # ---- one call ------------------------------------------------------------------------
     def run(self, inputs: tuple):
-        if self.sizes is not None:
-            return self._run_sized(inputs)
         with self.lock:
             table = self.table
-            self._set_inputs(table, inputs)
+            for slot, k, itemsize in self.inputs:  # (_set_inputs, inlined: the hot path)
+                t = inputs[k]
+                st = t._storage
+                table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
+            if self.params and not self._params_current():
+                for p in self.params:
+                    if not p.current():
+                        p.refresh(table)
             outputs = {}  # slot -> a fresh storage per call
             for slot, d, count, small in self.output_slots:
                 st = outputs[slot] = self._output_storage(slot, d, count, small)
                 table[slot] = st._address
             if self._fallbacks:
-                self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
-                self._views = {}
+                self._call = _Call(inputs, outputs)
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
@@ -269,11 +287,10 @@ class Specialization:
                     table[slot] = arrays[slot].__array_interface__["data"][0]
             outputs = {}
             for slot, d, count, small in outs:
-                st = outputs[slot] = self._output_storage(slot, d, count, small)
+                st = outputs[slot] = self._output_storage((slot, count), d, count, small)
                 table[slot] = st._address
             if self._fallbacks:
-                self._call_inputs, self._call_outputs, self._env = inputs, outputs, {}
-                self._views, self._call_layout = {}, layout
+                self._call = _Call(inputs, outputs, layout)
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
@@ -288,7 +305,7 @@ class Specialization:
         output's Ref when it is one fresh buffer."""
         outs = [(slot, d, layout.nbytes[slot] // d.itemsize, ctypes.c_byte * layout.nbytes[slot]
                  if layout.nbytes[slot] <= SMALL_OUTPUT else None)
-                for slot, d in self._dynamic_outputs]
+                for slot, d in self.sizes.outputs]
         buffers = [(slot, max(n, 1)) for slot, n in layout.nbytes.items()
                    if self.program.slots[slot].kind != "output"]
         direct = None
@@ -296,14 +313,13 @@ class Specialization:
             direct = layout.refs[self.program.outputs]
         return outs, buffers, direct
 
-    def _output_storage(self, slot: int, d, count: int, small) -> Storage:
+    def _output_storage(self, key, d, count: int, small) -> Storage:
         """Memory for an output: an earlier call's that nothing refers to any more (no
         tensor, no numpy view), else new. Reuse saves the allocation, and for large
         outputs the page faults: fresh memory costs one per 4 KiB when first touched."""
-        pool = self._pools[slot]
+        pool = self._pools[key]
         for st in pool:  # refcounts: the pool, this loop, the argument (and st.array)
-            if sys.getrefcount(st) == 3 and sys.getrefcount(st.array) == 2 and \
-                    st.array.shape[0] == count:
+            if sys.getrefcount(st) == 3 and sys.getrefcount(st.array) == 2:
                 st.version = 0
                 return st
         if small is not None:  # a ctypes buffer: its address costs less to find
@@ -356,9 +372,10 @@ class Specialization:
 
     def _value(self, n: Node, inputs, outputs, refs=None):
         if refs is None:
-            refs = self._call_layout.refs if self._call_layout is not None else self.program.refs
-        if n in self._env:
-            return self._env[n]
+            layout = self._call.layout
+            refs = layout.refs if layout is not None else self.program.refs
+        if n in self._call.env:
+            return self._call.env[n]
         if n.op == "placeholder" and n not in refs:
             return inputs[self.gm.graph.placeholders.index(n)]
         if n.op == "get_attr" and n not in refs:
@@ -378,7 +395,7 @@ class Specialization:
                 t = inputs[self.gm.graph.placeholders.index(n)]
             elif n.op == "get_attr":
                 t = fetch(self.gm, n.target)
-            elif self._views and self._view_chain(n)[1] in self._views:
+            elif self._call.views and self._view_chain(n)[1] in self._call.views:
                 t = self._fallback_arg(n, inputs, outputs)  # eager's view, made again
             else:
                 t = self._value(n, inputs, outputs, refs)
@@ -394,7 +411,8 @@ class Specialization:
         """The views from ``a`` down to the first node that is not a view, or that a
         fallback made (in ``_views``): (the views, that node)."""
         chain, root = [], a
-        while root not in self._views and root.op == "call_function" and \
+        views = self._call.views
+        while root not in views and root.op == "call_function" and \
                 Flag.VIEW in root.target.flags and isinstance(root.args[0], Node):
             chain.append(root)
             root = root.args[0]
@@ -405,9 +423,9 @@ class Specialization:
         of as_strided) is made again from that view, not read from the copy the program
         keeps of it: as_strided addresses the storage, and the copy's is not eager's."""
         chain, root = self._view_chain(a)
-        if root not in self._views:
+        if root not in self._call.views:
             return self._value(a, inputs, outputs)
-        t = self._views[root]
+        t = self._call.views[root]
         with self._sizes_bound():
             for v in reversed(chain):
                 rest, kwargs = concrete((v.args[1:], v.kwargs))
@@ -416,7 +434,7 @@ class Specialization:
 
     def _sizes_bound(self):
         """This call's symbolic sizes, for Python code running the graph's nodes."""
-        layout = self._call_layout
+        layout = self._call.layout
         return sizes_bound(dict(zip(self.sizes.names, layout.values))) if layout is not None \
             else nullcontext()
 
@@ -424,16 +442,17 @@ class Specialization:
         try:
             _, fb = self.program.steps[step]
             n = fb.node
-            inputs, outputs = self._call_inputs, self._call_outputs
+            call = self._call
+            inputs, outputs = call.inputs, call.outputs
             with self._sizes_bound():  # symbolic sizes in the arguments: this call's
                 args = map_arg(n.args, lambda a: self._fallback_arg(a, inputs, outputs))
                 kwargs = map_arg(n.kwargs, lambda a: self._fallback_arg(a, inputs, outputs))
                 args, kwargs = concrete((args, kwargs))
                 result = getattr(self.interpreter, n.op)(n, args, kwargs)
             if n.op == "call_function" and Flag.VIEW in n.target.flags:
-                self._views[n] = result
+                call.views[n] = result
             if n in self.program.env_nodes:
-                self._env[n] = result
+                call.env[n] = result
                 for u in n.users:
                     if u in self.program.refs and u.op == "call_method":
                         self._store(u, result[u.args[1]], inputs, outputs)
@@ -445,7 +464,8 @@ class Specialization:
             return ERR_CALLBACK
 
     def _store(self, n: Node, result, inputs, outputs) -> None:
-        refs = self._call_layout.refs if self._call_layout is not None else self.program.refs
+        layout = self._call.layout
+        refs = layout.refs if layout is not None else self.program.refs
         dst = self.tensor(refs[n], inputs, outputs)
         if not isinstance(result, Tensor):
             raise TypeError(f"%{n.name}: expected a tensor from the fallback, got "

@@ -73,6 +73,7 @@ class SizeBinding:
                                          for r in self.symbolic_refs.values()])
         self.static_refs = {n: r for n, r in program.refs.items() if n not in self.symbolic_refs}
         self.layouts: dict[tuple, Layout] = {}
+        self.outputs: list = []  # (slot, dtype) of each output (set by the runtime)
 
     def bind(self, inputs) -> Layout:
         values = self.values_of(inputs)

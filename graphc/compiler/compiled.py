@@ -88,6 +88,41 @@ class _Eager:
     value: object  # what an eager run returned
 
 
+class SizedPrograms:
+    """A compiled function's entries with symbolic sizes: by pattern (the signature
+    without the symbolic sizes), the exact signatures they have served, and the patterns
+    known to compile with fixed sizes only."""
+
+    def __init__(self):
+        self.by_pattern: dict[tuple, list] = {}
+        self.served: dict[tuple, Entry] = {}
+        self.unsized: set[tuple] = set()
+        self.miss = None  # the last call fitted a pattern but not its programs' guards
+
+    def find(self, sig: tuple, pattern: tuple, tensors: list) -> Entry | None:
+        """The entry whose guards these inputs' sizes pass, if any (then remembered under
+        ``sig``); when a program of the pattern refused them, ``miss`` says why."""
+        self.miss = None
+        for entry in self.by_pattern.get(pattern, ()):
+            try:
+                entry.spec.sizes.bind(tensors)
+            except SizeMismatch as e:
+                self.miss = e
+                continue
+            if len(self.served) > 4096:
+                self.served.clear()
+            self.served[sig] = entry
+            return entry
+        return None
+
+    def forget(self, entry: Entry) -> None:
+        for sig in [s for s, e in self.served.items() if e is entry]:
+            del self.served[sig]
+        if entry.pattern is not None:
+            self.by_pattern[entry.pattern] = [e for e in self.by_pattern[entry.pattern]
+                                              if e is not entry]
+
+
 class CompiledFunction:
     """What ``graphc.compile(fn)`` returns; call it like ``fn``.
 
@@ -110,10 +145,7 @@ class CompiledFunction:
         self.dynamic = dynamic
         self.dynamic_dims: dict[str, set] = {}  # argument -> dims compiled with symbolic sizes
         self.static_reasons: list[EagerRun] = []  # why a dynamic compile stayed static
-        self._sized: dict[tuple, list] = {}  # pattern -> entries with symbolic sizes
-        self._served: dict[tuple, Entry] = {}  # signatures a sized entry has served
-        self._size_miss = None  # this call fitted a sized entry's pattern but not its guards
-        self._unsized: set[tuple] = set()  # patterns that compile with fixed sizes only
+        self.sized = SizedPrograms()  # the entries with symbolic sizes
         self.leaf_modules, self.passes = tuple(leaf_modules), passes
         target = module.forward if module is not None else fn
         self.params = _parameters(target)
@@ -141,11 +173,11 @@ class CompiledFunction:
         except TypeError as e:
             name = next((n for n, a in zip(self.names, args) if not _guardable(a)), "?")
             return self._run_eagerly(None, args, f"argument {name!r} cannot be guarded: {e}")
-        entry = self.entries.get(sig) or self._served.get(sig)
+        entry = self.entries.get(sig) or self.sized.served.get(sig)
         if entry is None:
             if sig in self._eager:
                 return self._eager_call(args, {})
-            entry = self._find_sized(sig, args) if self._sized else None
+            entry = self._find_sized(sig, args)
         if entry is None:
             entry = self._compile(sig, args)
             if entry is None:
@@ -169,7 +201,7 @@ class CompiledFunction:
             return entry.spec.run(tensors)
         except WeightChanged as e:
             self._forget(entry)
-            fresh = self._find_sized(sig, args) if self._sized else None
+            fresh = self._find_sized(sig, args)
             if fresh is not None:  # compiled since with the new weight (another size)
                 return fresh.spec.run(tensors)
             self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
@@ -228,13 +260,13 @@ class CompiledFunction:
             return None
         if after_miss and self._last is not None:
             miss = G.diagnose(self.names, self._last.signature, sig, location)
-            if self._size_miss is not None:  # a program with symbolic sizes did not fit
+            if self.sized.miss is not None:  # a program with symbolic sizes did not fit
                 miss = G.Recompile("size", miss.name, "within the compiled program's guards",
-                                   str(self._size_miss), location,
+                                   str(self.sized.miss), location,
                                    "each range of sizes the guards allow compiles once (then "
                                    "is cached); the guards come from size-dependent choices "
                                    "in your code or in the compiler (GRAPHC_DEBUG=1 lists them)")
-            self._size_miss = None
+            self.sized.miss = None
             self._record(miss)
             if self.dynamic is None and miss.guard == "shape":  # seen with two sizes
                 changed = G.changed_dims(self.names, self._last.signature, sig)
@@ -294,30 +326,14 @@ class CompiledFunction:
     def _forget(self, entry: Entry) -> None:
         """Drop a compiled entry (its weights were replaced) wherever it is looked up."""
         self.entries.pop(entry.signature, None)
-        for sig in [s for s, e in self._served.items() if e is entry]:
-            del self._served[sig]
-        if entry.pattern is not None:
-            self._sized[entry.pattern] = [e for e in self._sized[entry.pattern] if e is not entry]
+        self.sized.forget(entry)
 
     # ---- symbolic sizes ------------------------------------------------------------------
     def _find_sized(self, sig: tuple, args: tuple) -> Entry | None:
-        """A compiled entry with symbolic sizes that serves this call, if any; a call that
-        fits an entry's pattern but not its guards records which guard failed."""
-        pattern = G.pattern(sig, self.names, self.dynamic_dims)
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        failed = self._size_miss = None
-        for entry in self._sized.get(pattern, ()):
-            try:
-                entry.spec.sizes.bind(tensors)
-            except SizeMismatch as e:
-                failed = e
-                continue
-            if len(self._served) > 4096:
-                self._served.clear()
-            self._served[sig] = entry
-            return entry
-        self._size_miss = failed
-        return None
+        if not self.sized.by_pattern:
+            return None
+        return self.sized.find(sig, G.pattern(sig, self.names, self.dynamic_dims),
+                               [a for a in args if isinstance(a, Tensor)])
 
     def _compile_sized(self, sig: tuple, args: tuple, location) -> Entry | None:
         """Compile with symbolic sizes for the dims in ``dynamic_dims``; None (and the
@@ -339,7 +355,7 @@ class CompiledFunction:
             else:
                 layouts.append(a)
         pattern = G.pattern(sig, self.names, self.dynamic_dims)
-        if not symbolic or pattern in self._unsized:
+        if not symbolic or pattern in self.sized.unsized:
             return None  # sizes 0 and 1, strided inputs, or known not to work: fixed sizes
         t0 = time.perf_counter()
         try:
@@ -351,7 +367,7 @@ class CompiledFunction:
             spec = cg.specialize_sized(metas, env)
         except Unsized as e:  # the same for every size of this pattern: not tried again
             reason = f"compiled with fixed sizes: {e}"
-            self._unsized.add(pattern)
+            self.sized.unsized.add(pattern)
         except Exception as e:  # anything symbolic sizes do not support: fixed sizes do
             reason = f"compiled with fixed sizes: {type(e).__name__}: {e}"
         else:
@@ -364,7 +380,7 @@ class CompiledFunction:
                 weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
                 all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern)
             self.entries[sig] = entry
-            self._sized.setdefault(pattern, []).append(entry)
+            self.sized.by_pattern.setdefault(pattern, []).append(entry)
             self._last = entry
             show(1, f"{self.__name__}: traced graph, symbolic sizes {env.free()}",
                  str(gm.graph) + "\nguards: " + ("; ".join(env.guards) or "none"))

@@ -96,7 +96,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
                           else None)
     except TypeError:
         return e
-    entry = compiled.entries.get(sig) or compiled._served.get(sig)
+    entry = compiled.entries.get(sig) or compiled.sized.served.get(sig)
     if entry is None:
         return e
     spec = entry.spec
