@@ -205,7 +205,7 @@ class SymInt:
                 env.fixed.setdefault(m[0], (value - k) // c)
             return
         for a, b in ((self, value), (value, self)):
-            name = _bare(a)
+            name = bare_symbol(a)
             if name is not None and name not in env.fixed:
                 if isinstance(b, SymInt):
                     b = b.simplified()
@@ -246,8 +246,10 @@ class SymInt:
         return self
 
     def __pow__(self, k):
-        if not isinstance(k, int) or k < 0:
-            return self.hint ** k if isinstance(k, int) else NotImplemented
+        if not isinstance(k, int):
+            return NotImplemented
+        if k < 0:  # a fraction: the value, guarded
+            return self._specialize("a negative power") ** k
         out = 1
         for _ in range(k):
             out = out * self
@@ -464,7 +466,7 @@ def _divide(terms: dict, divisor):
     return out
 
 
-def _bare(value) -> str | None:
+def bare_symbol(value) -> str | None:
     """The symbol's name if ``value`` is exactly one symbol."""
     if isinstance(value, SymInt) and len(value.terms) == 1:
         (m, c), = value.terms.items()

@@ -23,6 +23,7 @@ def test_polynomial_arithmetic_is_exact_and_needs_no_guard():
     assert (128 * a * b) // (a * b) == 128 and (a - a) == 0 and type(a - a) is int
     assert a ** 2 == a * a and (-a).__neg__() == a and 3 - a == -(a - 3)
     assert env.guards == []
+    assert a ** -1 == 1 / 8 and env.guards == ["s0 == 8"]  # a fraction needs the value
 
 
 def test_comparisons_the_bounds_decide_leave_no_guard():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..symbolic import SymInt, is_symbolic
+from ..symbolic import bare_symbol, is_symbolic
 from .kernel_ir import Ref
 
 MAX_LAYOUTS = 64  # cached concrete layouts per program (distinct size values)
@@ -49,12 +49,9 @@ class SizeBinding:
                 continue
             self.inputs.append((k, ref.shape, ref.strides))
             for d, n in enumerate(ref.shape):
-                if type(n) is SymInt and len(n.terms) == 1 and n.terms.get(next(iter(n.terms))) == 1:
-                    (monomial,) = n.terms
-                    if len(monomial) == 1:
-                        i = self.names.index(monomial[0])
-                        if self.sources[i] is None:
-                            self.sources[i] = (k, d)
+                name = bare_symbol(n)
+                if name is not None and self.sources[self.names.index(name)] is None:
+                    self.sources[self.names.index(name)] = (k, d)
         missing = [n for n, src in zip(self.names, self.sources) if src is None]
         if missing:
             raise ValueError(f"symbolic sizes {missing} are not the size of any input dim")

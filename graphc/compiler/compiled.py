@@ -372,7 +372,7 @@ class CompiledFunction:
             reason = f"compiled with fixed sizes: {type(e).__name__}: {e}"
         else:
             self._refuse_fallbacks(spec, location)
-            named = G.guards(self.names, G.symbolic_signature(sig, metas, self.names),
+            named = G.guards(self.names, G.symbolic_signature(sig, metas),
                              self.module is not None)
             named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
                       for g in env.guards]

@@ -189,7 +189,7 @@ def pattern(sig: tuple, names: tuple, dynamic_dims: dict) -> tuple:
     return tuple(out)
 
 
-def symbolic_signature(sig: tuple, layouts: tuple, names: tuple) -> tuple:
+def symbolic_signature(sig: tuple, layouts: tuple) -> tuple:
     """``sig`` with the tensors' shapes and strides as compiled (symbols in them)."""
     out, it = [sig[0]], iter(layouts)
     for key in sig[1:]:

@@ -24,7 +24,7 @@ from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops.dispatch import dispatch
 from ..ops.registry import OPS
-from ..symbolic import SymInt
+from ..symbolic import SymInt, bare_symbol
 from ..tensor import Tensor
 from .graph import Graph
 from .node import Node
@@ -122,10 +122,9 @@ def _size_sources(graph: Graph) -> dict[str, tuple[str, int]]:
     out: dict = {}
     for p in graph.placeholders:
         for d, n in enumerate(p.meta.get("shape", ())):
-            if isinstance(n, SymInt) and len(n.terms) == 1:
-                (m, c), = n.terms.items()
-                if len(m) == 1 and c == 1 and m[0] not in out:
-                    out[m[0]] = (p.name, d)
+            name = bare_symbol(n)
+            if name is not None and name not in out:
+                out[name] = (p.name, d)
     return out
 
 
