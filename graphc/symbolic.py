@@ -216,6 +216,8 @@ class SymInt:
 
     # ---- arithmetic that stays a polynomial -------------------------------------------
     def __add__(self, other):
+        if isinstance(other, float):
+            return self._specialize("arithmetic with a float") + other
         if not isinstance(other, (int, SymInt)):
             return NotImplemented
         return SymInt._make(_add(self.terms, _poly(other)), self.env)
@@ -223,16 +225,22 @@ class SymInt:
     __radd__ = __add__
 
     def __sub__(self, other):
+        if isinstance(other, float):
+            return self._specialize("arithmetic with a float") - other
         if not isinstance(other, (int, SymInt)):
             return NotImplemented
         return SymInt._make(_add(self.terms, _poly(other), -1), self.env)
 
     def __rsub__(self, other):
+        if isinstance(other, float):
+            return other - self._specialize("arithmetic with a float")
         if not isinstance(other, int):
             return NotImplemented
         return SymInt._make(_add(_poly(other), self.terms, -1), self.env)
 
     def __mul__(self, other):
+        if isinstance(other, float):
+            return self._specialize("arithmetic with a float") * other
         if not isinstance(other, (int, SymInt)):
             return NotImplemented
         return SymInt._make(_mul(self.terms, _poly(other)), self.env)

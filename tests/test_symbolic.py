@@ -24,6 +24,7 @@ def test_polynomial_arithmetic_is_exact_and_needs_no_guard():
     assert a ** 2 == a * a and (-a).__neg__() == a and 3 - a == -(a - 3)
     assert env.guards == []
     assert a ** -1 == 1 / 8 and env.guards == ["s0 == 8"]  # a fraction needs the value
+    assert 0.5 * b - 1.0 == 0.5 and 2.0 + b == 5.0 and env.guards == ["s0 == 8", "s1 == 3"]
 
 
 def test_comparisons_the_bounds_decide_leave_no_guard():

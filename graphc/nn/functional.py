@@ -9,6 +9,7 @@ from ..errors import OpValueError, ShapeError
 from ..ops import OPS, dispatch
 from ..ops import functions as _F
 from ..ops.functions import operand
+from ..symbolic import SymInt
 
 relu = _F.relu
 sigmoid = _F.sigmoid
@@ -66,7 +67,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         m = 0.1 if momentum is None else momentum
         stats_mean, stats_var = mean.detach(), var.detach()
         running_mean.copy_(running_mean * (1 - m) + stats_mean * m)
-        running_var.copy_(running_var * (1 - m) + stats_var * (m * n / (n - 1)))
+        if isinstance(n, SymInt):  # a size known per call (compiled): tensor arithmetic
+            unbiased = stats_var * n / (n - 1) * m
+        else:
+            unbiased = stats_var * (m * n / (n - 1))
+        running_var.copy_(running_var * (1 - m) + unbiased)
     return dispatch(OPS.batch_norm, input, mean, var, weight, bias, eps=eps)
 
 

@@ -364,3 +364,20 @@ def test_the_per_call_objects_keep_cpythons_fast_attributes():
         cd(graphc.randn(3, 4))
     for obj in (cf, cd, cf.last.spec, cd.last.spec):
         assert len(vars(obj)) <= 30, (type(obj).__name__, sorted(vars(obj)))
+
+
+def test_batch_norm_training_updates_running_stats_for_every_batch_size():
+    """The unbiased-variance factor n / (n - 1) is computed per call from the size (a
+    float of it would fix the batch size)."""
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU())
+    twin = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU())
+    twin.load_state_dict(model.state_dict())
+    compiled = graphc.compile(model, dynamic=True)
+    with graphc.no_grad():
+        for n in (4, 9, 17, 5):
+            x = graphc.randn(n, 8)
+            assert_close(compiled(x), twin(x), 1e-5)
+            assert_close(model[1].running_var, twin[1].running_var, 1e-6)
+            assert_close(model[1].running_mean, twin[1].running_mean, 1e-6)
+    assert len(compiled.compiled.entries) == 1 and len(sized(compiled)) == 1
