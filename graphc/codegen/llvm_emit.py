@@ -247,11 +247,13 @@ class FunctionEmitter:
         assert isinstance(idx, Unravel)
         flat = self.index(idx.flat)
         acc = c64(idx.offset)
-        for n, s in zip(reversed(idx.shape), reversed(idx.strides)):
-            if n != 1 and s != 0:
-                digit = b.urem(flat, c64(n))
+        dims = [(n, s) for n, s in zip(idx.shape, idx.strides) if n != 1]
+        for k, (n, s) in enumerate(reversed(dims)):
+            outermost = k == len(dims) - 1  # what is left of a position in the shape is
+            if s != 0:                      # the digit: no remainder (by a symbolic size
+                digit = flat if outermost else b.urem(flat, c64(n))  # it is a division)
                 acc = b.add(acc, b.mul(digit, c64(s)))
-            if n != 1:
+            if not outermost:
                 flat = b.udiv(flat, c64(n))
         return acc
 
