@@ -186,9 +186,6 @@ class Specialization:
             (k, slot_dtype[k], s.nbytes // slot_dtype[k].itemsize,
              ctypes.c_byte * s.nbytes if s.nbytes <= SMALL_OUTPUT else None)
             for k, s in enumerate(slots) if s.kind == "output" and self.sizes is None]
-        if self.sizes is not None:  # (slot, dtype) of each output, sized per call
-            self.sizes.outputs = [(k, slot_dtype[k]) for k, s in enumerate(slots)
-                                  if s.kind == "output"]
         out = program.outputs  # one output that is a fresh buffer: no structure to rebuild
         ref = program.refs.get(out) if isinstance(out, Node) else None
         self._direct = ref if ref is not None and slots[ref.slot].kind == "output" else None
@@ -235,14 +232,7 @@ class Specialization:
     def run(self, inputs: tuple):
         with self.lock:
             table = self.table
-            for slot, k, itemsize in self.inputs:  # (_set_inputs, inlined: the hot path)
-                t = inputs[k]
-                st = t._storage
-                table[slot] = (st._address or st.data_ptr()) + t._offset * itemsize
-            if self.params and not self._params_current():
-                for p in self.params:
-                    if not p.current():
-                        p.refresh(table)
+            self._set_inputs(table, inputs)
             outputs = {}  # slot -> a fresh storage per call
             for slot, d, count, small in self.output_slots:
                 st = outputs[slot] = self._output_storage(slot, d, count, small)
@@ -372,8 +362,7 @@ class Specialization:
 
     def _value(self, n: Node, inputs, outputs, refs=None):
         if refs is None:
-            layout = self._call.layout
-            refs = layout.refs if layout is not None else self.program.refs
+            refs = self._refs()
         if n in self._call.env:
             return self._call.env[n]
         if n.op == "placeholder" and n not in refs:
@@ -432,6 +421,11 @@ class Specialization:
                 t = self.interpreter.call_function(v, (t, *rest), kwargs)
         return t
 
+    def _refs(self) -> dict:
+        """Where each value lives in the current call (with symbolic sizes: its layout)."""
+        layout = self._call.layout
+        return layout.refs if layout is not None else self.program.refs
+
     def _sizes_bound(self):
         """This call's symbolic sizes, for Python code running the graph's nodes."""
         layout = self._call.layout
@@ -464,9 +458,7 @@ class Specialization:
             return ERR_CALLBACK
 
     def _store(self, n: Node, result, inputs, outputs) -> None:
-        layout = self._call.layout
-        refs = layout.refs if layout is not None else self.program.refs
-        dst = self.tensor(refs[n], inputs, outputs)
+        dst = self.tensor(self._refs()[n], inputs, outputs)
         if not isinstance(result, Tensor):
             raise TypeError(f"%{n.name}: expected a tensor from the fallback, got "
                             f"{type(result).__name__}")
@@ -511,32 +503,24 @@ class CompiledGraph:
             if t._storage.array is None:
                 raise ValueError(f"compiled graph: input {k} is a meta tensor (no data)")
         sig = self.signature(inputs)
-        if sig in self.specializations:
-            return self.specializations[sig]
-        stages = {}
-        gm, history, plan = prepare(self.source, inputs, self.passes, stages)
-        t0 = time.perf_counter()
-        program = lower(gm, inputs, name="graph")
-        t1 = time.perf_counter()
-        compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)
-        stages.update(lower=t1 - t0, llvm=time.perf_counter() - t1)
-        spec = Specialization(gm, self.source, program, compiled, stages, history, plan,
-                              self.watch)
-        self.specializations[sig] = spec
-        self._last = spec
-        return spec
+        if sig not in self.specializations:
+            self.specializations[sig] = self._build(inputs)
+        return self.specializations[sig]
 
     def specialize_sized(self, layouts: tuple, shape_env) -> Specialization:
         """Compile one program for inputs laid out as ``layouts`` (tensors, or meta tensors
         whose shapes hold the SymInts of ``shape_env``): it serves every size where the
-        guards recorded while compiling hold. Raises ``Unsized`` where a symbolic program
-        cannot be made (its symbols were all fixed, or a step runs in Python)."""
+        guards recorded while compiling hold. Raises ``Unsized`` where every symbol was
+        fixed while compiling (a program with fixed sizes does better then)."""
+        return self._build(layouts, shape_env)
+
+    def _build(self, layouts: tuple, shape_env=None) -> Specialization:
         stages = {}
         gm, history, plan = prepare(self.source, layouts, self.passes, stages)
         t0 = time.perf_counter()
         program = lower(gm, layouts, name="graph", shape_env=shape_env)
         t1 = time.perf_counter()
-        if not shape_env.free():
+        if shape_env is not None and not shape_env.free():
             raise Unsized("every dynamic size was fixed while compiling: "
                           + "; ".join(shape_env.specialized[:3]))
         compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)

@@ -70,7 +70,9 @@ class SizeBinding:
                                          for r in self.symbolic_refs.values()])
         self.static_refs = {n: r for n, r in program.refs.items() if n not in self.symbolic_refs}
         self.layouts: dict[tuple, Layout] = {}
-        self.outputs: list = []  # (slot, dtype) of each output (set by the runtime)
+        slot_dtype = {r.slot: r.dtype for r in program.refs.values()}
+        self.outputs = [(k, slot_dtype[k]) for k, s in enumerate(program.slots)
+                        if s.kind == "output"]  # (slot, dtype), sized per call
 
     def bind(self, inputs) -> Layout:
         values = self.values_of(inputs)

@@ -315,11 +315,17 @@ class CompiledFunction:
         spec = cg.specialize(tuple(tensors))
         _show_stages(self.__name__, spec, cg)
         self._refuse_fallbacks(spec, location)
-        entry = Entry(sig, gm, cg, spec, G.guards(self.names, sig, self.module is not None),
-                      trace_seconds, example=tuple(
-                          weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
-                      all_tensors=all(isinstance(a, Tensor) for a in args))
+        return self._add_entry(sig, args, gm, cg, spec,
+                               G.guards(self.names, sig, self.module is not None), trace_seconds)
+
+    def _add_entry(self, sig, args, gm, cg, spec, guards, trace_seconds,
+                   pattern=None) -> Entry:
+        entry = Entry(sig, gm, cg, spec, guards, trace_seconds, example=tuple(
+            weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
+            all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern)
         self.entries[sig] = entry
+        if pattern is not None:
+            self.sized.by_pattern.setdefault(pattern, []).append(entry)
         self._last = entry
         return entry
 
@@ -376,12 +382,7 @@ class CompiledFunction:
                              self.module is not None)
             named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
                       for g in env.guards]
-            entry = Entry(sig, gm, cg, spec, named, trace_seconds, example=tuple(
-                weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
-                all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern)
-            self.entries[sig] = entry
-            self.sized.by_pattern.setdefault(pattern, []).append(entry)
-            self._last = entry
+            entry = self._add_entry(sig, args, gm, cg, spec, named, trace_seconds, pattern)
             show(1, f"{self.__name__}: traced graph, symbolic sizes {env.free()}",
                  str(gm.graph) + "\nguards: " + ("; ".join(env.guards) or "none"))
             _show_stages(self.__name__, spec, cg)

@@ -51,8 +51,8 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
         if not inputs and Flag.FACTORY not in node.target.flags:
             continue
         sized = is_symbolic(node.meta.get("shape")) or is_symbolic((node.args, node.kwargs))
-        if sized and not (not inputs and "fill_value" in node.kwargs):
-            continue  # its size is known only at run time
+        if sized and (inputs or "fill_value" not in node.kwargs):
+            continue  # its size is known only at run time (a fill of one value is folded)
         with no_grad():
             if sized:  # full(size, value) of a symbolic size: its one value
                 value = dispatch(node.target, **{**node.kwargs, "size": ()})
