@@ -15,6 +15,11 @@ code. Everything in the file is checked before it is used: entry names, sizes ag
 bytes the archive really holds (before reading), JSON shape, dtypes, and that every tensor
 stays inside its storage. Anything else is refused with a ``SerializationError``.
 
+Loading reads at most the file's own bytes: entries may not overlap (a small archive whose
+entries share bytes would load as many times its size), reads stop at the size the file had
+when loading began, and a path must name a regular file (``/dev/zero`` and a FIFO are
+refused before reading). A file object that cannot seek is read up to ``MAX_STREAM_BYTES``.
+
     >>> graphc.save({"w": w, "step": 3}, "ckpt.gc")
     >>> graphc.load("ckpt.gc")["step"]
     3
@@ -28,6 +33,8 @@ import io
 import json
 import math
 import os
+import reprlib
+import stat
 import struct
 import zipfile
 from collections import OrderedDict
@@ -44,6 +51,7 @@ METADATA = "metadata.json"
 MAX_DEPTH = 128                      # nesting of the object tree (a cycle stops here on save)
 MAX_METADATA_BYTES = 64 * 2**20
 MAX_NDIM = 64                        # numpy's limit
+MAX_STREAM_BYTES = 2**32             # a file object that cannot seek is buffered in memory, up to this
 _MAX_BYTES = 2**62                   # any extent (elements × itemsize) a numpy view can address
 _CHUNK = 2**20
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, struct.error,
@@ -51,6 +59,8 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, s
 _PICKLE = ("this looks like a PyTorch/pickle file; graphc never unpickles (in PyTorch, load it with "
            "torch.load(f, weights_only=True) and convert tensors with graphc.from_numpy(t.numpy()))")
 _DTYPES = {d.name: d for d in dt.ALL_DTYPES}
+_FILE_KINDS = {"d": "directory", "c": "character device", "b": "block device", "p": "FIFO (named pipe)",
+               "s": "socket"}
 
 # node type -> its fields and their JSON types (besides "type")
 _NODES: dict[str, dict[str, type]] = {
@@ -191,8 +201,9 @@ def load(f: str | os.PathLike | IO[bytes], map_location: Any = None, weights_onl
         raise SerializationError(f"load: map_location={map_location!r} is not supported; graphc loads "
                                  "tensors to the cpu (pass None or 'cpu')")
     if isinstance(f, (str, os.PathLike)):
-        with open(f, "rb") as fp:
-            return _Reader(repr(os.fspath(f))).load(fp)
+        reader = _Reader(repr(os.fspath(f)))
+        with reader.open(f) as fp:
+            return reader.load(fp)
     if not hasattr(f, "read"):
         raise TypeError(f"load: expected a path or a binary file object, got {type(f).__name__}"
                         + (" (wrap bytes in io.BytesIO)" if isinstance(f, (bytes, bytearray)) else ""))
@@ -211,14 +222,45 @@ class _Reader:
     def fail(self, message: str) -> NoReturn:
         raise SerializationError(f"load: {self.src}: {message}")
 
+    def open(self, path: str | os.PathLike) -> IO[bytes]:
+        """Open ``path`` if it is a regular file. Devices and FIFOs are refused before they are
+        opened (/dev/zero never ends; opening a FIFO waits for a writer); the opened descriptor is
+        checked again, with O_NONBLOCK so that a FIFO swapped in meanwhile cannot block the open."""
+        self.check_regular(os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            self.check_regular(os.fstat(fd).st_mode)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def check_regular(self, mode: int) -> None:
+        if not stat.S_ISREG(mode):
+            kind = _FILE_KINDS.get(stat.filemode(mode)[0], "special file")
+            self.fail(f"is a {kind}, not a regular file; graphc loads regular files (to read a stream, "
+                      "pass an open binary file object)")
+
+    def read_stream(self, fp: IO[bytes]) -> io.BytesIO:
+        out = io.BytesIO()
+        while chunk := fp.read(min(_CHUNK, MAX_STREAM_BYTES + 1 - out.tell())):
+            out.write(chunk)
+            if out.tell() > MAX_STREAM_BYTES:
+                self.fail(f"the stream goes on past {MAX_STREAM_BYTES} bytes, the limit for a file object "
+                          "that cannot seek (pass a path or a seekable file, or raise "
+                          "graphc.serialization.MAX_STREAM_BYTES)")
+        out.seek(0)
+        return out
+
     def load(self, fp: IO[bytes]) -> Any:
-        if not fp.seekable():  # zipfile reads the directory at the end first
-            fp = io.BytesIO(fp.read())
+        if not getattr(fp, "seekable", lambda: False)():  # zipfile reads the directory at the end first
+            fp = self.read_stream(fp)
         start = fp.tell()
         self.size = fp.seek(0, os.SEEK_END)
         fp.seek(start)
         head = fp.read(1)
         fp.seek(start)
+        fp = _Window(fp, self.size)
         try:
             zf = zipfile.ZipFile(fp)
         except _ZIP_ERRORS as e:
@@ -235,6 +277,7 @@ class _Reader:
                 self.fail(f"entry {pickles[0]!r}: {_PICKLE}")
             for info in infos.values():
                 self.check_size(info)
+            self.check_extents(fp, infos)
             if METADATA not in infos:
                 found = ", ".join(repr(n) for n in list(infos)[:5]) or "none"
                 self.fail(f"no {METADATA!r} entry, so this is not a graphc file (entries: {found})")
@@ -269,9 +312,31 @@ class _Reader:
         if info.file_size != info.compress_size:
             self.fail(f"entry {name!r} is stored but declares {info.file_size} bytes of data in "
                       f"{info.compress_size} stored bytes")
-        if info.header_offset + info.compress_size > self.size:
-            self.fail(f"entry {name!r} declares {info.file_size} bytes but the file holds only "
-                      f"{self.size} bytes in all (truncated or hostile archive)")
+
+    def check_extents(self, fp: IO[bytes], infos: dict[str, zipfile.ZipInfo]) -> None:
+        """Each entry (local header, name, extra field, data) lies inside the file and shares no byte
+        with another, so reading every entry reads at most the file's size. The central directory
+        alone cannot promise that: its entries may all point at the same bytes."""
+        extents = []
+        for name, info in infos.items():
+            header = b""
+            if info.header_offset >= 0:  # a central directory at a wrong offset can place it before 0
+                fp.seek(info.header_offset)
+                header = fp.read(zipfile.sizeFileHeader)
+            if len(header) != zipfile.sizeFileHeader or header[:4] != zipfile.stringFileHeader:
+                self.fail(f"entry {name!r} has no local header at offset {info.header_offset} "
+                          "(truncated or hostile archive)")
+            name_size, extra_size = struct.unpack("<2H", header[-4:])
+            end = info.header_offset + len(header) + name_size + extra_size + info.compress_size
+            if end > self.size:
+                self.fail(f"entry {name!r} declares {info.file_size} bytes but the file holds only "
+                          f"{self.size} bytes in all (truncated or hostile archive)")
+            extents.append((info.header_offset, end, name))
+        extents.sort()
+        for (_, end, first), (start, _, second) in zip(extents, extents[1:]):
+            if start < end:
+                self.fail(f"entries {first!r} and {second!r} overlap (bytes {start}..{end - 1} belong to "
+                          "both); refusing a hostile archive")
 
     def read_into(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: memoryview) -> None:
         try:
@@ -355,8 +420,8 @@ class _Reader:
         if self.dtype(spec["dtype"], where) is not st.dtype:
             self.fail(f"{where} is {spec['dtype']} but its storage holds {st.dtype.name}")
         if any(type(x) is not int for x in shape + stride) or len(shape) != len(stride):
-            self.fail(f"{where} shape {shape} and stride {stride} should be lists of integers of "
-                      "the same length")
+            self.fail(f"{where} shape {_short(shape)} and stride {_short(stride)} should be lists of "
+                      "integers of the same length")
         if len(shape) > MAX_NDIM or min(shape, default=0) < 0 or offset < 0:
             self.fail(f"{where} has shape {shape} and offset {offset}: sizes and offset must be "
                       f"non-negative, at most {MAX_NDIM} dims")
@@ -380,6 +445,18 @@ class _Reader:
         t.requires_grad = spec["requires_grad"]
         return t
 
+    def float(self, text: str, where: str) -> float:
+        """Exactly the strings ``float.hex`` writes ("0x1.8000000000000p+0", "-0x0.0p+0", "inf", "nan"):
+        ``float.fromhex`` alone reads "1.5" as hex (1.3125) and raises OverflowError for "0x1p+100000"."""
+        try:
+            value = float.fromhex(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or value.hex() != text:
+            self.fail(f"{where} float {_short(text)} is not a float.hex() string (like "
+                      "'0x1.8000000000000p+0', 'inf' or 'nan')")
+        return value
+
     def node(self, n: Any, where: str, depth: int, key: bool = False) -> Any:
         if depth > MAX_DEPTH:
             self.fail(f"{where} is nested more than {MAX_DEPTH} levels deep")
@@ -394,10 +471,7 @@ class _Reader:
         if kind in ("bool", "int", "str"):
             return n["value"]
         if kind == "float":
-            try:
-                return float.fromhex(n["value"])
-            except ValueError:
-                self.fail(f"{where} float {n['value']!r} is not a float.hex() string")
+            return self.float(n["value"], where)
         if kind == "bytes":
             try:
                 return base64.b64decode(n["value"], validate=True)
@@ -418,15 +492,55 @@ class _Reader:
                 self.fail(f"{where} item {i} should be a [key, value] pair, found {_kind(pair)}")
             k = self.node(pair[0], f"{where} key {i}", depth + 1, key=True)
             if k in out:
-                self.fail(f"{where} has the key {k!r} twice")
-            out[k] = self.node(pair[1], f"{where}[{k!r}]", depth + 1)
+                self.fail(f"{where} has the key {_short(k)} twice")
+            # a short key in the path: every node below copies it, so a long key would cost its
+            # length once per descendant
+            out[k] = self.node(pair[1], f"{where}[{_short(k)}]", depth + 1)
         return out
 
 
 def _kind(value: Any) -> str:
-    text = repr(value)
+    text = _short(value)
     text = text if len(text) <= 40 else text[:40] + "..."
     return f"{_JSON_KINDS.get(type(value), type(value).__name__)} {text}"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+_SHORT.maxlevel = 3
+
+
+def _short(value: Any) -> str:
+    """``repr`` for error messages, cut short: values come from the file and may be megabytes long."""
+    return _SHORT.repr(value)
+
+
+class _Window:
+    """The first ``size`` bytes of a seekable file, for zipfile to read: reads stop there even
+    when the file goes on (/dev/zero reports size 0 and never ends; a file may grow while loading)."""
+
+    def __init__(self, inner: IO[bytes], size: int):
+        self.inner, self.size, self.pos = inner, size, inner.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        pos = offset + (0, self.pos, self.size)[whence]
+        if pos < 0:
+            raise OSError(f"seek to {pos}, before the start of the file")
+        self.inner.seek(pos)
+        self.pos = pos
+        return pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        room = max(self.size - self.pos, 0)
+        data = self.inner.read(room if n is None or n < 0 else min(n, room))
+        self.pos += len(data)
+        return data
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import pickle
 import struct
+import subprocess
+import sys
+import tracemalloc
 import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -615,3 +620,181 @@ def test_non_seekable_file_object():
             return self._inner.readinto(b)
 
     assert same_bits(graphc.load(Stream(VALID))["wt"], matrix().T)
+
+
+def test_a_read_only_file_object_without_seekable():
+    class Reader:
+        def __init__(self, data):
+            self._inner = io.BytesIO(data)
+
+        def read(self, n=-1):
+            return self._inner.read(n)
+
+    assert same_bits(graphc.load(Reader(VALID))["w"], matrix())
+
+
+@pytest.mark.parametrize("text", ["1.5", "0x1p+100000", "0x1.8p+0", " 0x1.8000000000000p+0", "-nan",
+                                  "Infinity", "1e5"])
+def test_floats_must_be_exactly_what_float_hex_writes(text):
+    # "1.5" would read as hex 0x1.5 (1.3125), "0x1p+100000" overflows, and the others are not the
+    # canonical spelling, which is all save writes
+    blob = with_metadata(VALID, _set(["root", "items", 0, 1], {"type": "float", "value": text}))
+    rejected(blob, f"root['w'] float {text!r} is not a float.hex() string")
+
+
+# ---- bounded reading ----------------------------------------------------------------------------
+
+def _local_header(name: bytes, data: bytes, extra: bytes = b"") -> bytes:
+    return struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 33, zlib.crc32(data), len(data),
+                       len(data), len(name), len(extra)) + name + extra
+
+
+def _central_entry(name: bytes, data_crc: int, size: int, offset: int) -> bytes:
+    return struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 0, 20, 0, 0, 0, 0, 33, data_crc, size, size,
+                       len(name), 0, 0, 0, 0, 0, offset) + name
+
+
+def overlapping_zip(count: int, block: int) -> bytes:
+    """A graphc file of ``count`` float64 storages that all end in one shared ``block`` of bytes:
+    entry i's data runs over the local headers of entries i+1, i+2, ... and then the block, so
+    the entries hold about ``count`` times the file's size between them."""
+    names = [f"data/{i}".encode() for i in range(count)]
+    data, entries = bytes(block), []
+    for name in reversed(names):
+        pad = -(30 + len(name)) % 8 or 8  # a header of whole float64s; an extra field is at least 4 bytes
+        pad += 8 if pad < 4 else 0
+        header = _local_header(name, data, struct.pack("<2H", 0x6767, pad - 4) + bytes(pad - 4))
+        entries.append((name, zlib.crc32(data), len(data), len(header)))
+        data = header + data
+    entries.reverse()
+    storages = [{"dtype": "float64", "numel": size // 8} for _, _, size, _ in entries]
+    meta = json.dumps({"format": "graphc", "version": 1, "storages": storages, "tensors": [],
+                       "root": {"type": "none"}}).encode()
+    head = _local_header(b"metadata.json", meta) + meta
+    directory = _central_entry(b"metadata.json", zlib.crc32(meta), len(meta), 0)
+    offset = len(head)
+    for name, data_crc, size, header_size in entries:
+        directory += _central_entry(name, data_crc, size, offset)
+        offset += header_size
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count + 1, count + 1, len(directory),
+                      len(head) + len(data), 0)
+    return head + data + directory + end
+
+
+def test_overlapping_entries_are_refused_before_they_are_read():
+    blob = overlapping_zip(count=400, block=2**18)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:  # well formed to zipfile: every CRC checks out
+        assert zf.read("data/399") == bytes(2**18) and len(zf.read("data/7")) > 2**18
+        assert sum(info.file_size for info in zf.infolist()) > 300 * len(blob)
+    tracemalloc.start()
+    try:
+        rejected(blob, "entries 'data/0' and 'data/1' overlap", "refusing a hostile archive")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"load allocated {peak} bytes for a {len(blob)}-byte file"
+
+
+def test_an_entry_whose_local_header_is_missing():
+    at = VALID.index(b"PK\x01\x02")
+    while VALID[at + 46:at + 52] != b"data/0":
+        at = VALID.index(b"PK\x01\x02", at + 4)
+    blob = VALID[:at + 42] + struct.pack("<L", 5) + VALID[at + 46:]  # data/0's header now "at" byte 5
+    rejected(blob, "entry 'data/0' has no local header at offset 5")
+
+
+def rejected_file(f, *fragments: str) -> None:
+    with pytest.raises(SerializationError) as info:
+        graphc.load(f)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+class _Endless(io.RawIOBase):
+    """Serves ``data`` and then zeros without end; past ``limit`` bytes served it fails the test
+    instead of exhausting memory. ``size`` is what seeking to the end reports, None if it cannot seek."""
+
+    def __init__(self, data: bytes, size: int | None, limit: int = 2**26):
+        self.data, self.size, self.limit, self.pos, self.served = data, size, limit, 0, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return self.size is not None
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        self.pos = offset + (0, self.pos, self.size)[whence]
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def readinto(self, b):
+        n = len(b)
+        chunk = self.data[self.pos:self.pos + n]
+        b[:n] = chunk + bytes(n - len(chunk))
+        self.pos += n
+        self.served += n
+        assert self.served <= self.limit, f"load read {self.served} bytes from an endless file"
+        return n
+
+
+def test_an_endless_stream_is_read_up_to_the_cap(monkeypatch):
+    monkeypatch.setattr(serialization, "MAX_STREAM_BYTES", 2**20)
+    stream = _Endless(VALID, size=None)
+    rejected_file(stream, "the stream goes on past 1048576 bytes", "MAX_STREAM_BYTES")
+    assert stream.served <= 2**20 + 2**20
+
+
+def test_reads_stop_at_the_size_the_file_had_when_loading_began():
+    # a seekable file that goes on past its size, as /dev/zero (size 0) or a file growing while it loads
+    assert same_bits(graphc.load(_Endless(VALID, size=len(VALID)))["wt"], matrix().T)
+    rejected_file(_Endless(b"", size=0), "not a zip archive")
+
+
+_LOAD_EACH_PATH = """
+import sys, graphc
+for path in sys.argv[1:]:
+    try:
+        graphc.load(path)
+    except graphc.serialization.SerializationError as e:
+        print(e)
+"""
+
+
+def _limit_memory():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))
+
+
+@pytest.mark.skipif(not (hasattr(os, "mkfifo") and os.path.exists("/dev/zero")), reason="needs POSIX")
+def test_devices_fifos_and_directories_are_refused_before_reading(tmp_path):
+    # a subprocess with a timeout and a memory limit: reading /dev/zero never ends, and opening a
+    # FIFO waits for a writer, so a regression must not hang or exhaust the test run
+    fifo = tmp_path / "pipe.gc"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(graphc.__file__)))
+    done = subprocess.run([sys.executable, "-c", _LOAD_EACH_PATH, "/dev/zero", str(fifo), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env, preexec_fn=_limit_memory)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "load: '/dev/zero': is a character device, not a regular file; graphc loads regular files "
+        "(to read a stream, pass an open binary file object)",
+        f"load: {str(fifo)!r}: is a FIFO (named pipe), not a regular file; graphc loads regular files "
+        "(to read a stream, pass an open binary file object)",
+        f"load: {str(tmp_path)!r}: is a directory, not a regular file; graphc loads regular files "
+        "(to read a stream, pass an open binary file object)",
+    ]
+
+
+def test_long_values_from_the_file_are_cut_short_in_errors():
+    # a path below a long key is built for every node under it: it must not carry the whole key
+    key = "k" * 2**20
+    bad = {"type": "list", "items": [{"type": "none"}] * 3 + [{"type": "float", "value": "1.5"}]}
+    root = {"type": "dict", "items": [[{"type": "str", "value": key}, bad]]}
+    message = rejected(with_metadata(VALID, _set(["root"], root)), "[3] float '1.5' is not a float.hex()")
+    assert len(message) < 300, len(message)
+    message = rejected(with_metadata(VALID, _set(["root"], [key])), "field 'root' should be an object")
+    assert len(message) < 300, len(message)

@@ -29,11 +29,13 @@ from ..ir.fused import FusedKernel
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
+from ..passes.functionalize import COPY_BACK
 from ..passes.memory import plan_memory, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel
 from .llvm_emit import ProgramEmitter
-from .schedule import GATHER_OPS, Scratch, Unsupported, _meta_view, schedule, schedule_gather
+from .schedule import (GATHER_OPS, Scratch, Unsupported, _meta_view, schedule, schedule_copy_back,
+                       schedule_gather, schedule_reshape_copy, schedule_scatter)
 from .target import module_target
 
 PARALLEL_THRESHOLD = 1 << 16  # element operations a stage needs before it uses threads
@@ -182,13 +184,18 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
         fallbacks.append(fb)
         steps.append(("fallback", fb))
         emitter.add_callback(len(steps) - 1, callback_slot)
-        if _is_tensor_node(n):
+        if _is_tensor_node(n) and not (n.op == "call_function" and Flag.MUTATES in n.target.flags):
             refs[n] = destination(n)
-        else:
+        else:  # a Python value, or a write (its result is the tensor it wrote)
             env_nodes.add(n)
             for u in n.users:  # a tuple's elements: each getitem gets a buffer
                 if u.op == "call_method" and u.target == "__getitem__" and _is_tensor_node(u):
                     refs[u] = destination(u)
+
+    def add_kernel(n: Node, kernel: Kernel) -> None:
+        emitter.add_kernel(kernel, site_ids)
+        kernels.append((n.name, kernel))
+        steps.append(("kernel", kernel))
 
     for n in graph.nodes:
         if n.op in ("placeholder", "output") or n in refs:
@@ -201,10 +208,13 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
         if n.op == "call_function" and Flag.VIEW in n.target.flags and n.args[0] in refs:
             try:
                 refs[n] = _meta_view(refs[n.args[0]], n)
-                continue
             except Unsupported as e:
-                fallback(n, str(e))
-                continue
+                if n.target.name != "reshape":
+                    fallback(n, str(e))
+                    continue
+                add_kernel(n, schedule_reshape_copy(n, refs[n.args[0]], destination(n)))
+                refs[n] = dest[n]  # no view of this layout: a contiguous copy, as eager
+            continue
         module = gm.graph.module_at(n.target) if n.op == "call_module" else None
         if isinstance(module, FusedKernel) and all(a in refs for a in n.args):
             outs = _kernel_outputs(n)
@@ -232,6 +242,25 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
             kernels.append((n.name, kernel))
             steps.append(("kernel", kernel))
             continue
+        if n.op == "call_function" and n.meta.get(COPY_BACK) and all(a in refs for a in n.args):
+            try:
+                kernel = schedule_copy_back(n, refs[n.args[1]], refs[n.args[0]])
+            except Unsupported as e:
+                fallback(n, str(e))
+                continue
+            refs[n] = refs[n.args[0]]
+            add_kernel(n, kernel)
+            continue
+        if n.op == "call_function" and n.target.name == "as_strided_scatter" \
+                and all(a in refs for a in n.args):
+            try:
+                kernel = schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], destination(n))
+            except Unsupported as e:
+                fallback(n, str(e))
+                continue
+            refs[n] = dest[n]
+            add_kernel(n, kernel)
+            continue
         if n.op == "call_function" and n.target.name in GATHER_OPS and n.args[0] in refs:
             try:
                 kernel = schedule_gather(n, refs[n.args[0]], destination(n))
@@ -239,9 +268,7 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
                 fallback(n, str(e))
                 continue
             refs[n] = dest[n]
-            emitter.add_kernel(kernel, site_ids)
-            kernels.append((n.name, kernel))
-            steps.append(("kernel", kernel))
+            add_kernel(n, kernel)
             continue
         fallback(n, _reason(n, module))
     text = emitter.finish()

@@ -757,6 +757,41 @@ def _copy_nest(src: Ref, dst_offset: int, dst: Ref, shape: tuple) -> list:
     return _nest(space.finalize("c"), [st])
 
 
+def schedule_copy_back(n: Node, src: Ref, dst: Ref) -> Kernel:
+    """A copy-back (``copy_(input, value)`` at the end of a functional graph): a copy loop
+    into the input's or weight's own memory, in its layout."""
+    if src.slot == dst.slot:  # the value reads the memory it overwrites (x.copy_(x.t()))
+        raise Unsupported("the copied value is read from the memory it overwrites")
+    shape = tuple(n.meta["shape"])
+    name = f"C_{'_'.join(map(str, shape))}_{n.name}"
+    return Kernel(name, "copy", [src], [dst], _copy_nest(src, dst.offset, dst, shape),
+                  work=numel(shape))
+
+
+def schedule_reshape_copy(n: Node, src: Ref, out: Ref) -> Kernel:
+    """A reshape that needs a copy (no view of the layout exists): the elements in
+    row-major order into out, which is contiguous."""
+    shape = tuple(src.shape)
+    name = f"C_{'_'.join(map(str, shape))}_{n.name}"
+    body = _copy_nest(src, out.offset, contiguous(out.slot, shape, out.dtype), shape)
+    return Kernel(name, "copy", [src], [out], body, work=numel(shape))
+
+
+def schedule_scatter(n: Node, base: Ref, src: Ref, out: Ref) -> Kernel:
+    """as_strided_scatter as two copy loops: base into out, then src into out's window."""
+    size, stride = tuple(n.kwargs["size"]), tuple(n.kwargs["stride"])
+    if src.dtype is not out.dtype or base.dtype is not out.dtype:
+        raise Unsupported("as_strided_scatter with a conversion")
+    if not same_shape(tuple(src.shape), size):
+        raise Unsupported("as_strided_scatter of a broadcast source")
+    shape = tuple(n.meta["shape"])
+    window = Ref(out.slot, out.offset, size, stride, out.dtype)
+    name = f"C_{'_'.join(map(str, shape))}_{n.name}"
+    body = _copy_nest(base, out.offset, out, shape) + \
+        _copy_nest(src, out.offset + n.kwargs["storage_offset"], window, size)
+    return Kernel(name, "copy", [base, src], [out], body, work=numel(shape) + numel(size))
+
+
 def schedule_gather(n: Node, src: Ref, out: Ref) -> Kernel:
     """pad and unfold (im2col) as copy loops: unfold reads a strided window view of its
     input (no arithmetic, no bounds checks); pad fills the border, then copies the inside."""

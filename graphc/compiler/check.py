@@ -4,8 +4,10 @@ On the first call of each signature, the optimised graph is run node by node by 
 interpreter. Each fused kernel is also compiled on its own and run natively on the same
 inputs, and its outputs are compared with its sub-graph interpreted in float64 (floating
 inputs widened), rounded to the output dtype. The first kernel outside the tolerance
-raises a ``CheckError`` naming the kernel, its sub-graph and the user's lines; then the
-whole compiled program's outputs are compared with the interpreter's.
+raises a ``CheckError`` naming the kernel, its sub-graph and the user's lines. Then the
+whole compiled program runs next to eager, each on copies of the arguments: outputs,
+arguments after the call and written weights must agree (so a write applied in the wrong
+order is caught even where every kernel is right).
 
 Tolerance per element: ``|got - ref| <= tol * (|ref| + max|ref|)`` with tol 1e-3 for
 float32 and 1e-9 for float64 outputs (transcendentals are a few ulp, sums reassociate);
@@ -23,7 +25,8 @@ from ..ir.graph import Graph
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..ir.node import Node, map_arg
-from ..tensor import Tensor, tensors_in
+from ..random import get_rng_state, set_rng_state
+from ..tensor import Storage, Tensor, tensors_in
 
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 
@@ -37,36 +40,84 @@ class CheckError(AssertionError):
         self.kernel, self.node, self.subgraph, self.locations = kernel, node, subgraph, locations
 
 
-def check_entry(entry, inputs: list) -> None:
-    """Check every fused kernel of a compiled entry on ``inputs``; raise CheckError."""
-    spec = entry.spec
-    gm = spec.gm
+def check_entry(entry, args: tuple, eager, module=None) -> None:
+    """Check a compiled entry before its first real call; raise CheckError.
+
+    With fixed sizes, every fused kernel first runs alone against its float64 reference.
+    Then the whole program runs next to eager (``eager(args)``), each on its own copies of
+    the arguments: the outputs, every argument after the call (a program may write into
+    its inputs) and the module's parameters and buffers (running statistics) must agree.
+    Weights and the random generator are restored after each run, so the real call that
+    follows starts from where this one started.
+    """
+    weights = _Weights(module)
+    rng = get_rng_state()
     with no_grad():
-        checker = _KernelChecker(gm)
-        expected = checker.run(*inputs)
-        got = spec.run(inputs)
-    for i, (a, b) in enumerate(zip(tensors_in(got), tensors_in(expected))):
-        bad = _mismatch(a, b)
-        if bad:
-            raise CheckError(
-                f"check: output {i} of the compiled program differs from the interpreter although "
-                f"every kernel agrees alone ({bad}): a runtime or memory-planning bug; "
-                f"graphc.dump(...) writes a repro", "", "", "", [])
+        if entry.spec.sizes is None:
+            _KernelChecker(entry.spec.gm).run(*_copies(args, tensors_only=True))
+            weights.restore()
+        set_rng_state(rng)
+        eager_args = _copies(args)
+        expected = eager(eager_args)
+        expected_weights = weights.values()
+        weights.restore()
+        set_rng_state(rng)
+        compiled_args = _copies(args, tensors_only=True)
+        got = entry.spec.run(compiled_args)
+        got_weights = weights.values()
+        weights.restore()
+        set_rng_state(rng)
+    eager_inputs = [a for a in eager_args if isinstance(a, Tensor)]
+    for what, actual, reference in (("output", got, expected),
+                                    ("argument (after the call)", compiled_args, eager_inputs),
+                                    ("weight (after the call)", got_weights, expected_weights)):
+        for i, (a, b) in enumerate(zip(tensors_in(actual), tensors_in(reference))):
+            bad = _mismatch(a, b)
+            if bad:
+                raise CheckError(_whole_program_message(entry, f"{what} {i}", bad), "", "", "", [])
 
 
-def check_sized(entry, inputs: list, expected) -> None:
-    """Check a program with symbolic sizes: its kernels take their sizes at run time, so
-    they are checked together, the program's outputs against eager ``expected``."""
-    with no_grad():
-        got = entry.spec.run(inputs)
-    for i, (a, b) in enumerate(zip(tensors_in(got), tensors_in(expected))):
-        bad = _mismatch(a, b)
-        if bad:
-            kernels = [name for name, _ in entry.spec.program.kernels]
-            raise CheckError(
-                f"check: output {i} of the compiled program (symbolic sizes "
-                f"{dict(entry.spec.sizes.env.hints)}, kernels {', '.join(kernels)}) differs "
-                f"from eager: {bad}; graphc.dump(...) writes a repro", "", "", "", [])
+def _whole_program_message(entry, what: str, bad: str) -> str:
+    kernels = ", ".join(name for name, _ in entry.spec.program.kernels) or "none"
+    sizes = f"symbolic sizes {dict(entry.spec.sizes.env.hints)}, " \
+        if entry.spec.sizes is not None else "every kernel agrees alone, "
+    return (f"check: {what} of the compiled program differs from eager ({sizes}kernels "
+            f"{kernels}): {bad}; a scheduling, runtime or memory-planning bug, or an in-place "
+            f"write applied in the wrong order; graphc.dump(...) writes a repro")
+
+
+def _copies(args, tensors_only: bool = False) -> list:
+    """Each tensor copied with its own shape, strides and offset over a copy of its storage
+    (arguments that share memory share the copy); other arguments as they are."""
+    storages: dict[int, Storage] = {}
+    out = []
+    for a in args:
+        if not isinstance(a, Tensor):
+            if not tensors_only:
+                out.append(a)
+            continue
+        s = a._storage
+        if id(s) not in storages:
+            storages[id(s)] = Storage(s.array.copy(), s.dtype, s.size)
+        out.append(Tensor._make(storages[id(s)], a._shape, a._stride, a._offset))
+    return out
+
+
+class _Weights:
+    """A module's parameters and buffers, saved so that a checking run's writes (running
+    statistics) can be undone."""
+
+    def __init__(self, module):
+        self.tensors = [] if module is None else \
+            [t for _, t in module.named_parameters()] + [t for _, t in module.named_buffers()]
+        self.saved = [t.detach().clone() for t in self.tensors]
+
+    def values(self) -> list:
+        return [t.detach().clone() for t in self.tensors]
+
+    def restore(self) -> None:
+        for t, s in zip(self.tensors, self.saved):
+            t.detach().copy_(s)
 
 
 class _KernelChecker(Interpreter):

@@ -38,6 +38,7 @@ class Explanation:
     recompiles: list = field(default_factory=list)   # Recompile.as_dict() of each
     stages_ms: dict = field(default_factory=dict)    # trace, passes, fuse, lower, llvm
     sizes: dict = field(default_factory=dict)        # symbolic sizes: their values here
+    writes: list = field(default_factory=list)       # str of each input or weight written
     llvm_from_cache: bool = False
 
     def as_dict(self) -> dict:
@@ -59,6 +60,8 @@ class Explanation:
         out.append("passes:")
         out += [f"  {p['name']:<20} {p['ms']:8.2f} ms  nodes {p['nodes_before']} -> "
                 f"{p['nodes_after']}" for p in self.passes]
+        out.append(f"writes ({len(self.writes)}):")
+        out += [f"  {w}" for w in self.writes]
         out.append("fusion decisions (producer -> consumer):")
         out += [f"  {d}" for d in self.fusion]
         out.append("optimized graph:")
@@ -118,9 +121,33 @@ def explain(fn, *args, **kwargs) -> Explanation:
         e.kernels = kernel_costs(spec, e.sizes)
     e.fallbacks = [dict(node=f.node.name, reason=f.reason, location=f.node.meta.get("location"))
                    for f in spec.program.fallbacks]
+    e.writes = _writes(spec.gm, compiled.names, args)
     e.stages_ms = entry.stages_ms
     e.llvm_from_cache = bool(spec.compiled.from_cache)
     return e
+
+
+def _writes(gm, names, args) -> list[str]:
+    """The inputs and weights the program writes into (its copy-backs), and what that means
+    for calls whose arguments share memory."""
+    from ..passes.functionalize import COPY_BACK
+
+    tensor_names = [n for n, a in zip(names, args) if isinstance(a, Tensor)]
+    placeholders = gm.graph.placeholders
+    out = []
+    for n in gm.graph.nodes:
+        if n.op != "call_function" or not n.meta.get(COPY_BACK):
+            continue
+        dst, count = n.args[0], n.meta.get("writes", 1)
+        if dst.op == "placeholder":
+            what = f"argument {tensor_names[placeholders.index(dst)]!r}"
+            note = ("; a call in which another argument shares its memory runs eagerly, "
+                    "so that reads see the writes as in eager")
+        else:
+            what, note = f"weight {dst.target}", ""
+        out.append(f"{what}: {count} in-place write(s), copied back at the end of the "
+                   f"program (%{n.name}){note}")
+    return out
 
 
 def kernel_costs(spec, sizes: dict | None = None) -> list[dict]:

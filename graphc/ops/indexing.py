@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import dtype as dt
 from ..errors import DTypeError, OpIndexError, OpValueError, ShapeError
-from ..layout import broadcast_shapes, normalize_dim
+from ..layout import as_shape, broadcast_shapes, normalize_dim, numel, reach
 from . import functions as F
 from . import samples
 from .registry import REQUIRED, Flag, Sample, register
@@ -284,12 +284,23 @@ def _index_put_rule(name, x, values, *indices, spec=(), accumulate=False):
 
 
 def _index_put_shape(name, x, values, *indices, spec=(), accumulate=False):
-    target = advanced_shape(name, tuple(x.shape), spec, indices)
     vshape = tuple(values.shape) if is_tensor(values) else ()
+    if all(n == 1 for n in vshape) and any(t.is_meta for t in indices if t.dtype is dt.bool_):
+        # x[mask] = v: one value broadcasts to however many places the mask selects
+        advanced_shape(name, tuple(x.shape), spec, [_counted(t) for t in indices])
+        return tuple(x.shape)
+    target = advanced_shape(name, tuple(x.shape), spec, indices)
     if broadcast_shapes(name, target, vshape) != target:
         raise ShapeError(name, f"values of shape {vshape} do not broadcast to the indexed "
                          f"shape {target}")
     return tuple(x.shape)
+
+
+def _counted(t):
+    """A stand-in for a meta mask with a count (any) of true values, for checks of shapes."""
+    if t.dtype is not dt.bool_ or not t.is_meta:
+        return t
+    return F.zeros(tuple(t.shape), dtype=dt.bool_)
 
 
 def _index_put_(x, values, *indices, spec=(), accumulate=False):
@@ -323,7 +334,8 @@ def _advanced_samples(put: bool):
         ]
         out = []
         for k, (x, idx, spec, desc, result_shape) in enumerate(cases):
-            data_dependent = desc == "bool mask"
+            # x[mask] reads a count meta mode cannot know; x[mask] = v with one v does not
+            data_dependent = desc == "bool mask" and not put
             if put:
                 vals = a(result_shape) if k % 2 == 0 and result_shape else \
                     samples.scalar(rng, dtype, -3, 3)
@@ -430,6 +442,76 @@ def _index_put(x, values, *indices, spec=(), accumulate=False):
     return out
 
 
+# ---- as_strided_scatter: a write through a view, as a pure op -------------------------
+
+def _strided_scatter_rule(name, x, src, size=(), stride=(), storage_offset=0):
+    check_inputs(name, (x, src))
+    if not is_tensor(x):
+        raise DTypeError(name, f"expected a tensor to scatter into, got {describe(x)}")
+    return (None, x.dtype), (x.dtype,)
+
+
+def _strided_scatter_shape(name, x, src, size=(), stride=(), storage_offset=0):
+    size, stride = as_shape(name, size), as_shape(name, stride)
+    if len(size) != len(stride):
+        raise ShapeError(name, f"size {size} and stride {stride} have different lengths")
+    sshape = tuple(src.shape) if is_tensor(src) else ()
+    if broadcast_shapes(name, size, sshape) != size:
+        raise ShapeError(name, f"source of shape {sshape} does not broadcast to the view's "
+                         f"size {size}")
+    if numel(size):
+        lo, hi = (storage_offset + e for e in reach(size, stride))
+        if lo < 0 or hi >= numel(tuple(x.shape)):
+            raise OpIndexError(name, f"the view (size {size}, stride {stride}, offset "
+                               f"{storage_offset}) reaches elements {lo}..{hi} of a tensor of "
+                               f"{numel(tuple(x.shape))} elements")
+    return tuple(x.shape)
+
+
+def _strided_scatter(x, src, size=(), stride=(), storage_offset=0):
+    out = np.array(x, order="C", copy=True)
+    flat = out.reshape(-1)[storage_offset:]
+    np.lib.stride_tricks.as_strided(flat, size, [st * out.itemsize for st in stride])[...] = src
+    return out
+
+
+def _strided_scatter_samples(dtype, rng):
+    a = lambda *shape, layout="contiguous": samples.array(rng, shape, dtype, layout=layout)
+    return [Sample((a(4, 5), a(5)), {"size": (5,), "stride": (1,), "storage_offset": 10}, "a row"),
+            Sample((a(4, 5, layout="transposed"), a(4, 2)),
+                   {"size": (4, 2), "stride": (5, 2), "storage_offset": 1}, "a strided slice"),
+            Sample((a(3, 3), samples.scalar(rng, dtype, -3, 3)),
+                   {"size": (3,), "stride": (4,), "storage_offset": 0}, "the diagonal, a number"),
+            Sample((a(2, 3), a(0)), {"size": (0,), "stride": (1,), "storage_offset": 0}, "empty")]
+
+
+def _strided_positions(ctx):
+    """The positions of self's (contiguous) elements the view covers, as an index tensor."""
+    from ..tensor import wrap_array
+
+    a = ctx.attrs
+    positions = np.lib.stride_tricks.as_strided(
+        np.arange(numel(ctx.shape(0)), dtype=np.int64)[a["storage_offset"]:], a["size"],
+        [st * 8 for st in a["stride"]])
+    return wrap_array(np.ascontiguousarray(positions))
+
+
+def _strided_scatter_grad(ctx, g):
+    flat = F.reshape(g, -1)
+    where = _strided_positions(ctx)
+    g_self = F.reshape(F.index_put(flat, (F.reshape(where, -1),), 0.0), *ctx.shape(0)) \
+        if ctx.needs(0) else None
+    g_src = F.reshape(F.index_select(flat, 0, F.reshape(where, -1)), *ctx.attrs["size"]) \
+        if ctx.needs(1) else None
+    return (g_self, g_src)
+
+
+register(name="as_strided_scatter", inputs=("self", "src"), kernel=_strided_scatter,
+         dtype_rule=_strided_scatter_rule, shape_rule=_strided_scatter_shape,
+         attrs={"size": REQUIRED, "stride": REQUIRED, "storage_offset": 0}, dtypes=ALL,
+         samples=_strided_scatter_samples, grad=_strided_scatter_grad,
+         doc="a contiguous copy of self whose elements at as_strided(size, stride, offset) "
+             "(over that copy) are src; a write through a view, as a pure op")
 register(name="cat", inputs=("*tensors",), kernel=_cat, dtype_rule=_promote_all,
          shape_rule=_cat_shape, attrs={"dim": 0}, dtypes=ALL, samples=_seq_samples("cat"),
          grad=_cat_grad,

@@ -90,15 +90,17 @@ class PassManager:
 
     @classmethod
     def default(cls) -> PassManager:
-        """decompose -> simplify -> cse -> constant folding -> dce -> shape propagation."""
+        """functionalize -> decompose -> simplify -> cse -> constant folding -> dce -> shape
+        propagation. Functionalization comes first: every later pass sees a pure graph."""
         from .constant_fold import fold_constants
         from .cse import cse
         from .dce import dce
         from .decompose import decompose
+        from .functionalize import functionalize
         from .shape_prop import refresh_shapes
         from .simplify import simplify
 
-        return cls([decompose, simplify, cse, fold_constants, dce, refresh_shapes])
+        return cls([functionalize, decompose, simplify, cse, fold_constants, dce, refresh_shapes])
 
     def append(self, pass_: Pass) -> None:
         self.passes.append(pass_)

@@ -44,7 +44,9 @@ class MemoryPlan:
 
 
 def view_root(node: Node) -> Node:
-    while node.op == "call_function" and Flag.VIEW in node.target.flags \
+    """The value whose memory ``node`` shares: through views, and through writes (a write
+    returns the tensor it wrote)."""
+    while node.op == "call_function" and node.target.flags & {Flag.VIEW, Flag.MUTATES} \
             and isinstance(node.args[0], Node):
         node = node.args[0]
     return node

@@ -78,6 +78,9 @@ class Tracer(DispatchMode):
             while f"_tensor_constant{i}" in self.attrs or f"_tensor_constant{i}" in self._taken:
                 i += 1
             name = self._names[id(x)] = f"_tensor_constant{i}"
+            proxy = self._attr(name, x)
+            proxy.node.meta["constant"] = True  # not the module's: eager may make it anew
+            return proxy
         return self._attr(name, x)
 
     def _uses_proxy(self, inputs) -> bool:
