@@ -4,7 +4,7 @@
     python -m graphc bench model.py:MLP [--repeat 20] [--warmup 3] [--json [PATH]]
     python -m graphc explain model.py:MLP [--json [PATH]]
     python -m graphc dump model.py:MLP out/
-    python -m graphc fuzz [--count 1000] [--seed 0] [--save DIR] [--dynamic]
+    python -m graphc fuzz [--count 1000] [--seed 0] [--save DIR] [--dynamic | --mutation]
 
 ``FILE:OBJ`` names a Python file and a name in it: a ``graphc.nn.Module`` instance, a
 function, or a zero-argument factory returning a module (a function, or a Module class).
@@ -282,6 +282,12 @@ def dump(args) -> None:
 
 def fuzz(args) -> int:
     """Random graphs compiled vs the interpreter (graphc/fuzz); 1 if any failed."""
+    if args.mutation:
+        from .fuzz import fuzz_mutation
+        summary = fuzz_mutation(args.count, seed=args.seed, save=args.save,
+                                shrink=not args.no_shrink)
+        print(summary.report())
+        return 1 if summary.failures else 0
     from .fuzz import fuzz as run_fuzz
     summary = run_fuzz(args.count, seed=args.seed, save=args.save, shrink=not args.no_shrink,
                        dynamic=args.dynamic)
@@ -329,12 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-shrink", action="store_true", help="report failures as found")
     p.add_argument("--dynamic", action="store_true", help="also compile each graph with "
                    "symbolic sizes and run it on the inputs and on resized ones")
+    p.add_argument("--mutation", action="store_true", help="programs that write in place and "
+                   "through views, compiled and traced vs eager: outputs, inputs after the "
+                   "call, output aliasing; eager fallbacks are counted apart")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import demo
         demo()
         return 0
     if args.command == "fuzz":
+        if args.mutation and args.dynamic:
+            parser.error("fuzz: --mutation and --dynamic cannot be combined")
         return fuzz(args)
     if args.command == "bench" and (args.repeat < 1 or args.warmup < 0):
         parser.error("bench: --repeat must be at least 1 and --warmup at least 0")

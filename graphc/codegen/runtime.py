@@ -17,7 +17,6 @@ and reused. Nothing runs in Python per kernel, except the fallbacks ``explain()`
 
 from __future__ import annotations
 
-import collections
 import ctypes
 from contextlib import nullcontext
 import sys
@@ -39,7 +38,7 @@ from ..passes.memory import view_root
 from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
 from .program import Program, lower
-from .sizes import SizeBinding
+from .sizes import LRUCache, SizeBinding
 from ..symbolic import concrete, sizes_bound
 from .target import PREFIX, compile_ir
 
@@ -48,6 +47,7 @@ CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
 ERR_CALLBACK = 1 << 30  # a fallback raised; the exception is re-raised after main returns
 ALIGN = 64
 SMALL_OUTPUT = 1 << 16  # bytes; outputs up to this size are ctypes buffers (zero-filled)
+POOL_BYTES = 16 << 20  # output memory kept for reuse, or twice one call's outputs if more
 
 DUMP_STAGES = ("graph", "kernels", "llvm", "llvm_opt", "asm")
 
@@ -143,6 +143,29 @@ class _Param:
         table[self.slot] = _address(t)
 
 
+def _written(gm: GraphModule, params: list) -> tuple:
+    """What the program's copy-backs write: (input position or weight, eager's write count)."""
+    from ..passes.functionalize import COPY_BACK
+
+    placeholders = gm.graph.placeholders
+    by_target = {p.target: p for p in params}
+    writes = []
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.meta.get(COPY_BACK):
+            dst, count = n.args[0], n.meta.get("writes", 1)
+            writes.append((placeholders.index(dst) if dst.op == "placeholder"
+                           else by_target[dst.target], count))
+    return tuple(writes)
+
+
+def _count_writes(writes: tuple, inputs) -> None:
+    """Bump the version counters of what the program wrote, as eager's writes would (so
+    autograd notices a tensor it saved being changed)."""
+    for where, count in writes:
+        t = inputs[where] if type(where) is int else where.tensor
+        t._storage.version += count
+
+
 class _Call:
     """One call's state that its fallbacks (Python, called from the native program) read:
     the inputs, the fresh outputs, the layout of its sizes (symbolic programs), and the
@@ -205,14 +228,18 @@ class Specialization:
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
         self.interpreter = Interpreter(gm)
         self._swaps = self._changes = -1  # the first call runs the full check
-        # outputs' memory, reused: per slot, or per (slot, elements) with symbolic sizes
-        self._pools = collections.defaultdict(list)
+        # outputs' memory, reused: per slot, or per (slot, elements) with symbolic sizes,
+        # where each distinct size would otherwise keep its own memory for ever
+        fixed = 0 if self.sizes is not None else sum(s.nbytes for s in slots
+                                                      if s.kind == "output")
+        self._pools = LRUCache(max(POOL_BYTES, 2 * fixed))
         self._fallbacks = bool(program.fallbacks)
         self._copied = _aliased_by_passes(source.graph, gm.graph)
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
                        [p.attr for p in self.params], [p.tensor for p in self.params])
         self._error: BaseException | None = None
         self._call = _Call((), {})  # what the fallbacks of the current call see
+        self._writes = _written(gm, self.params)
 
     def _params_current(self) -> bool:
         """Every weight is the tensor and storage compiled with. Per call: when no module
@@ -242,6 +269,8 @@ class Specialization:
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
+            if self._writes:
+                _count_writes(self._writes, inputs)
             if self._direct is not None:
                 ref = self._direct
                 return Tensor._make(outputs[ref.slot], ref.shape, ref.strides, ref.offset)
@@ -284,6 +313,8 @@ class Specialization:
             code = self.main(self.table_address)
             if code:
                 self._raise(code)
+            if self._writes:
+                _count_writes(self._writes, inputs)
             if direct is not None:
                 return Tensor._make(outputs[direct.slot], direct.shape, direct.strides,
                                     direct.offset)
@@ -301,13 +332,19 @@ class Specialization:
         direct = None
         if self._direct is not None:
             direct = layout.refs[self.program.outputs]
+        # the pools hold at least two calls' worth of this size's outputs
+        need = 2 * sum(layout.nbytes[slot] for slot, _ in self.sizes.outputs)
+        self._pools.budget = max(self._pools.budget, need)
         return outs, buffers, direct
 
     def _output_storage(self, key, d, count: int, small) -> Storage:
         """Memory for an output: an earlier call's that nothing refers to any more (no
         tensor, no numpy view), else new. Reuse saves the allocation, and for large
         outputs the page faults: fresh memory costs one per 4 KiB when first touched."""
-        pool = self._pools[key]
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = []
+            self._pools.put(key, pool, 0)
         for st in pool:  # refcounts: the pool, this loop, the argument (and st.array)
             if sys.getrefcount(st) == 3 and sys.getrefcount(st.array) == 2:
                 st.version = 0
@@ -321,6 +358,7 @@ class Specialization:
             st.data_ptr()
         if len(pool) < 2:
             pool.append(st)
+            self._pools.put(key, pool, len(pool) * count * d.itemsize)
         return st
 
     def _raise(self, code: int):
@@ -342,20 +380,30 @@ class Specialization:
     def _flat(self, slot: int, d: dt.dtype, inputs, outputs) -> tuple[np.ndarray, int]:
         """A typed flat array over a slot's memory and the element the slot points at."""
         kind = self.program.slots[slot].kind
-        if kind == "input":
-            t = inputs[self.program.slots[slot].index]
-            return t._storage.array, t._offset
-        if kind == "param":
-            t = next(p.tensor for p in self.params if p.slot == slot)
-            return t._storage.array, t._offset
+        owner = self._slot_tensor(slot, inputs)
+        if owner is not None:
+            return owner._storage.array, owner._offset
         raw = outputs[slot].array.view(np.uint8) if kind == "output" else self.arrays[slot]
         usable = raw[:len(raw) - len(raw) % d.itemsize]
         return usable.view(d.np), 0
+
+    def _slot_tensor(self, slot: int, inputs) -> Tensor | None:
+        """The input or weight a slot points into (None for the program's own memory)."""
+        kind = self.program.slots[slot].kind
+        if kind == "input":
+            return inputs[self.program.slots[slot].index]
+        if kind == "param":
+            return next(p.tensor for p in self.params if p.slot == slot)
+        return None
 
     def tensor(self, ref, inputs, outputs) -> Tensor:
         storage = outputs.get(ref.slot)
         if storage is not None and storage.dtype is ref.dtype:  # a fresh output
             return Tensor._make(storage, ref.shape, ref.strides, ref.offset)
+        owner = self._slot_tensor(ref.slot, inputs)
+        if owner is not None and owner.dtype is ref.dtype:  # a view of an input or a weight:
+            # on its storage, so it shares eager's version counter
+            return Tensor._make(owner._storage, ref.shape, ref.strides, owner._offset + ref.offset)
         flat, base = self._flat(ref.slot, ref.dtype, inputs, outputs)
         storage = Storage(flat, ref.dtype, flat.shape[0])
         return Tensor._make(storage, ref.shape, ref.strides, base + ref.offset)

@@ -6,7 +6,9 @@ the symbols' values off a call's inputs (the first input dim that is exactly a s
 checks every input's shape and strides against the compiled layout and the program's
 guards, and gives the call's concrete layout: the table's size slots, the bytes each
 buffer needs, and each value's Ref with integers. Layouts are cached per distinct set of
-values, so a repeated size costs one dict lookup after reading the inputs' shapes.
+values (the most recently used ``MAX_LAYOUTS``, in an ``LRUCache``, which also bounds the
+runtime's pools of output memory by bytes), so a repeated size costs one dict lookup after
+reading the inputs' shapes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,44 @@ from ..symbolic import bare_symbol, is_symbolic
 from .kernel_ir import Ref
 
 MAX_LAYOUTS = 64  # cached concrete layouts per program (distinct size values)
+
+
+class LRUCache:
+    """A dict bounded by the total weight of its values (bytes, or 1 per entry): storing
+    past ``budget`` drops the least recently used entries, but never the one just stored.
+
+        cache = LRUCache(budget=1 << 20)
+        cache.put(key, value, weight=nbytes)
+        cache.get(key)  # the value (now the most recently used), or None
+    """
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.total = 0
+        self._entries: dict = {}  # key -> (value, weight), least recently used first
+
+    def get(self, key):
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self._entries[key] = entry
+        return entry[0]
+
+    def put(self, key, value, weight: int = 1) -> None:
+        """Store (or re-weigh) ``value`` under ``key`` as the most recently used."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.total -= old[1]
+        self._entries[key] = (value, weight)
+        self.total += weight
+        while self.total > self.budget and len(self._entries) > 1:
+            self.total -= self._entries.pop(next(iter(self._entries)))[1]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
 
 
 class SizeMismatch(ValueError):
@@ -69,7 +109,7 @@ class SizeBinding:
         self.ref_values = env.evaluator([(r.offset, r.shape, r.strides)
                                          for r in self.symbolic_refs.values()])
         self.static_refs = {n: r for n, r in program.refs.items() if n not in self.symbolic_refs}
-        self.layouts: dict[tuple, Layout] = {}
+        self.layouts = LRUCache(MAX_LAYOUTS)  # values -> Layout, one unit of weight each
         slot_dtype = {r.slot: r.dtype for r in program.refs.values()}
         self.outputs = [(k, slot_dtype[k]) for k, s in enumerate(program.slots)
                         if s.kind == "output"]  # (slot, dtype), sized per call
@@ -103,9 +143,7 @@ class SizeBinding:
                                                     self.ref_values(*values)):
             refs[n] = Ref(r.slot, offset, tuple(shape), tuple(strides), r.dtype)
         layout = Layout(values, expected, nbytes, refs)
-        if len(self.layouts) >= MAX_LAYOUTS:
-            self.layouts.clear()
-        self.layouts[values] = layout
+        self.layouts.put(values, layout)
         return layout
 
 

@@ -26,6 +26,8 @@ import re
 import time
 import warnings
 import weakref
+
+import numpy as np
 from dataclasses import dataclass
 
 from ..autograd.grad_mode import _state as _grad
@@ -34,6 +36,8 @@ from ..nn.module import Module
 from ..debug import debug_level, show
 from ..tensor import Tensor
 from ..codegen.sizes import SizeMismatch
+from ..layout import reach
+from ..passes.functionalize import FunctionalizeError, written_inputs
 from ..trace import TensorSpec, TraceError, trace
 from . import guards as G
 
@@ -75,6 +79,7 @@ class Entry:
     checked: bool = False
     all_tensors: bool = False  # every argument is a graph input: pass them as they are
     pattern: tuple | None = None  # with symbolic sizes: the signatures it may serve
+    written: tuple = ()     # the tensor arguments (positions) the program writes into
 
     @property
     def stages_ms(self) -> dict[str, float]:
@@ -190,12 +195,19 @@ class CompiledFunction:
                                      "values only: call under graphc.no_grad() to run compiled",
                                      remember=False)
         tensors = args if entry.all_tensors else [a for a in args if isinstance(a, Tensor)]
+        if entry.written:
+            shared = _sharing_memory(tensors, entry.written)
+            if shared is not None:
+                names = [n for n, a in zip(self.names, args) if isinstance(a, Tensor)]
+                return self._run_eagerly(None, args, (
+                    f"arguments {names[shared[0]]!r} and {names[shared[1]]!r} share memory and the "
+                    f"compiled program writes into {names[shared[0]]!r}; a call with such "
+                    "arguments runs eagerly (pass separate tensors, e.g. .clone(), to run "
+                    "compiled)"), remember=False)
         if self.check and not entry.checked:
-            from .check import check_entry, check_sized
-            if entry.spec.sizes is None:
-                check_entry(entry, tensors)
-            else:
-                check_sized(entry, tensors, self._eager_call(args, {}))
+            from .check import check_entry
+            check_entry(entry, args, lambda copies: self._eager_call(tuple(copies), {}),
+                        self.module)
             entry.checked = True
         try:
             return entry.spec.run(tensors)
@@ -298,31 +310,39 @@ class CompiledFunction:
             gm = trace(self.module if self.module is not None else self.fn, *tensors,
                        concrete_args=concrete, leaf_modules=self.leaf_modules)
         except Exception as e:  # capture failed: eager runs it (and raises the user's errors)
-            where = getattr(e, "location", None) or user_location_in(e) or location
-            reason = (f"capture failed: {e}" if isinstance(e, TraceError)
-                      else f"capture failed: {type(e).__name__}: {e}")
-            if self.fullgraph:
-                if isinstance(e, OpError) and not isinstance(e, TraceError):
-                    raise  # the user's error (shapes, dtypes), not a limit of capture
-                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
-            value = self._eager_call(args, {})  # the user's own errors surface from here
-            self._note_eager(sig, EagerRun(reason, where))
-            return _Eager(value)
+            return self._capture_failed(e, sig, args, location)
         trace_seconds = time.perf_counter() - t0
         show(1, f"{self.__name__}: traced graph", str(gm.graph))
         from ..codegen import compile_graph
         cg = compile_graph(gm, passes=self.passes, watch=self.module)
-        spec = cg.specialize(tuple(tensors))
+        try:
+            spec = cg.specialize(tuple(tensors))
+        except FunctionalizeError as e:  # a write the compiled program cannot express
+            return self._capture_failed(e, sig, args, location)
         _show_stages(self.__name__, spec, cg)
         self._refuse_fallbacks(spec, location)
         return self._add_entry(sig, args, gm, cg, spec,
                                G.guards(self.names, sig, self.module is not None), trace_seconds)
 
+    def _capture_failed(self, e: Exception, sig, args, location) -> _Eager:
+        """Run the call eagerly, remembering why (fullgraph: raise a CaptureError)."""
+        where = getattr(e, "location", None) or user_location_in(e) or location
+        reason = (f"capture failed: {e}" if isinstance(e, TraceError)
+                  else f"capture failed: {type(e).__name__}: {e}")
+        if self.fullgraph:
+            if isinstance(e, OpError) and not isinstance(e, TraceError):
+                raise e  # the user's error (shapes, dtypes), not a limit of capture
+            raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+        value = self._eager_call(args, {})  # the user's own errors surface from here
+        self._note_eager(sig, EagerRun(reason, where))
+        return _Eager(value)
+
     def _add_entry(self, sig, args, gm, cg, spec, guards, trace_seconds,
                    pattern=None) -> Entry:
         entry = Entry(sig, gm, cg, spec, guards, trace_seconds, example=tuple(
             weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
-            all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern)
+            all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern,
+            written=written_inputs(spec.gm.graph))
         self.entries[sig] = entry
         if pattern is not None:
             self.sized.by_pattern.setdefault(pattern, []).append(entry)
@@ -530,6 +550,25 @@ def _guardable(value) -> bool:
         return True
     except TypeError:
         return False
+
+
+def _sharing_memory(tensors, written: tuple) -> tuple[int, int] | None:
+    """(a written argument, another argument whose memory it overlaps), or None."""
+    for i in written:
+        a = tensors[i]
+        for j, b in enumerate(tensors):
+            if j != i and _overlap(a, b):
+                return i, j
+    return None
+
+
+def _overlap(a: Tensor, b: Tensor) -> bool:
+    if not a.numel() or not b.numel():
+        return False
+    if a._storage is not b._storage:  # two storages over one numpy buffer: be conservative
+        return np.may_share_memory(a._storage.array, b._storage.array)
+    (alo, ahi), (blo, bhi) = reach(a._shape, a._stride), reach(b._shape, b._stride)
+    return a._offset + alo <= b._offset + bhi and b._offset + blo <= a._offset + ahi
 
 
 def _needs_grad(args, params) -> bool:

@@ -8,14 +8,25 @@ and compared with the interpreter under a written tolerance policy.
 
 From the command line: ``python3 -m graphc fuzz --count 10000 [--seed N] [--save DIR]``.
 
+The mutation mode (``python3 -m graphc fuzz --mutation``) draws Python programs that write
+in place and through views instead, and checks compiled and traced runs against eager,
+inputs' final values and output aliasing included:
+
+    case = generate_mutation_case(seed=0, index=17)   # print(case.source())
+    outcome = check_mutation_case(case)                # ok / fallback / crash / mismatch
+
 - ``case``: the case format (inputs with exact layouts, op-table steps) and its JSON;
 - ``generate``: the seeded generator over the op table;
 - ``tolerance``: the tolerance policy (read its docstring) and the comparison;
 - ``bounds``: the analysis giving every output element its error bound;
 - ``run``: checking one case, and the fuzzing loop;
-- ``shrink``: making a failing case small.
+- ``shrink``: making a failing case small;
+- ``mutation``: mutation programs as data, their source and JSON, and their generator;
+- ``memory_bounds``: the tolerance bounds of a graph that writes in place;
+- ``mutation_check``: checking mutation programs, shrinking them, and their fuzzing loop.
 
-Shrunk failures live in ``tests/fuzz_repros/`` as JSON, replayed by ``tests/fuzz``.
+Shrunk failures live in ``tests/fuzz_repros/`` as JSON (``mutation_*.json``: mutation
+programs), replayed by ``tests/fuzz``.
 """
 
 from .case import Case, Input, Ref, Step, load_case, save_case
@@ -24,7 +35,11 @@ from .run import Outcome, Summary, check_case, fuzz
 from .shrink import shrink_case
 from .bounds import Bound, output_bounds
 from .tolerance import compare
+from .mutation import MutationCase, generate_mutation_case, load_mutation_case, save_mutation_case
+from .mutation_check import check_mutation_case, fuzz_mutation, shrink_mutation_case
 
 __all__ = ["Case", "Input", "Ref", "Step", "load_case", "save_case", "fuzzed_ops",
            "generate_case", "Outcome", "Summary", "check_case", "fuzz", "shrink_case",
-           "Bound", "compare", "output_bounds"]
+           "Bound", "compare", "output_bounds", "MutationCase", "generate_mutation_case",
+           "load_mutation_case", "save_mutation_case", "check_mutation_case", "fuzz_mutation",
+           "shrink_mutation_case"]

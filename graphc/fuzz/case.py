@@ -245,8 +245,7 @@ def _buffer_json(buf: np.ndarray) -> list:
 def to_json(case: Case) -> dict:
     return {
         "format": FORMAT, "version": VERSION, "note": case.note,
-        "inputs": [{"dtype": i.dtype.name, "shape": list(i.shape), "strides": list(i.strides),
-                    "offset": i.offset, "buffer": _buffer_json(i.buffer)} for i in case.inputs],
+        "inputs": inputs_to_json(case.inputs),
         "steps": [{"op": s.op, "args": [_encode(a) for a in s.args],
                    "attrs": {k: _encode(v) for k, v in s.attrs.items()}} for s in case.steps],
         "outputs": [int(r) for r in case.outputs],
@@ -257,12 +256,7 @@ def from_json(data: dict) -> Case:
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ValueError(f"not a {FORMAT} version {VERSION} file "
                          f"(format {data.get('format')!r}, version {data.get('version')!r})")
-    inputs = []
-    for i in data["inputs"]:
-        d = dt.as_dtype(i["dtype"])
-        values = [_decode(v) for v in i["buffer"]]
-        inputs.append(Input(np.array(values, d.np).reshape(-1), tuple(i["shape"]),
-                            tuple(i["strides"]), int(i["offset"])))
+    inputs = inputs_from_json(data["inputs"])
     steps = [Step(s["op"], tuple(_decode(a) for a in s["args"]),
                   {k: _decode(v) for k, v in s["attrs"].items()}) for s in data["steps"]]
     for s in steps:
@@ -271,23 +265,45 @@ def from_json(data: dict) -> Case:
     return Case(inputs, steps, [Ref(r) for r in data["outputs"]], data.get("note", ""))
 
 
+def inputs_to_json(inputs: list[Input]) -> list[dict]:
+    return [{"dtype": i.dtype.name, "shape": list(i.shape), "strides": list(i.strides),
+             "offset": i.offset, "buffer": _buffer_json(i.buffer)} for i in inputs]
+
+
+def inputs_from_json(items: list[dict]) -> list[Input]:
+    inputs = []
+    for i in items:
+        d = dt.as_dtype(i["dtype"])
+        values = [_decode(v) for v in i["buffer"]]
+        inputs.append(Input(np.array(values, d.np).reshape(-1), tuple(i["shape"]),
+                            tuple(i["strides"]), int(i["offset"])))
+    return inputs
+
+
 def save_case(case: Case, path: str) -> str:
     """Write ``case`` as JSON to ``path`` (a file, or a directory to put a new file in)."""
+    return write_json(to_json(case), path, "case")
+
+
+def write_json(data: dict, path: str, prefix: str) -> str:
+    """Write ``data`` to ``path``, or into the directory ``path`` as ``{prefix}_NNNN.json``
+    (the first number not taken); returns the file's path."""
     if os.path.isdir(path):
         k = 0
-        while os.path.exists(os.path.join(path, f"case_{k:04d}.json")):
+        while os.path.exists(os.path.join(path, f"{prefix}_{k:04d}.json")):
             k += 1
-        path = os.path.join(path, f"case_{k:04d}.json")
+        path = os.path.join(path, f"{prefix}_{k:04d}.json")
     with open(path, "w") as f:
-        f.write(format_json(to_json(case)))
+        f.write(format_json(data))
     return path
 
 
 def format_json(data: dict) -> str:
-    """The JSON text of a case: one line per input and per step (diffs stay readable)."""
+    """The JSON text of a case: one line per input, per step (or statement) and per line
+    of source (diffs stay readable)."""
     lines = []
     for key, value in data.items():
-        if key in ("inputs", "steps") and value:
+        if key in ("inputs", "steps", "stmts", "source") and value:
             items = ",\n".join(f"  {json.dumps(v)}" for v in value)
             lines.append(f' {json.dumps(key)}: [\n{items}\n ]')
         else:
@@ -295,6 +311,12 @@ def format_json(data: dict) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def load_case(path: str) -> Case:
+def load_case(path: str):
+    """The case in ``path``: a ``Case``, or a ``MutationCase`` for a mutation program's file
+    (``check_case`` takes either, so one replay covers every saved repro)."""
     with open(path) as f:
-        return from_json(json.load(f))
+        data = json.load(f)
+    from . import mutation
+    if data.get("format") == mutation.FORMAT:
+        return mutation.from_json(data)
+    return from_json(data)

@@ -75,7 +75,12 @@ def _crash(stage: str, e: BaseException) -> Outcome:
 
 def check_case(case: Case, dynamic: bool = False) -> Outcome:
     """Compile ``case`` and compare it with the interpreter (see the module docstring);
-    with ``dynamic``, also with symbolic sizes (``check_dynamic``)."""
+    with ``dynamic``, also with symbolic sizes (``check_dynamic``). A mutation program
+    (mutation.py) is checked by ``check_mutation_case``."""
+    from .mutation import MutationCase
+    if isinstance(case, MutationCase):
+        from .mutation_check import check_mutation_case
+        return check_mutation_case(case)
     try:
         run_eager(case)
     except Exception as e:  # noqa: BLE001 - any refusal makes the case invalid

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..tensor import Tensor
+from ..layout import reach
+from ..tensor import Storage, Tensor, empty_meta
 from .interpreter import Interpreter
 from .node import Node
 
 
 def as_meta(x) -> Any:
-    """A meta tensor with x's shape, dtype and layout (specs and meta tensors pass through)."""
+    """A meta tensor with x's shape, dtype and strides (specs and meta tensors pass
+    through). Its storage is x's own extent, not the storage around x: a program reads
+    an input through the input's elements only, and a later call's input may sit in a
+    smaller storage (so ``as_strided`` reaching past x is refused, and runs eagerly)."""
     if isinstance(x, Tensor):
-        return x if x.is_meta else x.to("meta")
+        if x.is_meta:
+            return x
+        shape, stride = x._shape, x._stride
+        if 0 in shape:
+            return empty_meta(shape, x.dtype)
+        lo, hi = reach(shape, stride)
+        return Tensor._make(Storage.meta(x.dtype, hi - lo + 1), shape, stride, -lo)
     spec_to_meta = getattr(x, "to_meta", None)
     return spec_to_meta() if spec_to_meta is not None else x
 

@@ -24,6 +24,7 @@ from .. import dtype as dt
 from ..errors import OpError, OpTypeError, OpValueError
 from ..tensor import CPU, META, Tensor, device, empty_meta, view_of, wrap_array
 from .registry import Flag, OpDef
+from .rules import check_addressable
 
 
 class DispatchMode:
@@ -120,6 +121,7 @@ def run_backend(op: OpDef, inputs: tuple, attrs: dict):
     shapes = op.shape_rule(op.name, *inputs, **attrs)
     if op.outputs == 1:
         shapes = (shapes,)
+    check_addressable(op.name, inputs, shapes, out_dtypes)
     if Flag.MUTATES in op.flags:
         _check_writable(op, inputs[0])
     if on_meta:
@@ -142,6 +144,7 @@ def _run_view(op: OpDef, inputs: tuple, attrs: dict, out_dtypes):
     x = inputs[0]
     geometry = op.view_rule(op.name, x, **attrs)
     if geometry is None:  # no view exists (reshape of a non-viewable layout): copy first
+        check_addressable(op.name, (x,))
         x = _contiguous_copy(x)
         geometry = op.view_rule(op.name, x, **attrs)
     shape, stride, offset = geometry

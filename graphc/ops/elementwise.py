@@ -26,7 +26,9 @@ from .rules import (
     is_tensor,
     logical,
     no_bool,
+    no_none,
     predicate,
+    reject_none,
     promote,
     promote_float,
     same_as_first,
@@ -41,7 +43,7 @@ POSITIVE = (0.05, 4.0)
 
 def unary(name, kernel, rule=promote_float, grad=None, domain=None, dtypes=ALL, flags=(),
           attrs=None, attr_sets=None, decomposition=None, doc=""):
-    return register(name=name, inputs=("self",), kernel=kernel, dtype_rule=rule,
+    return register(name=name, inputs=("self",), kernel=kernel, dtype_rule=no_none(rule),
                     shape_rule=broadcast, flags={EW, *flags}, attrs=attrs or {},
                     samples=samples.elementwise(1, domain, attr_sets=attr_sets), dtypes=dtypes,
                     decomposition=decomposition, grad=grad, doc=doc)
@@ -52,7 +54,7 @@ def binary(name, kernel, rule=promote, grad=None, domain=None, dtypes=ALL, attrs
     gen = samples.elementwise(2, domain, attr_sets=attr_sets)
     if sample_filter is not None:
         gen = _filtered(gen, sample_filter)
-    return register(name=name, inputs=inputs, kernel=kernel, dtype_rule=rule,
+    return register(name=name, inputs=inputs, kernel=kernel, dtype_rule=no_none(rule),
                     shape_rule=broadcast, flags={EW}, attrs=attrs or {}, samples=gen,
                     dtypes=dtypes, grad=grad, doc=doc)
 
@@ -191,6 +193,7 @@ def _clamp(x, min=None, max=None):
 def _clamp_rule(name, x, min=None, max=None):
     if min is None and max is None:
         raise OpValueError(name, "at least one of min and max must be given")
+    reject_none(name, (x,))  # the bounds are optional, the input is not
     return no_bool(promote)(name, x, min, max)
 
 
@@ -422,7 +425,8 @@ binary("logical_xor", np.logical_xor, logical)
 # ---- ternary and writes ------------------------------------------------------------
 
 register(name="where", inputs=("condition", "self", "other"), kernel=np.where,
-         dtype_rule=_where_rule, shape_rule=broadcast, flags={EW}, dtypes=ALL, grad=_where_grad,
+         dtype_rule=no_none(_where_rule), shape_rule=broadcast, flags={EW}, dtypes=ALL,
+         grad=_where_grad,
          samples=lambda dtype, rng: [
              Sample((np.asarray(s.inputs[0] > 0) if s.inputs[0].dtype != np.bool_ else s.inputs[0],
                      *s.inputs[1:]), {}, s.desc)
@@ -436,7 +440,8 @@ register(name="clamp", inputs=("self", "min", "max"), kernel=_clamp, dtype_rule=
              Sample((samples.array(rng, (3, 4), dtype), -1, None), {}, "min only")],
          doc="min(max(x, min), max); with min > max every value is max")
 register(name="lerp", inputs=("self", "end", "weight"), kernel=_lerp,
-         dtype_rule=floating_only(promote), shape_rule=broadcast, flags={EW}, dtypes=FLOATS,
+         dtype_rule=no_none(floating_only(promote)), shape_rule=broadcast, flags={EW},
+         dtypes=FLOATS,
          grad=_lerp_grad,
          samples=samples.elementwise(3, domain=((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0))),
          doc="start + weight·(end - start)")

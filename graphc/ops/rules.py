@@ -10,8 +10,10 @@ call raises here, before any kernel runs, in eager and meta mode alike.
 
 from __future__ import annotations
 
+import math
+
 from .. import dtype as dt
-from ..errors import DTypeError, OpTypeError, ShapeError
+from ..errors import DTypeError, OpTypeError, OpValueError, ShapeError
 from ..layout import broadcast_shapes, normalize_dims
 from ..tensor import Tensor
 
@@ -42,6 +44,32 @@ def check_inputs(name: str, inputs) -> None:
     if not seen_tensor:
         raise OpTypeError(name, "expected at least one tensor argument, got only numbers "
                           f"({', '.join(describe(x) for x in inputs)})")
+
+
+MAX_BYTES = (1 << 63) - 1  # the most bytes one array may span (numpy's, and int64 indexing)
+
+
+def check_addressable(name: str, inputs, shapes=(), out_dtypes=()) -> None:
+    """Every tensor an op computes on or makes spans at most ``MAX_BYTES``. A broadcast
+    view describes elements without memory (``ones(1, 1).expand(2**32, 2**32)``); an op
+    that reads one must refuse it, as numpy would, and a compiled loop must never count
+    that far. Symbolic sizes pass (a program checks them per call)."""
+    for x in inputs:
+        if isinstance(x, Tensor):
+            _check_bytes(name, "input", x._shape, x.dtype)
+        elif isinstance(x, (tuple, list)):
+            for t in x:
+                if isinstance(t, Tensor):
+                    _check_bytes(name, "input", t._shape, t.dtype)
+    for shape, d in zip(shapes, out_dtypes):
+        _check_bytes(name, "result", shape, d)
+
+
+def _check_bytes(name: str, what: str, shape, d: dt.dtype) -> None:
+    nbytes = math.prod(shape) * d.itemsize
+    if type(nbytes) is int and nbytes > MAX_BYTES:
+        raise OpValueError(name, f"the {what} {d.name}{list(shape)} spans {nbytes} bytes, "
+                           "more than an array can address (2**63 - 1 bytes)")
 
 
 # ---- dtype rules -------------------------------------------------------------------
@@ -97,6 +125,20 @@ def no_bool(rule, hint: str | None = None):
     return checked
 
 
+def no_none(rule):
+    """Reject None inputs, for ops without optional operands (``x + None``); without this
+    a None passes the rules, and fails in numpy (eager) or in the code generator."""
+    def checked(name, *inputs, **attrs):
+        reject_none(name, inputs)
+        return rule(name, *inputs, **attrs)
+    return checked
+
+
+def reject_none(name: str, inputs) -> None:
+    if any(x is None for x in inputs):
+        raise OpTypeError(name, "expected tensors or numbers, got None")
+
+
 def floating_only(rule):
     """Reject integer and bool tensors (softmax, var, layer_norm...), suggesting .float()."""
     def checked(name, *inputs, **attrs):
@@ -142,10 +184,12 @@ def reduced_shape(name, x, dim=None, keepdim=False, nonempty=False, **attrs):
 
 
 def reduce_dims(name: str, dim, ndim: int) -> tuple[int, ...]:
-    """Dims a reduction runs over: ``None`` and ``()`` mean all of them (as in PyTorch)."""
+    """Dims a reduction runs over: ``None`` and ``()`` mean all of them (as in PyTorch).
+    A 0-d tensor accepts dim 0 and -1 and has no dim to reduce: ``()``."""
     if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
         return tuple(range(ndim))
-    return normalize_dims(name, dim, ndim)
+    dims = normalize_dims(name, dim, ndim)
+    return dims if ndim else ()
 
 
 def require_ndim(name: str, x, allowed, what: str = "input") -> None:

@@ -410,3 +410,19 @@ def test_explain_before_first_call_raises():
     with pytest.raises(RuntimeError, match="call it once first"):
         cg.explain()
     assert_close(cg(x), x + 1)
+
+
+def test_lru_cache_drops_the_least_recently_used_past_its_budget():
+    from graphc.codegen.sizes import LRUCache
+
+    cache = LRUCache(budget=10)
+    cache.put("a", 1, 4)
+    cache.put("b", 2, 4)
+    assert cache.get("a") == 1  # now "b" is the least recently used
+    cache.put("c", 3, 4)
+    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3
+    assert cache.total == 8
+    cache.put("c", 3, 7)  # re-weighed past the budget: "a" goes
+    assert "a" not in cache and len(cache) == 1 and cache.total == 7
+    cache.put("d", 4, 50)  # over budget alone: kept, as the one just stored
+    assert len(cache) == 1 and cache.get("d") == 4 and cache.get("c") is None

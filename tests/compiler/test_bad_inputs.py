@@ -3,6 +3,7 @@ op or function, what was given and expected, and the caller's line) or the right
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import inspect
 import os
@@ -17,8 +18,8 @@ import graphc.nn as nn
 from graphc.codegen import compile_graph
 
 
-def line() -> str:
-    return f"test_bad_inputs.py:{inspect.currentframe().f_back.f_lineno}"
+def line(delta: int = 0) -> str:
+    return f"test_bad_inputs.py:{inspect.currentframe().f_back.f_lineno + delta}"
 
 
 def linear_model():
@@ -135,6 +136,130 @@ def test_storage_offsets_beyond_int32():
     tail[63] = True
     f = graphc.compile(lambda x: (x.float() * 3).sum())
     assert f(tail).item() == 6.0
+
+
+HUGE = (1 << 32, 1 << 32)  # 2**64 elements: past int64, as a broadcast view of one element
+
+
+def raises_like_eager(fn, *args, fullgraph=False):
+    """``fn`` compiled raises eager's exception, with eager's message, and never hangs
+    (native code counting 2**64 elements would: the run is stopped after two minutes)."""
+    with pytest.raises(Exception) as eager:
+        fn(*args)
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        with graphc.no_grad(), pytest.raises(Exception) as compiled:
+            graphc.compile(fn, fullgraph=fullgraph)(*args)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert type(compiled.value) is type(eager.value)
+    assert str(compiled.value) == str(eager.value)
+    return compiled.value
+
+
+@pytest.mark.parametrize("name", ["sum", "amax", "amin", "any", "all", "mean", "prod",
+                                  "argmax", "var", "std", "norm"])
+def test_reductions_over_more_elements_than_int64_raise_as_eager(name):
+    x = graphc.ones(1, 1).expand(*HUGE)
+    where = line(1)
+    error = raises_like_eager(lambda x: getattr(x, name)(), x)
+    assert isinstance(error, ValueError)
+    assert str(error) == (f"{name}: the input float32[4294967296, 4294967296] spans "
+                          f"73786976294838206464 bytes, more than an array can address "
+                          f"(2**63 - 1 bytes) at {where}")
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x.expand(*HUGE).sum(),                     # the view made inside the graph
+    lambda x: x.expand(1 << 31, 1 << 31).amax(),         # 2**62 elements, 2**64 bytes
+    lambda x: (x.expand(1 << 31, 1) + x.expand(1, 1 << 31)).any(),  # a broadcast result
+    lambda x: x.expand(*HUGE) * 2,
+])
+@pytest.mark.parametrize("fullgraph", [False, True])
+def test_values_past_int64_inside_the_graph_raise_as_eager(fn, fullgraph):
+    error = raises_like_eager(fn, graphc.ones(1, 1), fullgraph=fullgraph)
+    assert isinstance(error, ValueError) and "more than an array can address" in str(error)
+
+
+def test_views_of_a_huge_broadcast_still_compute():
+    fn = lambda x: x[0, :5] * 2  # noqa: E731
+    x = graphc.ones(1, 1).expand(*HUGE)
+    with graphc.no_grad():
+        same(graphc.compile(fn)(x), fn(x))
+
+
+# ---- 0-d tensors: dim 0 and -1 are their only dim ---------------------------------------------
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x.mean(-1), lambda x: x.mean(0, keepdim=True), lambda x: x.sum(-1),
+    lambda x: x.var(-1), lambda x: x.var(0, correction=0), lambda x: x.std(-1),
+    lambda x: x.std(-1, correction=0), lambda x: x.prod(-1), lambda x: x.amax(-1),
+    lambda x: x.amin(0), lambda x: x.argmax(-1), lambda x: x.argmin(0), lambda x: x.any(-1),
+    lambda x: x.all(0), lambda x: x.logsumexp(-1), lambda x: x.norm(dim=-1),
+    lambda x: x.norm(1, dim=0), lambda x: x.norm(float("inf"), dim=-1),
+    lambda x: x.softmax(-1), lambda x: x.log_softmax(0), lambda x: x.max(-1).values,
+])
+def test_reductions_of_a_0d_tensor_over_dim_0_or_minus_1(fn):
+    x = graphc.tensor(1.5)
+    with graphc.no_grad():
+        same(graphc.compile(fn)(x), fn(x))
+
+
+# ---- Python values as arguments --------------------------------------------------------------
+
+@pytest.mark.parametrize("y", [None, "a", [1, 2, 3], (1, 2), {"a": 1}, 1j, 2.5, 2, True,
+                               np.float32(2.5), np.int64(2), np.bool_(True)],
+                         ids=lambda y: type(y).__name__)
+def test_python_arguments_behave_as_in_eager(y):
+    where = line(1)
+    fn = lambda x, y: x + y  # noqa: E731
+    x = graphc.ones(3)
+    try:
+        want = fn(x, y)
+    except Exception:
+        error = raises_like_eager(fn, x, y)
+        assert isinstance(error, TypeError) and str(error).startswith("add: expected tensors")
+        assert str(error).endswith(f" at {where}")
+        return
+    with graphc.no_grad():
+        same(graphc.compile(fn)(x, y), want)
+
+
+@pytest.mark.parametrize("fn, op", [
+    (lambda x, y: x + y, "add"), (lambda x, y: y * x, "mul"), (lambda x, y: x.pow(y), "pow"),
+    (lambda x, y: graphc.where(x > 0, x, y), "where"), (lambda x, y: x.lerp(x, y), "lerp"),
+    (lambda x, y: graphc.clamp(y, 0, 1), "clamp"), (lambda x, y: graphc.maximum(x, y), "maximum"),
+])
+def test_none_where_a_number_or_tensor_is_needed(fn, op):
+    error = raises_like_eager(fn, graphc.ones(3), None)
+    assert isinstance(error, TypeError)
+    assert str(error).startswith(f"{op}: expected tensors or numbers, got None at ")
+
+
+# ---- as_strided reaches the input's storage ---------------------------------------------------
+
+def test_as_strided_past_the_view_reads_the_storage_as_eager():
+    fn = lambda x: x.as_strided((4,), (1,), 8) * 1  # noqa: E731
+    x = graphc.arange(16.)[:10]
+    f = graphc.compile(fn)
+    with graphc.no_grad():
+        same(f(x), fn(x))
+        assert "as_strided" in f.eager_runs[-1].reason  # the program would not know the storage
+        same(f(x), fn(x))
+        small = graphc.arange(10.)  # the same shape and strides, a smaller storage: eager refuses
+        with pytest.raises(graphc.OpIndexError, match="reaches elements 8..11 of a storage of 10"):
+            f(small)
+
+
+@pytest.mark.parametrize("fn, x", [
+    (lambda x: x.as_strided((4,), (1,), 5) * 1, graphc.arange(16.)[3:13]),  # an offset input
+    (lambda x: x.as_strided((2, 2), (1, 2)) * 1, graphc.arange(16.)[3:13]),
+    (lambda x: x[2:].as_strided((3,), (2,), 1) * 1, graphc.arange(16.)[:10]),
+    (lambda x: x.as_strided((2,), (1,), 1) * 1, graphc.arange(16.)[8:12]),  # before the view
+])
+def test_as_strided_of_inputs_with_offsets(fn, x):
+    with graphc.no_grad():
+        same(graphc.compile(fn)(x), fn(x))
 
 
 # ---- weights changed between calls ------------------------------------------------------------
