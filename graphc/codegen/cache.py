@@ -2,39 +2,82 @@
 
 A disk entry (``.o``) is keyed by a hash of the module's IR, graphc's version, the LLVM version,
 the CPU name and features (and the cache format), so a change to any of them compiles
-afresh. An entry is ``MAGIC | length | sha256(key, object) | object``: a truncated or
-corrupted file fails the check and is rebuilt, and so does a sound entry under another
-key's name (its code defines another module's symbols; calling it would crash). Entries
-are written to a temporary file and renamed into place, so two processes writing the
-same entry never leave a torn file. The IR text of a program is kept the same way
-(``.ll``), keyed by what it was emitted from (``llvm_emit.ProgramEmitter.finish``).
-Nothing is pickled. The cache lives in ``$GRAPHC_CACHE_DIR`` (default
-``~/.cache/graphc``); ``GRAPHC_CACHE=0`` turns the disk cache off. A read-only or
-unusable directory only turns it off for this process.
+afresh. The IR text of a program is kept the same way (``.ll``), keyed by what it was
+emitted from (``llvm_emit.ProgramEmitter.finish``). An entry lives at ``root/ab/<key>.o``
+and is ``MAGIC | length | HMAC-SHA256(secret, file name, payload) | payload``, written to a
+temporary file and renamed into place, so two processes writing one entry never leave a
+torn file. Nothing is pickled. The cache lives in ``$GRAPHC_CACHE_DIR`` (default
+``~/.cache/graphc``); ``GRAPHC_CACHE=0`` turns it off. A read-only or unusable directory
+only turns it off for this process.
+
+What it defends against. LLVM trusts what it loads: object code with a section table past
+the end of the file ends the process (``LLVM ERROR``), sound object code of another module
+crashes it (SIGILL, SIGSEGV), and IR text that parses and verifies can still make the
+code generator abort, exit or run for minutes (measured with llvmlite 0.50). So nothing
+reaches LLVM that this cache did not write for this key: entries are sealed with a secret
+of the cache (``secret.key``, 32 random bytes, mode 0600, made by the first write), which
+rejects truncated, torn, bit-flipped and foreign files, files of older graphc versions or
+other tools, entries copied from another cache, and files whose plain checksum someone
+recomputed. What LLVM reads is checked as well, against graphc's own bugs: an object must
+be relocatable ELF for this machine whose sections, symbols and relocations lie inside
+the file and which defines the module's functions (``check_object``); a text must define
+the program's functions (``check_text``). Only regular files are read (never through a
+symbolic link, never a FIFO or a device, at most ``MAX_ENTRY`` bytes), and only real
+directories written into: a symbolic link in place of a subdirectory is replaced, not
+followed. A rejected entry is compiled again and rewritten (``stats.rebuilt``;
+``stats.rejected`` and ``GRAPHC_DEBUG=1`` say why).
+
+What it does not defend against: someone who can write the cache directory as you. They
+can read the secret too, and they can already run code as you (``~/.bashrc``). Loading
+each new entry once in a subprocess first would not stop them either, and would cost
+about 0.2 s (a Python with llvmlite) against the 5-8 ms of a cached compile.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
 import hashlib
+import hmac
 import json
 import os
+import re
+import secrets
+import stat
 import struct
-import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-FORMAT = 2
+from ..debug import show
+
+FORMAT = 3  # 3: entries sealed with the cache's secret
 MAGIC = b"GRAPHC-OBJ\n"
-_HEADER = struct.Struct("<Q32s")  # payload length, digest of the key and the payload
+_HEADER = struct.Struct("<Q32s")  # payload length, HMAC of the file name and the payload
+MAX_ENTRY = 256 << 20  # bytes of payload: anything longer is not an entry (/dev/zero never ends)
+SECRET = "secret.key"
+_SECRET_BYTES = 32
+
+_O = {name: getattr(os, name, 0) for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_DIRECTORY", "O_CLOEXEC")}
+_DIRECTORY = os.O_RDONLY | _O["O_DIRECTORY"] | _O["O_CLOEXEC"]
+_NOFOLLOW = _O["O_NOFOLLOW"]
+_READ = os.O_RDONLY | _NOFOLLOW | _O["O_NONBLOCK"] | _O["O_CLOEXEC"]
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _O["O_CLOEXEC"]
+# the checks above need openat and O_NOFOLLOW; without them (Windows) there is no disk cache
+_SUPPORTED = bool(_NOFOLLOW) and {os.open, os.stat, os.rename, os.link, os.unlink, os.mkdir,
+                                   os.rmdir} <= os.supports_dir_fd
 
 
 class CacheStats:
-    """Object code: hits, misses, rebuilt (a bad entry), write errors; and the programs'
-    IR text (``text_hits``, ``text_misses``)."""
+    """Object code: hits, misses; the programs' IR text: ``text_hits``, ``text_misses``.
+    Of either kind: ``rebuilt`` (a bad entry, compiled again), ``write_errors``, and
+    ``rejected``, why the last bad entries were refused."""
 
     def __init__(self):
         self.hits = self.misses = self.rebuilt = self.write_errors = 0
         self.text_hits = self.text_misses = 0
+        self.rejected: collections.deque[str] = collections.deque(maxlen=16)
 
     def __repr__(self) -> str:
         return (f"CacheStats(hits={self.hits}, misses={self.misses}, rebuilt={self.rebuilt}, "
@@ -49,7 +92,7 @@ _loaded: dict[str, bytes] = {}    # module name -> object code found on disk
 
 
 def cache_dir() -> Path | None:
-    if os.environ.get("GRAPHC_CACHE", "1") == "0":
+    if os.environ.get("GRAPHC_CACHE", "1") == "0" or not _SUPPORTED:
         return None
     root = os.environ.get("GRAPHC_CACHE_DIR")
     if root is None:
@@ -74,59 +117,364 @@ def _path(key: str, suffix: str = ".o") -> Path | None:
     return None if root is None else root / key[:2] / f"{key}{suffix}"
 
 
-def _digest(path: Path, payload: bytes) -> bytes:
-    """sha256 of the entry's key (its file name) and its object code."""
-    return hashlib.sha256(path.stem.encode() + b"\0" + payload).digest()
+# ---- files and directories: regular files in real directories -------------------------------
+
+class Rejected(Exception):
+    """Something is where an entry (or the secret) should be, and must not be used; says why."""
 
 
-def read_entry(path: Path) -> bytes | None:
-    """The object code in a cache file, or None if it is missing, truncated, corrupted or
-    written for another key."""
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+
+
+def _read_file(dir_fd: int, name: str, limit: int, private: bool = False) -> bytes | None:
+    """The bytes of regular file ``name`` in ``dir_fd`` (None if there is nothing there), at
+    most ``limit + 1`` of them. ``private``: it must be ours, unreadable by others."""
     try:
-        data = path.read_bytes()
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO blocks the reader, /dev/zero never ends
+        raise Rejected(f"{name} is {_KINDS.get(stat.S_IFMT(st.st_mode), 'not a file')}")
+    try:
+        fd = os.open(name, _READ, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:  # ELOOP: made a link since the stat
+        raise Rejected(f"{name}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)  # what was opened, not what was looked at
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise Rejected(f"{name}: not a regular file of at most {limit} bytes")
+        if private and (st.st_uid != os.geteuid() or st.st_mode & 0o077):
+            raise Rejected(f"{name}: not private to this user (mode {st.st_mode & 0o777:o})")
+        chunks, left = [], st.st_size + 1  # a byte more: a file still growing is no entry yet
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _open_root(stack: contextlib.ExitStack, root: Path, create: bool) -> int | None:
+    try:
+        fd = os.open(root, _DIRECTORY)  # the root the user named may be a link of theirs
+    except FileNotFoundError:
+        if not create:
+            return None
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        fd = os.open(root, _DIRECTORY | _NOFOLLOW)  # what was just made, not a link put there
+    stack.callback(os.close, fd)
+    return fd
+
+
+def _open_subdir(stack: contextlib.ExitStack, root_fd: int, name: str, create: bool) -> int | None:
+    """Subdirectory ``name`` of the root, which must be a real directory: a symbolic link
+    there is never followed (writing through it would put files anywhere); ``create``
+    replaces it."""
+    try:
+        fd = os.open(name, _DIRECTORY | _NOFOLLOW, dir_fd=root_fd)
+    except FileNotFoundError:
+        if not create:
+            return None
+        fd = None
     except OSError:
-        return None
+        mode = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mode
+        if stat.S_ISDIR(mode):  # a directory we may not open
+            raise
+        if not create or not stat.S_ISLNK(mode):  # a file there is left alone
+            raise Rejected(f"{name}/ is {_KINDS.get(stat.S_IFMT(mode), 'not a directory')}") from None
+        os.unlink(name, dir_fd=root_fd)  # the link, not what it points to
+        fd = None
+    if fd is None:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=root_fd)
+        fd = os.open(name, _DIRECTORY | _NOFOLLOW, dir_fd=root_fd)
+    stack.callback(os.close, fd)
+    return fd
+
+
+def _write_temporary(dir_fd: int, data: bytes, suffix: str) -> str:
+    """A new private file holding ``data``, to be renamed or linked into place; its name."""
+    name = f".tmp-{secrets.token_hex(8)}{suffix}"
+    fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            f.write(data)
+    except BaseException:  # a full disk leaves no partial file behind
+        os.unlink(name, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(fd)
+    return name
+
+
+def _secret(root_fd: int, create: bool) -> bytes | None:
+    """This cache's key, made by the first write (None if there is none and not ``create``).
+    Anything else under its name (another size, a link, another owner's file, a file others
+    can read) is replaced: the entries sealed with it are then compiled again."""
+    for _ in range(3):
+        try:
+            key = _read_file(root_fd, SECRET, _SECRET_BYTES, private=True)
+            if key is not None and len(key) != _SECRET_BYTES:
+                raise Rejected(f"{SECRET} has {len(key)} bytes, not {_SECRET_BYTES}")
+        except Rejected:
+            if not create:
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(SECRET, dir_fd=root_fd)
+            continue
+        if key is not None or not create:
+            return key
+        tmp = _write_temporary(root_fd, secrets.token_bytes(_SECRET_BYTES), ".key")
+        try:  # a link fails where another process made the secret first; then it is read
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, SECRET, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+        finally:
+            os.unlink(tmp, dir_fd=root_fd)
+    raise OSError(f"{SECRET} keeps changing under this process")
+
+
+# ---- entries ------------------------------------------------------------------------------------
+
+def _seal(secret: bytes, name: str, payload: bytes) -> bytes:
+    """HMAC of the entry's file name (its key) and payload: an entry copied under another
+    key's name, or not written by this cache, does not match."""
+    return hmac.new(secret, name.encode() + b"\0" + payload, hashlib.sha256).digest()
+
+
+def _load(path: Path, check: Callable[[bytes], str | None] | None) -> bytes | None:
+    """The payload of the entry at ``path``: None if there is none; Rejected if what is
+    there must not be used (``check`` gives a reason, or None for a sound payload)."""
     head = len(MAGIC) + _HEADER.size
+    with contextlib.ExitStack() as stack:
+        root_fd = _open_root(stack, path.parent.parent, create=False)
+        if root_fd is None:
+            return None
+        sub_fd = _open_subdir(stack, root_fd, path.parent.name, create=False)
+        data = None if sub_fd is None else _read_file(sub_fd, path.name, head + MAX_ENTRY)
+        if data is None:
+            return None
+        secret = _secret(root_fd, create=False)
+    if secret is None:
+        raise Rejected(f"the cache has no usable {SECRET}: not written by this cache")
     if len(data) < head or not data.startswith(MAGIC):
-        return None
-    length, digest = _HEADER.unpack_from(data, len(MAGIC))
+        raise Rejected("no graphc entry header")
+    length, seal = _HEADER.unpack_from(data, len(MAGIC))
     payload = data[head:]
-    if len(payload) != length or _digest(path, payload) != digest:
-        return None
+    if len(payload) != length:
+        raise Rejected(f"{len(payload)} bytes of payload, the header says {length}")
+    if not hmac.compare_digest(_seal(secret, path.name, payload), seal):
+        raise Rejected("not sealed by this cache for this key (damaged, or written elsewhere)")
+    reason = check(payload) if check is not None else None
+    if reason is not None:
+        raise Rejected(reason)
     return payload
+
+
+def read_entry(path: Path, check: Callable[[bytes], str | None] | None = None) -> bytes | None:
+    """The payload of a cache file, or None if it is missing, truncated, corrupted, not
+    written by this cache, written for another key, or refused by ``check``."""
+    try:
+        return _load(path, check)
+    except (OSError, Rejected):
+        return None
+
+
+def _lookup(path: Path, check: Callable[[bytes], str | None]) -> bytes | None:
+    """``read_entry``, counting a bad entry in ``stats.rebuilt`` (its rewrite follows)."""
+    try:
+        return _load(path, check)
+    except OSError:  # an unreadable directory: the cache is off for us
+        return None
+    except Rejected as e:
+        stats.rebuilt += 1
+        stats.rejected.append(f"{path.name}: {e}")
+        show(1, "disk cache", f"rejected {path}: {e}; compiling it again")
+        return None
 
 
 def write_entry(path: Path, payload: bytes) -> bool:
     """Write atomically (a temporary file renamed into place); False if the disk refused."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".o")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(MAGIC + _HEADER.pack(len(payload), _digest(path, payload)) + payload)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with contextlib.ExitStack() as stack:
+            root_fd = _open_root(stack, path.parent.parent, create=True)
+            sub_fd = _open_subdir(stack, root_fd, path.parent.name, create=True)
+            seal = _seal(_secret(root_fd, create=True), path.name, payload)
+            tmp = _write_temporary(sub_fd, MAGIC + _HEADER.pack(len(payload), seal) + payload,
+                                   path.suffix)
+            try:
+                try:
+                    os.replace(tmp, path.name, src_dir_fd=sub_fd, dst_dir_fd=sub_fd)
+                except IsADirectoryError:  # an empty directory in its place goes; a full one stays
+                    os.rmdir(path.name, dir_fd=sub_fd)
+                    os.replace(tmp, path.name, src_dir_fd=sub_fd, dst_dir_fd=sub_fd)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=sub_fd)
         return True
-    except OSError:
+    except (OSError, Rejected):
         stats.write_errors += 1
         return False
 
 
-def lookup_object(source: str, module_name: str, read: bool = True) -> bool:
-    """Register a module about to be compiled; True if its object code is on disk (and
-    ``read``: otherwise it is compiled, and its entry written, whatever is on disk)."""
+# ---- what LLVM will read ----------------------------------------------------------------------
+
+_ELF = struct.Struct("<16sHHIQQQIHHHHHH")
+_SECTION = struct.Struct("<IIQQQQIIQQ")  # name, type, flags, address, offset, size, link, info, ...
+_SYMBOL = struct.Struct("<IBBHQQ")       # name, info, other, section, value, size
+_RELOCATION = {4: struct.Struct("<QQq"), 9: struct.Struct("<QQ")}  # SHT_RELA, SHT_REL: offset, info
+SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 2, 3, 8
+SHN_ABS, SHN_COMMON = 0xFFF1, 0xFFF2
+_ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "powerpc64le": 21, "ppc64le": 21, "riscv64": 243}
+# the bytes each x86-64 relocation type writes (psABI), for the types LLVM's loader applies
+_X86_64_WIDTH = {0: 0, 14: 1, 15: 1, 12: 2, 13: 2,
+                 **dict.fromkeys((2, 4, 9, 10, 11, 19, 20, 21, 22, 23, 26, 41, 42), 4),
+                 **dict.fromkeys((1, 16, 17, 18, 24, 25, 27, 28, 29, 31), 8)}
+
+
+@functools.cache
+def _elf_machine() -> int | None:
+    """The ELF machine of this host's object code; None where it is not 64-bit
+    little-endian ELF (macOS, Windows, 32-bit hosts), where only the seal vouches."""
+    from .target import host_description
+
+    arch, _, system = host_description()["triple"].partition("-")
+    if any(word in system for word in ("darwin", "macos", "windows", "ios")):
+        return None
+    return _ELF_MACHINES.get(arch)
+
+
+def check_object(data: bytes, functions: Iterable[str] = ()) -> str | None:
+    """Why ``data`` must not be loaded as this host's object code, or None if it may: a
+    64-bit little-endian relocatable ELF file for this machine whose sections, symbols and
+    relocations lie inside it, and which defines ``functions``. LLVM's loader trusts every
+    offset and index in it; one out of range ends the process."""
+    machine = _elf_machine()
+    if machine is None:
+        return None
+    try:
+        sections = _elf_sections(data, machine)
+        counts, defined = _elf_symbols(data, sections)
+        _elf_relocations(data, sections, counts, _X86_64_WIDTH if machine == 62 else None)
+    except Rejected as e:
+        return str(e)
+    missing = sorted(f for f in functions if f.encode() not in defined)
+    return f"does not define {', '.join(missing)} (another module's code?)" if missing else None
+
+
+def _elf_sections(data: bytes, machine: int) -> list[tuple]:
+    """The section headers, each section inside the file."""
+    if len(data) < _ELF.size:
+        raise Rejected(f"{len(data)} bytes: shorter than an ELF header")
+    (ident, kind, e_machine, version, _, _, shoff, _, ehsize, _, phnum, shentsize, shnum,
+     shstrndx) = _ELF.unpack_from(data)
+    if ident[:7] != b"\x7fELF\x02\x01\x01":
+        raise Rejected("not a 64-bit little-endian ELF file")
+    if (kind, e_machine, version) != (1, machine, 1):
+        raise Rejected(f"ELF type {kind} for machine {e_machine}: not relocatable code for {machine}")
+    if (ehsize, shentsize, phnum) != (_ELF.size, _SECTION.size, 0) or not 0 < shstrndx < shnum:
+        raise Rejected("an ELF header with unexpected sizes or counts")
+    if shoff < _ELF.size or shoff + shnum * _SECTION.size > len(data):
+        raise Rejected("the section header table goes past the end of the file")
+    sections = list(_SECTION.iter_unpack(data[shoff:shoff + shnum * _SECTION.size]))
+    for i, (_, kind, _, _, offset, size, link, _, align, _) in enumerate(sections):
+        if kind != SHT_NOBITS and offset + size > len(data):
+            raise Rejected(f"section {i} goes past the end of the file")
+        if link >= shnum or align & (align - 1):
+            raise Rejected(f"section {i} links to no section, or has an alignment of {align}")
+    names = _string_table(data, sections, shstrndx)
+    if any(s[0] >= names[1] for s in sections):
+        raise Rejected("a section name outside the section name table")
+    return sections
+
+
+def _string_table(data: bytes, sections: list[tuple], i: int) -> tuple[int, int]:
+    """Offset and size of string table ``i``; its last string ends inside it."""
+    _, kind, _, _, offset, size, *_ = sections[i]
+    if kind != SHT_STRTAB or not size or data[offset + size - 1] != 0:
+        raise Rejected(f"section {i} is not a string table")
+    return offset, size
+
+
+def _elf_symbols(data: bytes, sections: list[tuple]) -> tuple[dict[int, int], set[bytes]]:
+    """The number of symbols of each symbol table, and the global functions defined; each
+    symbol's name inside its string table and its extent inside its section."""
+    counts, defined = {}, set()
+    for i, (_, kind, _, _, offset, size, link, _, _, entsize) in enumerate(sections):
+        if kind != SHT_SYMTAB:
+            continue
+        if entsize != _SYMBOL.size or size % entsize:
+            raise Rejected(f"symbol table {i} has entries of {entsize} bytes")
+        strings, limit = _string_table(data, sections, link)
+        symbols = list(_SYMBOL.iter_unpack(data[offset:offset + size]))
+        for name, info, _, section, value, extent in symbols:
+            if name >= limit:
+                raise Rejected(f"symbol table {i}: a name outside its string table")
+            if 0 < section < len(sections):
+                if value + extent > sections[section][5]:
+                    raise Rejected(f"symbol table {i}: a symbol past the end of section {section}")
+                if info & 0xF == 2 and info >> 4:  # a global or weak function
+                    defined.add(data[strings + name:data.index(b"\0", strings + name)])
+            elif section not in (0, SHN_ABS, SHN_COMMON):
+                raise Rejected(f"symbol table {i}: a symbol in section {section}, which is not there")
+        counts[i] = len(symbols)
+    return counts, defined
+
+
+def _elf_relocations(data: bytes, sections: list[tuple], counts: dict[int, int],
+                     widths: dict[int, int] | None) -> None:
+    """Each relocation names a symbol that is there and, by the bytes its type writes
+    (``widths``; where unknown, one), lies inside the section it patches."""
+    for i, (_, kind, _, _, offset, size, link, target, _, entsize) in enumerate(sections):
+        if kind not in _RELOCATION:
+            continue
+        if entsize != _RELOCATION[kind].size or size % entsize or link not in counts:
+            raise Rejected(f"relocation section {i} is malformed")
+        if not 0 < target < len(sections):
+            raise Rejected(f"relocation section {i} patches section {target}, which is not there")
+        room = sections[target][5]
+        for place, info, *_ in _RELOCATION[kind].iter_unpack(data[offset:offset + size]):
+            width = 1 if widths is None else widths.get(info & 0xFFFFFFFF)
+            if width is None:
+                raise Rejected(f"relocation section {i}: type {info & 0xFFFFFFFF}, which LLVM does not apply")
+            if info >> 32 >= counts[link] or place + width > room:
+                raise Rejected(f"relocation section {i}: a relocation outside section {target} "
+                               "or of a symbol that is not there")
+
+
+_DEFINE = re.compile(r'\ndefine [^\n@]*@"?([^"(\s]+)')
+
+
+def check_text(data: bytes, functions: Iterable[str]) -> str | None:
+    """Why ``data`` is not the LLVM IR text of a program defining ``functions``, or None.
+    It is not parsed here: text that parses can still crash LLVM, so the seal is what keeps
+    foreign text out; this catches a text kept under the wrong key."""
+    try:
+        defined = set(_DEFINE.findall(data.decode()))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    missing = sorted(set(functions) - defined)
+    return f"does not define {', '.join(missing)} (another program's text?)" if missing else None
+
+
+# ---- the JIT's object cache and the programs' text ---------------------------------------------
+
+def lookup_object(source: str, module_name: str, functions: Iterable[str] = (),
+                  read: bool = True) -> bool:
+    """Register a module about to be compiled; True if its object code is on disk and
+    defines ``functions`` (and ``read``: otherwise it is compiled, and its entry written,
+    whatever is on disk)."""
     key = cache_key(source)
+    functions = list(functions)
     with _lock:
         _pending[module_name] = key
         path = _path(key)
         if path is None or not read:
             return False
-        payload = read_entry(path)
+        payload = _lookup(path, lambda data: check_object(data, functions))
         if payload is None:
-            if path.exists():
-                stats.rebuilt += 1
             stats.misses += 1
             return False
         stats.hits += 1
@@ -134,22 +482,20 @@ def lookup_object(source: str, module_name: str, read: bool = True) -> bool:
         return True
 
 
-def read_text(key: str) -> str | None:
-    """A program's LLVM IR text kept under ``key`` (see ``ProgramEmitter.finish``), or None."""
+def read_text(key: str, functions: Iterable[str]) -> str | None:
+    """A program's LLVM IR text kept under ``key`` (see ``ProgramEmitter.finish``) that
+    defines ``functions``, or None."""
     path = _path(key, ".ll")
     if path is None:
         return None
-    payload = read_entry(path)
-    try:
-        text = None if payload is None else payload.decode()
-    except UnicodeDecodeError:
-        text = None
+    functions = list(functions)
+    payload = _lookup(path, lambda data: check_text(data, functions))
     with _lock:
-        if text is None:
+        if payload is None:
             stats.text_misses += 1
         else:
             stats.text_hits += 1
-    return text
+    return None if payload is None else payload.decode()
 
 
 def write_text(key: str, text: str) -> None:

@@ -716,7 +716,10 @@ class ProgramEmitter:
         key = None
         if self._fingerprint is not None:
             key = cache.cache_key("\n".join([codegen_digest()] + self._fingerprint))
-            text = cache.read_text(key)
+            # a text kept under this key must define this program's functions
+            functions = [PREFIX + "main"] + [what[0].symbol for kind, what in self.steps
+                                             if kind == "stage"]
+            text = cache.read_text(key, functions)
             if text is not None:
                 return text
         text = self._emit()

@@ -242,38 +242,39 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
             kernels.append((n.name, kernel))
             steps.append(("kernel", kernel))
             continue
-        if n.op == "call_function" and n.meta.get(COPY_BACK) and all(a in refs for a in n.args):
-            try:
-                kernel = schedule_copy_back(n, refs[n.args[1]], refs[n.args[0]])
-            except Unsupported as e:
-                fallback(n, str(e))
-                continue
-            refs[n] = refs[n.args[0]]
-            add_kernel(n, kernel)
+        try:
+            moved = _data_movement(n, refs, destination)
+        except Unsupported as e:
+            fallback(n, str(e))
             continue
-        if n.op == "call_function" and n.target.name == "as_strided_scatter" \
-                and all(a in refs for a in n.args):
-            try:
-                kernel = schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], destination(n))
-            except Unsupported as e:
-                fallback(n, str(e))
-                continue
-            refs[n] = dest[n]
-            add_kernel(n, kernel)
-            continue
-        if n.op == "call_function" and n.target.name in GATHER_OPS and n.args[0] in refs:
-            try:
-                kernel = schedule_gather(n, refs[n.args[0]], destination(n))
-            except Unsupported as e:
-                fallback(n, str(e))
-                continue
-            refs[n] = dest[n]
+        if moved is not None:
+            kernel, refs[n] = moved
             add_kernel(n, kernel)
             continue
         fallback(n, _reason(n, module))
     text = emitter.finish()
     return Program(name, text, slots, refs, kernels, steps, fallbacks, sites,
                    graph.output_node.args[0], env_nodes, threads, shape_env)
+
+
+def _data_movement(n: Node, refs: dict, destination) -> tuple | None:
+    """The copy kernel of a node that only moves data (a copy-back into an input or weight,
+    as_strided_scatter, pad, unfold) and where its result lives; None for other nodes."""
+    if n.op != "call_function":
+        return None
+    tensors = n.args[:1] if n.target.name in GATHER_OPS else n.args  # (the rest: attributes)
+    if not all(isinstance(a, Node) and a in refs for a in tensors):
+        return None  # a number to scatter, or an input the program does not hold: numpy
+    if n.meta.get(COPY_BACK):
+        dst = refs[n.args[0]]
+        return schedule_copy_back(n, refs[n.args[1]], dst), dst
+    if n.target.name == "as_strided_scatter":
+        out = destination(n)
+        return schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], out), out
+    if n.target.name in GATHER_OPS:
+        out = destination(n)
+        return schedule_gather(n, refs[n.args[0]], out), out
+    return None
 
 
 def _reason(n: Node, module) -> str:

@@ -612,6 +612,7 @@ def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = N
     """A copy of ``gm`` with shapes for ``inputs``, optimised and fused; with the pass
     history and the fusion plan. ``stages`` receives the seconds of passes and fusion."""
     from ..passes import PassManager, fuse
+    from ..passes.functionalize import protect_copy_backs
     from ..passes.shape_prop import refresh_shapes
 
     t0 = time.perf_counter()
@@ -620,6 +621,7 @@ def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = N
         p.meta.update(shape=tuple(t._shape), dtype=t.dtype, stride=tuple(t._stride))
     refresh_shapes(gm)
     history = (passes or PassManager.default()).run(gm)
+    protect_copy_backs(gm)
     t1 = time.perf_counter()
     plan = fuse(gm)
     if stages is not None:

@@ -141,8 +141,10 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
         mod = llvm.parse_assembly(source, context=owner.context)
         mod.name = unique
         mod.verify()
-        # a dump needs the optimised IR and assembly, so it compiles (and refreshes the entry)
-        cached = cache.lookup_object(source, unique, read=not dump)
+        # a dump needs the optimised IR and assembly, so it compiles (and refreshes the entry);
+        # object code on disk is used only if it defines this module's functions
+        symbols = [f.replace(PREFIX, tag) for f in functions]
+        cached = cache.lookup_object(source, unique, symbols, read=not dump)
         optimized = asm = ""
         if not cached:
             _optimize(mod)

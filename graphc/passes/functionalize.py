@@ -45,6 +45,7 @@ from ..tensor import Tensor, from_numpy
 from ..trace.proxy import TraceError
 
 COPY_BACK = "copy_back"  # node.meta key marking the copy-backs this pass makes
+KEPT_VIEWS = "written_input_views"  # output.meta: positions that are views of written inputs
 
 
 class FunctionalizeError(TraceError):
@@ -54,7 +55,7 @@ class FunctionalizeError(TraceError):
 def functionalize(gm: GraphModule) -> bool:
     """Make ``gm``'s graph pure: in-place ops and writes through views become out-of-place
     ops, and writes to inputs, parameters and buffers become copy-backs at the end."""
-    writes = [n for n in gm.graph.nodes if _mutates(n) and not n.meta.get(COPY_BACK)]
+    writes = [n for n in gm.graph.nodes if is_write(n) and not n.meta.get(COPY_BACK)]
     if not writes:
         return False
     _Functionalizer(gm).run()
@@ -65,7 +66,7 @@ def is_functional(graph) -> bool:
     """No writes but copy-backs, and those only after every other computation."""
     seen_copy_back = False
     for n in graph.nodes:
-        if _mutates(n):
+        if is_write(n):
             if not n.meta.get(COPY_BACK):
                 return False
             seen_copy_back = True
@@ -74,13 +75,54 @@ def is_functional(graph) -> bool:
     return True
 
 
+def protect_copy_backs(gm: GraphModule) -> bool:
+    """Run after the other passes: a value read after the first copy-back that still reads a
+    written input's or weight's memory (a pass may have simplified ``x * 1`` to ``x``) is
+    copied before the copy-backs overwrite it. Outputs that are the written input itself
+    after the call (eager's aliases, kept by ``functionalize``) stay views of it."""
+    from ..layout import contiguous_strides
+    from .memory import view_root
+
+    graph = gm.graph
+    backs = [n for n in graph.nodes if is_write(n) and n.meta.get(COPY_BACK)]
+    if not backs:
+        return False
+    written = {b.args[0] for b in backs}
+    copies: dict[Node, Node] = {}
+
+    def copied(a: Node) -> Node:
+        if a not in copies:
+            with graph.inserting_before(backs[0]):
+                c = copies[a] = graph.call_function(OPS.clone, (a,))
+            shape = tuple(a.meta["shape"])
+            c.meta.update(shape=shape, dtype=a.meta["dtype"], stride=contiguous_strides(shape),
+                          location=a.meta.get("location"))
+        return copies[a]
+    for b in backs:
+        src = b.args[1]
+        if _is_tensor(src) and view_root(src) in written and view_root(src) is not b.args[0]:
+            b.args = (b.args[0], copied(src))
+    output = graph.output_node
+    kept = output.meta.get(KEPT_VIEWS, set())
+    position = iter(range(1 << 62))
+
+    def guard(v):
+        i = next(position)
+        if _is_tensor(v) and i not in kept and view_root(v) in written:
+            return copied(v)
+        return v
+    output.args = map_arg(output.args, guard)
+    return bool(copies)
+
+
 def written_inputs(graph) -> tuple[int, ...]:
     """The positions of the placeholders a functional graph's copy-backs write into."""
-    written = {n.args[0] for n in graph.nodes if _mutates(n) and n.meta.get(COPY_BACK)}
+    written = {n.args[0] for n in graph.nodes if is_write(n) and n.meta.get(COPY_BACK)}
     return tuple(i for i, p in enumerate(graph.placeholders) if p in written)
 
 
-def _mutates(n: Node) -> bool:
+def is_write(n: Node) -> bool:
+    """A write: returns the tensor it wrote into (its first argument)."""
     return n.op == "call_function" and Flag.MUTATES in n.target.flags
 
 
@@ -88,15 +130,16 @@ def _is_tensor(v) -> bool:
     return isinstance(v, Node) and "shape" in v.meta and "dtype" in v.meta
 
 
-def _aliases_input(n: Node) -> bool:
-    """A view op whose result shares its input's memory (reshape may copy instead)."""
+def aliases_input(n: Node) -> bool:
+    """A view op whose result shares its input's memory (reshape may copy instead: known
+    from the strides in its input's meta; without them, taken as a view)."""
     if n.op != "call_function" or Flag.VIEW not in n.target.flags or not _is_tensor(n.args[0]):
         return False
     if n.target is OPS.reshape:
         src = n.args[0]
         stride = src.meta.get("stride")
-        return stride is not None and view_strides(tuple(src.meta["shape"]), tuple(stride),
-                                                   tuple(n.meta["shape"])) is not None
+        return stride is None or "shape" not in n.meta or view_strides(
+            tuple(src.meta["shape"]), tuple(stride), tuple(n.meta["shape"])) is not None
     return True
 
 
@@ -113,7 +156,7 @@ class _Functionalizer:
     @staticmethod
     def resolve(v: Node) -> Node:
         """A write returns the tensor it wrote: the same value as its destination."""
-        while _mutates(v):
+        while is_write(v):
             v = v.args[0]
         return v
 
@@ -121,7 +164,7 @@ class _Functionalizer:
         """(root, the views from the root down to v)."""
         views = []
         v = self.resolve(v)
-        while _aliases_input(v):
+        while aliases_input(v):
             views.append(v)
             v = self.resolve(v.args[0])
         return v, views[::-1]
@@ -294,11 +337,11 @@ class _Functionalizer:
             if node.op == "output":
                 self.finish(node)
                 break
-            if _mutates(node):
+            if is_write(node):
                 self.write(node.args[0], self.new_value(node), node)
                 writes.append(node)
                 continue
-            if _aliases_input(node):  # a view stays a description of memory; reads of it
+            if aliases_input(node):  # a view stays a description of memory; reads of it
                 node.args = (self.resolve(node.args[0]),) + node.args[1:]  # go through read
                 continue
             if node.op in ("placeholder", "get_attr"):
@@ -308,7 +351,7 @@ class _Functionalizer:
             if args != node.args or kwargs != node.kwargs:
                 node.args, node.kwargs = args, kwargs
         for node in reversed(graph.nodes):  # the writes, and views nobody reads any more
-            if (node in writes or _aliases_input(node)) and not node.users:
+            if (node in writes or aliases_input(node)) and not node.users:
                 graph.erase_node(node)
         leftover = [n for n in writes if n in graph.nodes]
         if leftover:
@@ -325,7 +368,16 @@ class _Functionalizer:
             if root in self.current and root.op in ("placeholder", "get_attr"):
                 return self.resolve(v)
             return self.read(v)
-        output.args = map_arg(output.args, out)
+        position = iter(range(1 << 62))
+        kept = output.meta[KEPT_VIEWS] = set()
+
+        def numbered(v):
+            i = next(position)
+            result = out(v)
+            if result is self.resolve(v) and result is not self.read(v):
+                kept.add(i)  # the written input itself, after the call: eager's alias
+            return result
+        output.args = map_arg(output.args, numbered)
         for root in self.written_roots:
             if root.op not in ("placeholder", "get_attr"):
                 continue
@@ -356,5 +408,5 @@ def _strided_positions(w: Node, offset, count: int) -> Tensor:
 
 def _check_no_writes_read(graph, output: Node) -> None:
     for n in nodes_in(output.args):
-        if _mutates(n):
+        if is_write(n):
             raise AssertionError(f"graphc internal error: the output reads the write {n.name}")

@@ -46,8 +46,9 @@ class MemoryPlan:
 def view_root(node: Node) -> Node:
     """The value whose memory ``node`` shares: through views, and through writes (a write
     returns the tensor it wrote)."""
-    while node.op == "call_function" and node.target.flags & {Flag.VIEW, Flag.MUTATES} \
-            and isinstance(node.args[0], Node):
+    from .functionalize import aliases_input, is_write
+
+    while aliases_input(node) or is_write(node):
         node = node.args[0]
     return node
 

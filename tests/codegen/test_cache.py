@@ -236,6 +236,42 @@ def test_entry_round_trip_and_damage(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_entry_of_another_cache_is_rejected(tmp_path):
+    # a sound entry, copied into another cache directory: not sealed with that one's secret
+    payload = b"payload"
+    assert cache.write_entry(tmp_path / "one" / "ab" / "entry.o", payload)
+    assert cache.write_entry(tmp_path / "two" / "ab" / "other.o", payload)  # two's secret
+    (tmp_path / "two" / "ab" / "entry.o").write_bytes((tmp_path / "one" / "ab" / "entry.o").read_bytes())
+    assert cache.read_entry(tmp_path / "two" / "ab" / "entry.o") is None
+    assert cache.read_entry(tmp_path / "two" / "ab" / "other.o") == payload
+
+
+def test_secret_others_can_read_is_replaced(tmp_path):
+    entry = tmp_path / "ab" / "entry.o"
+    assert cache.write_entry(entry, b"payload")
+    secret = tmp_path / cache.SECRET
+    assert secret.stat().st_mode & 0o777 == 0o600
+    old = secret.read_bytes()
+    secret.chmod(0o644)
+    assert cache.read_entry(entry) is None  # a secret others may have read vouches for nothing
+    assert cache.write_entry(entry, b"payload")
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_bytes() != old
+    assert cache.read_entry(entry) == b"payload"
+
+
+@pytest.mark.skipif(cache._elf_machine() is None, reason="this host's object code is not ELF")
+def test_check_object_gives_reasons():
+    assert "ELF" in cache.check_object(b"\0" * 100)
+    assert "shorter" in cache.check_object(b"\x7fELF")
+
+
+def test_check_text_gives_reasons():
+    text = b'define i32 @"__K__main"(i8** %".1")\n{\n}\ndefine internal void @"__K__E_8_0"() {\n}\n'
+    assert cache.check_text(b"; ModuleID\n" + text, ["__K__main", "__K__E_8_0"]) is None
+    assert "__K__E_8_1" in cache.check_text(b"; ModuleID\n" + text, ["__K__main", "__K__E_8_1"])
+    assert cache.check_text(b"\xff\n" + text, []) == "not UTF-8 text"
+
+
 def test_write_entry_refused_counts_an_error(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_bytes(b"x")

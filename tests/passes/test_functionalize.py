@@ -257,11 +257,17 @@ def test_a_resnet_block_with_inplace_relu_and_residual_add():
     assert float(expected.min()) == 0.0  # the ReLUs did clip
 
 
-def test_training_batchnorm_updates_its_buffers_like_eager():
-    graphc.manual_seed(1)
+def _twin_batchnorm_models(seed: int):
+    """Two equal training-mode models whose BatchNorm writes its running statistics."""
+    graphc.manual_seed(seed)
     eager = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(inplace=True))
     copy = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(inplace=True))
     copy.load_state_dict(eager.state_dict())
+    return eager, copy
+
+
+def test_training_batchnorm_updates_its_buffers_like_eager():
+    eager, copy = _twin_batchnorm_models(1)
     compiled = graphc.compile(copy, fullgraph=True)
     for step in range(3):
         x = graphc.randn(5, 4)
@@ -309,10 +315,7 @@ def test_check_mode_names_a_write_applied_in_the_wrong_order(monkeypatch):
 
 
 def test_check_mode_leaves_inputs_and_buffers_written_once():
-    graphc.manual_seed(2)
-    eager = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(inplace=True))
-    copy = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(inplace=True))
-    copy.load_state_dict(eager.state_dict())
+    eager, copy = _twin_batchnorm_models(2)
     compiled = graphc.compile(copy, check=True)
     x = graphc.randn(5, 4)
     a, b = x.clone(), x.clone()
