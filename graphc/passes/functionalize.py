@@ -151,6 +151,9 @@ class _Functionalizer:
         self.version: dict[Node, int] = {}    # written root -> how many writes so far
         self.derived: dict[tuple, Node] = {}  # (view, root version) -> the view re-derived
         self.written_roots: list[Node] = []   # in the order of their first write
+        # decided on the graph as traced: a reshape that copied stays a copy once its input
+        # is rewritten to a (contiguous) current value
+        self.views = {n for n in gm.graph.nodes if aliases_input(n)}
 
     # ---- aliasing ------------------------------------------------------------------
     @staticmethod
@@ -164,7 +167,7 @@ class _Functionalizer:
         """(root, the views from the root down to v)."""
         views = []
         v = self.resolve(v)
-        while aliases_input(v):
+        while v in self.views:
             views.append(v)
             v = self.resolve(v.args[0])
         return v, views[::-1]
@@ -341,7 +344,7 @@ class _Functionalizer:
                 self.write(node.args[0], self.new_value(node), node)
                 writes.append(node)
                 continue
-            if aliases_input(node):  # a view stays a description of memory; reads of it
+            if node in self.views:  # a view stays a description of memory; reads of it
                 node.args = (self.resolve(node.args[0]),) + node.args[1:]  # go through read
                 continue
             if node.op in ("placeholder", "get_attr"):
@@ -351,7 +354,7 @@ class _Functionalizer:
             if args != node.args or kwargs != node.kwargs:
                 node.args, node.kwargs = args, kwargs
         for node in reversed(graph.nodes):  # the writes, and views nobody reads any more
-            if (node in writes or aliases_input(node)) and not node.users:
+            if (node in writes or node in self.views) and not node.users:
                 graph.erase_node(node)
         leftover = [n for n in writes if n in graph.nodes]
         if leftover:
