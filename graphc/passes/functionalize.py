@@ -376,10 +376,11 @@ class _Functionalizer:
 
         def numbered(v):
             i = next(position)
-            result = out(v)
-            if result is self.resolve(v) and result is not self.read(v):
-                kept.add(i)  # the written input itself, after the call: eager's alias
-            return result
+            if _is_tensor(v):
+                root, _ = self.chain(v)
+                if root in self.current and root.op in ("placeholder", "get_attr"):
+                    kept.add(i)  # the written input itself, after the call: eager's alias
+            return out(v)
         output.args = map_arg(output.args, numbered)
         for root in self.written_roots:
             if root.op not in ("placeholder", "get_attr"):
