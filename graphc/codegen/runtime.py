@@ -612,7 +612,8 @@ def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = N
     """A copy of ``gm`` with shapes for ``inputs``, optimised and fused; with the pass
     history and the fusion plan. ``stages`` receives the seconds of passes and fusion."""
     from ..passes import PassManager, fuse
-    from ..passes.functionalize import protect_copy_backs
+    from ..ir.graph import GraphError
+    from ..passes.functionalize import is_functional, protect_copy_backs
     from ..passes.shape_prop import refresh_shapes
 
     t0 = time.perf_counter()
@@ -621,6 +622,9 @@ def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = N
         p.meta.update(shape=tuple(t._shape), dtype=t.dtype, stride=tuple(t._stride))
     refresh_shapes(gm)
     history = (passes or PassManager.default()).run(gm)
+    if not is_functional(gm.graph):  # fusion and kernels assume pure dataflow
+        raise GraphError("the graph still writes in place after the passes; a custom pass "
+                         "list must start with graphc.passes.functionalize")
     protect_copy_backs(gm)
     t1 = time.perf_counter()
     plan = fuse(gm)

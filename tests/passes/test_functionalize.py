@@ -392,3 +392,33 @@ def test_compiled_writes_bump_version_counters_as_eager_does():
         compiled(saved)
     with pytest.raises(RuntimeError, match="modified"):
         y.backward()
+
+
+def test_a_custom_pass_list_without_functionalize_is_refused_for_a_writing_graph():
+    from graphc.codegen import compile_graph
+    from graphc.ir.graph import GraphError
+    from graphc.passes import PassManager, dce
+
+    x, y = _inputs("contiguous")
+    gm = graphc.trace(_issue_g, x, y)
+    with pytest.raises(GraphError, match="must start with graphc.passes.functionalize"):
+        compile_graph(gm, x, y, passes=PassManager([dce]))
+    pure = graphc.trace(lambda a: a * 2, x)
+    np.testing.assert_array_equal(compile_graph(pure, x, passes=PassManager([dce]))(x).numpy(),
+                                  (x * 2).numpy())
+
+
+@pytest.mark.parametrize("fn", [_issue_k, _slice_write, _write_into_input_view,
+                                _return_view_of_written_input, _chained_inplace],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_writes_with_symbolic_sizes_serve_every_size_from_one_program(fn):
+    compiled = graphc.compile(fn, dynamic=True)
+    for n in (3, 5, 8):
+        rng = np.random.default_rng(n)
+        a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+        eager_in = (graphc.tensor(a, dtype=graphc.float32), graphc.tensor(b, dtype=graphc.float32))
+        compiled_in = (graphc.tensor(a, dtype=graphc.float32), graphc.tensor(b, dtype=graphc.float32))
+        with graphc.no_grad():
+            _assert_same(compiled(*compiled_in), fn(*eager_in), f"output at size {n}")
+        _assert_same(compiled_in, eager_in, f"inputs at size {n}")
+    assert len(compiled.entries) == 1 and not compiled.eager_runs and not compiled.static_reasons
