@@ -29,7 +29,8 @@ from ..ir.fused import FusedKernel
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
-from ..passes.functionalize import COPY_BACK
+from ..layout import same_shape
+from ..passes.functionalize import COPY_BACK, aliases_input
 from ..passes.memory import plan_memory, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel
@@ -161,6 +162,11 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
         if n not in dest and _is_tensor_node(n):
             dest[n] = contiguous(buffer_slots[buf], tuple(n.meta["shape"]), n.meta["dtype"])
 
+    # a copy-back of an elementwise kernel's result: the kernel stores into the argument
+    written_by_kernel = _written_by_kernels(gm, refs, out_nodes)
+    for value, back in written_by_kernel.items():
+        dest[value] = refs[back.args[0]]
+
     def destination(n: Node) -> Ref:
         if n not in dest:  # a value the plan left out: a buffer of its own
             dest[n] = contiguous(new_slot(Slot("buffer", _nbytes(n))), tuple(n.meta["shape"]),
@@ -242,6 +248,9 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
             kernels.append((n.name, kernel))
             steps.append(("kernel", kernel))
             continue
+        if n in written_by_kernel.values():  # its kernel stored the value there already
+            refs[n] = refs[n.args[0]]
+            continue
         try:
             moved = _data_movement(n, refs, destination)
         except Unsupported as e:
@@ -255,6 +264,47 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
     text = emitter.finish()
     return Program(name, text, slots, refs, kernels, steps, fallbacks, sites,
                    graph.output_node.args[0], env_nodes, threads, shape_env)
+
+
+def _written_by_kernels(gm: GraphModule, refs: dict, out_nodes: list) -> dict[Node, Node]:
+    """Copy-backs whose value an elementwise kernel can store straight into the argument
+    (value -> copy-back): the value is that kernel's only output (with more, another
+    output's loads of the argument may come after this one's store), read by nothing but
+    the copy-back; the kernel reads the argument only at the element it writes; and nothing
+    after the kernel reads the argument's old value."""
+    graph = gm.graph
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    found = {}
+    for back in graph.nodes:
+        if not (back.op == "call_function" and back.meta.get(COPY_BACK)):
+            continue
+        dst, value = back.args
+        call = value
+        module = graph.module_at(call.target) if call.op == "call_module" else None
+        if not (isinstance(module, FusedKernel) and module.kind == "elementwise"
+                and dst in refs and set(value.users) == {back} and value not in out_nodes
+                and same_shape(tuple(value.meta["shape"]), tuple(dst.meta["shape"]))
+                and same_shape(tuple(value.meta["shape"]), tuple(module.domain))
+                and value.meta["dtype"] is dst.meta["dtype"]):
+            continue
+        readers = [m for m in graph.nodes if m is not back and m.op != "output"
+                   and not aliases_input(m)
+                   and any(view_root(a) is dst for a in m.all_input_nodes)]
+        if any(order[m] > order[call] for m in readers):
+            continue
+        inside = module.graph.placeholders
+        if all(_reads_in_place(inside[i], module) for i, a in enumerate(call.args)
+               if isinstance(a, Node) and view_root(a) is dst and a is dst) and \
+                not any(isinstance(a, Node) and view_root(a) is dst and a is not dst
+                        for a in call.args):
+            found[value] = back
+    return found
+
+
+def _reads_in_place(p: Node, module: FusedKernel) -> bool:
+    """A kernel input read only elementwise at the element the kernel writes."""
+    return same_shape(tuple(p.meta.get("shape", ())), tuple(module.domain)) and all(
+        u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)
 
 
 def _data_movement(n: Node, refs: dict, destination) -> tuple | None:

@@ -299,14 +299,13 @@ def test_writes_into_a_global_tensor_run_eagerly_with_a_reason():
 
 
 def test_check_mode_names_a_write_applied_in_the_wrong_order(monkeypatch):
-    """Without functionalization (the passes then see writes as pure ops, as before it
-    existed) the first call raises a CheckError instead of returning a wrong result, and the
-    caller's inputs are left as they were."""
-    from graphc.passes import PassManager, cse, dce, decompose, fold_constants, refresh_shapes
-    from graphc.passes import simplify
+    """With reads that ignore earlier writes (as fusion did before functionalization: a
+    read scheduled before the write), the first call raises a CheckError instead of
+    returning a wrong result, and the caller's inputs are left as they were."""
+    from graphc.passes.functionalize import _Functionalizer
 
-    monkeypatch.setattr(PassManager, "default", classmethod(lambda cls: cls(
-        [decompose, simplify, cse, fold_constants, dce, refresh_shapes])))
+    monkeypatch.setattr(_Functionalizer, "read", lambda self, v: self.resolve(v)
+                        if isinstance(v, graphc.ir.Node) else v)
     x, y = _inputs("contiguous")
     before = (x.clone(), y.clone())
     with graphc.no_grad(), pytest.raises(graphc.compiler.CheckError, match="differs from eager"):
@@ -422,3 +421,25 @@ def test_writes_with_symbolic_sizes_serve_every_size_from_one_program(fn):
             _assert_same(compiled(*compiled_in), fn(*eager_in), f"output at size {n}")
         _assert_same(compiled_in, eager_in, f"inputs at size {n}")
     assert len(compiled.entries) == 1 and not compiled.eager_runs and not compiled.static_reasons
+
+
+def test_a_kernel_stores_a_written_argument_in_place_only_where_that_is_safe():
+    """x.relu_() compiles to one kernel writing x (no copy kernel); where the kernel also
+    computes another output from x's old value, the write stays a copy after it."""
+    def alone(x):
+        x.relu_()
+
+    def with_old_value(x):
+        t = x * 2
+        x.add_(1)
+        return t + x  # one kernel: t from x's old value, x's new value, their sum
+
+    x = graphc.randn(64, 32)
+    for fn, copies in ((alone, 0), (with_old_value, 1)):
+        a, b = x.clone(), x.clone()
+        compiled = graphc.compile(fn, fullgraph=True)
+        with graphc.no_grad():
+            _assert_same(compiled(a), fn(b), f"{fn.__name__} output")
+        _assert_same(a, b, f"{fn.__name__} argument")
+        kinds = [k.kind for _, k in compiled.last.spec.program.kernels]
+        assert kinds.count("copy") == copies, (fn.__name__, kinds)
