@@ -27,9 +27,10 @@ How, in one walk over the nodes in program order:
 
 What cannot be expressed is refused with a ``FunctionalizeError`` naming the user's line
 (``graphc.compile`` then runs the call eagerly and says why): writes through a view that
-broadcasts (``expand``), through ``as_strided`` of a non-contiguous root, and writes into
-a tensor that is neither an input, a parameter, a buffer nor made inside the program (a
-global tensor: eager would keep the change across calls).
+broadcasts (``expand``) or whose elements overlap, ``as_strided`` views of an argument or
+a weight that is written (their memory layout is the caller's), and writes into a tensor
+that is neither an input, a parameter, a buffer nor made inside the program (a global
+tensor: eager would keep the change across calls).
 """
 
 from __future__ import annotations
@@ -292,10 +293,11 @@ class _Functionalizer:
                     and same_shape(tuple(mask.meta["shape"]), shape) and (
                         not _is_tensor(values) or numel(tuple(values.meta["shape"])) == 1):
                 # x[mask] = v with a mask over all of x: elementwise, so it fuses
-                def select(x, m, v):
-                    v = F.reshape(v, ()) if isinstance(v, Tensor) else v
-                    new = F.add(x, v) if node.kwargs["accumulate"] else v
-                    return F.where(m, F.cast(new, dtype) if isinstance(new, Tensor) else new, x)
+                def select(x, m, v):  # v converted to x's dtype first, as index_put_ does
+                    v = F.cast(F.reshape(v, ()), dtype) if isinstance(v, Tensor) else \
+                        np.asarray(v, dtype=dtype.np).item()
+                    out = F.where(m, F.add(x, v) if node.kwargs["accumulate"] else v, x)
+                    return out if out.dtype is dtype else F.cast(out, dtype)
                 return self.record(node, select, self.read(dst), mask, values)
 
             def put(x, v, *idx):

@@ -443,3 +443,20 @@ def test_a_kernel_stores_a_written_argument_in_place_only_where_that_is_safe():
         _assert_same(a, b, f"{fn.__name__} argument")
         kinds = [k.kind for _, k in compiled.last.spec.program.kernels]
         assert kinds.count("copy") == copies, (fn.__name__, kinds)
+
+
+@pytest.mark.parametrize("dtype", [graphc.int32, graphc.float32, graphc.bool])
+@pytest.mark.parametrize("value", [2.7, -2.7], ids=["number", "0-d tensor"])
+def test_mask_writes_convert_the_value_to_the_tensors_dtype_first(dtype, value):
+    def fn(x, m):
+        x[m] = value if value > 0 else graphc.tensor(value)
+        return x + 0
+
+    mask = graphc.tensor(np.array([True, False, True, False]))
+    a = graphc.tensor(np.array([1, -5, 3, 0]), dtype=dtype)
+    b = a.clone()
+    with graphc.no_grad():
+        expected = fn(a, mask)
+        got = graphc.compile(fn, fullgraph=True)(b, mask)
+    _assert_same(got, expected, "output")
+    _assert_same(b, a, "argument")
