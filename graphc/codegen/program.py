@@ -248,8 +248,8 @@ def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -
             kernels.append((n.name, kernel))
             steps.append(("kernel", kernel))
             continue
-        if n in written_by_kernel.values():  # its kernel stored the value there already
-            refs[n] = refs[n.args[0]]
+        if n in written_by_kernel.values() or n.meta.get(COPY_BACK) and n.args[1] is n.args[0]:
+            refs[n] = refs[n.args[0]]  # its kernel stored the value there, or x.copy_(x)
             continue
         try:
             moved = _data_movement(n, refs, destination)

@@ -78,8 +78,8 @@ def is_functional(graph) -> bool:
 
 def protect_copy_backs(gm: GraphModule) -> bool:
     """Run after the other passes: a value read after the first copy-back that still reads a
-    written input's or weight's memory (a pass may have simplified ``x * 1`` to ``x``) is
-    copied before the copy-backs overwrite it. Outputs that are the written input itself
+    written input's or weight's memory (a pass may have simplified ``x * 1`` to ``x``; or
+    ``x.copy_(x.t())``) is copied before the copy-backs overwrite it. Outputs that are the written input itself
     after the call (eager's aliases, kept by ``functionalize``) stay views of it."""
     from ..layout import contiguous_strides
     from .memory import view_root
@@ -99,9 +99,9 @@ def protect_copy_backs(gm: GraphModule) -> bool:
             c.meta.update(shape=shape, dtype=a.meta["dtype"], stride=contiguous_strides(shape),
                           location=a.meta.get("location"))
         return copies[a]
-    for b in backs:
+    for b in backs:  # (a view of its own destination too: a copy loop must not overlap)
         src = b.args[1]
-        if _is_tensor(src) and view_root(src) in written and view_root(src) is not b.args[0]:
+        if _is_tensor(src) and view_root(src) in written and src is not b.args[0]:
             b.args = (b.args[0], copied(src))
     output = graph.output_node
     kept = output.meta.get(KEPT_VIEWS, set())

@@ -124,6 +124,13 @@ def _step_slice_write(x, y):
     return z
 
 
+def _copy_from_own_transpose(x, y):
+    x.copy_(x.t())          # overlapping source and destination
+    y[1:] = y[:-1] * 2      # a shifted copy of itself
+    y.copy_(y)
+    return x, y
+
+
 # programs whose compiled form still has numpy steps: integer index tensors (index,
 # index_put) and a reshape of a transposed value inside a fused kernel
 WITH_NUMPY_STEPS = {"_masked_and_index_put", "_index_put_accumulate_into_input",
@@ -133,7 +140,7 @@ PROGRAMS = [_issue_f, _issue_g, _issue_h, _issue_k, _slice_write, _view_chain_wr
             _select_row_write, _write_into_input_view, _write_input_return_it,
             _return_view_of_written_input, _read_before_and_after, _masked_and_index_put,
             _index_put_accumulate_into_input, _broadcast_and_cast_copy, _squeeze_unsqueeze_write,
-            _chained_inplace, _step_slice_write]
+            _chained_inplace, _step_slice_write, _copy_from_own_transpose]
 
 
 def _inputs(layout: str, dtype=graphc.float32):
