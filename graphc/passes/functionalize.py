@@ -79,8 +79,9 @@ def is_functional(graph) -> bool:
 def protect_copy_backs(gm: GraphModule) -> bool:
     """Run after the other passes: a value read after the first copy-back that still reads a
     written input's or weight's memory (a pass may have simplified ``x * 1`` to ``x``; or
-    ``x.copy_(x.t())``) is copied before the copy-backs overwrite it. Outputs that are the written input itself
-    after the call (eager's aliases, kept by ``functionalize``) stay views of it."""
+    ``x.copy_(x.t())``) is copied before the copy-backs overwrite it. Outputs that are the
+    written input itself after the call (eager's aliases, kept by ``functionalize``) stay
+    views of it."""
     from ..layout import contiguous_strides
     from .memory import view_root
 
