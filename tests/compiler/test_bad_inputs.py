@@ -3,6 +3,7 @@ op or function, what was given and expected, and the caller's line) or the right
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
 import inspect
@@ -217,7 +218,10 @@ def test_python_arguments_behave_as_in_eager(y):
     try:
         want = fn(x, y)
     except Exception:
-        error = raises_like_eager(fn, x, y)
+        unhashable = pytest.warns(UserWarning, match="cannot be guarded") \
+            if isinstance(y, dict) else contextlib.nullcontext()
+        with unhashable:  # a dict cannot be a guard: that call runs eagerly, and says so
+            error = raises_like_eager(fn, x, y)
         assert isinstance(error, TypeError) and str(error).startswith("add: expected tensors")
         assert str(error).endswith(f" at {where}")
         return
@@ -243,7 +247,8 @@ def test_as_strided_past_the_view_reads_the_storage_as_eager():
     x = graphc.arange(16.)[:10]
     f = graphc.compile(fn)
     with graphc.no_grad():
-        same(f(x), fn(x))
+        with pytest.warns(UserWarning, match="as_strided"):
+            same(f(x), fn(x))
         assert "as_strided" in f.eager_runs[-1].reason  # the program would not know the storage
         same(f(x), fn(x))
         small = graphc.arange(10.)  # the same shape and strides, a smaller storage: eager refuses
