@@ -26,9 +26,9 @@ import re
 import time
 import warnings
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
-from dataclasses import dataclass
 
 from ..autograd.grad_mode import _state as _grad
 from ..errors import OpError, WeightChanged, user_location, user_location_in, user_stacklevel
@@ -196,11 +196,13 @@ class CompiledFunction:
                                      remember=False)
         tensors = args if entry.all_tensors else [a for a in args if isinstance(a, Tensor)]
         if entry.written:
-            shared = _sharing_memory(tensors, entry.written)
+            shared = _sharing_memory(tensors, entry.written, entry.spec.params)
             if shared is not None:
                 names = [n for n, a in zip(self.names, args) if isinstance(a, Tensor)]
+                other = repr(names[shared[1]]) if type(shared[1]) is int else \
+                    f"the weight {shared[1]}"
                 return self._run_eagerly(None, args, (
-                    f"arguments {names[shared[0]]!r} and {names[shared[1]]!r} share memory and the "
+                    f"argument {names[shared[0]]!r} shares memory with {other}, and the "
                     f"compiled program writes into {names[shared[0]]!r}; a call with such "
                     "arguments runs eagerly (pass separate tensors, e.g. .clone(), to run "
                     "compiled)"), remember=False)
@@ -552,13 +554,17 @@ def _guardable(value) -> bool:
         return False
 
 
-def _sharing_memory(tensors, written: tuple) -> tuple[int, int] | None:
-    """(a written argument, another argument whose memory it overlaps), or None."""
+def _sharing_memory(tensors, written: tuple, params) -> tuple | None:
+    """(a written argument, another argument's position or a weight's name whose memory it
+    overlaps), or None."""
     for i in written:
         a = tensors[i]
         for j, b in enumerate(tensors):
             if j != i and _overlap(a, b):
                 return i, j
+        for p in params:
+            if _overlap(a, p.tensor):
+                return i, p.target
     return None
 
 

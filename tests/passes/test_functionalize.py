@@ -171,7 +171,7 @@ def _assert_same(actual, expected, what):
     assert len(a) == len(e), what
     for i, (x, y) in enumerate(zip(a, e)):
         assert tuple(x.shape) == tuple(y.shape) and x.dtype is y.dtype, f"{what} {i}"
-        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-6, atol=1e-6,
+        np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), rtol=1e-6, atol=1e-6,
                                    err_msg=f"{what} {i}")
 
 
@@ -357,11 +357,11 @@ def test_arguments_sharing_memory_with_a_written_one_give_eagers_result(alias):
                  graphc.ones(4, 4) if alias != "overlapping views" else graphc.ones(3, 4))
         e_args, c_args = args(), args()
         expected = fn(*e_args)
-        with pytest.warns(UserWarning, match="share memory"):
+        with pytest.warns(UserWarning, match="shares memory"):
             got = compiled(*c_args)
     _assert_same(got, expected, "output")
     _assert_same(c_args, e_args, "arguments after")
-    assert "share memory" in compiled.eager_runs[-1].reason
+    assert "shares memory with 'y'" in compiled.eager_runs[-1].reason
 
 
 def test_disjoint_views_of_one_tensor_still_run_compiled():
@@ -467,3 +467,31 @@ def test_mask_writes_convert_the_value_to_the_tensors_dtype_first(dtype, value):
         got = graphc.compile(fn, fullgraph=True)(b, mask)
     _assert_same(got, expected, "output")
     _assert_same(b, a, "argument")
+
+
+def test_an_argument_that_is_a_weight_the_program_reads_runs_eagerly():
+    lin = nn.Linear(3, 3)
+
+    class WritesItsInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            x.mul_(2)
+            return self.lin(graphc.ones(1, 3))
+
+    model = WritesItsInput()
+    compiled = graphc.compile(model)
+    with graphc.no_grad():
+        compiled(graphc.ones(3, 3))  # compiled, with separate memory
+        assert not compiled.compiled.eager_runs
+        w_eager = lin.weight.clone()
+        expected = WritesItsInput.forward(model, w_eager)  # eager on a copy of the weight
+        lin_weight_before = lin.weight.clone()
+        with pytest.warns(UserWarning, match="the weight lin.weight"):
+            got = compiled(lin.weight)  # the weight itself as the argument
+    w_after = lin_weight_before * 2
+    _assert_same(lin.weight, w_after, "weight after")
+    assert "the weight lin.weight" in compiled.compiled.eager_runs[-1].reason
+    assert got.shape == expected.shape
