@@ -120,5 +120,5 @@ def test_demo_runs_and_shows_each_part(run):
     assert "10 native kernels, 0 numpy fallbacks" in out and "kernel R_1024_256" in out
     assert "shape guard on x.shape[0] failed: 8 -> 2" in out
     assert re.search(r"compiled +\d+\.\d+ ms +\d+\.\dx (faster|slower)", out), out
-    assert "copy_(%skip, %mul_1)" in out and "as_strided_scatter(" in out
+    assert "copy_(%skip, %mul_1)" in out and "view_scatter(" in out
     assert "output differs by 0.0e+00, the written argument by 0.0e+00" in out

@@ -57,6 +57,15 @@ def _index_put(x, values, *indices, spec=(), accumulate=False):
     return x
 
 
+def _view_scatter(x, src, size=(), stride=(), storage_offset=0):
+    """torch.as_strided_scatter of x.contiguous(), written as the write it stands for: its
+    own backward (torch 2.13) gives self the gradient of the written places instead of the
+    others."""
+    out = x.contiguous().clone()
+    out.as_strided(size, stride, storage_offset).copy_(src.to(x.dtype))
+    return out
+
+
 def _slice(x, dim=0, start=None, end=None, step=1):
     return x[(slice(None),) * (dim % x.ndim) + (slice(start, end, step),)]
 
@@ -133,6 +142,7 @@ TORCH = {
     "slice": _slice,
     "as_strided": lambda x, size=(), stride=(), storage_offset=None:
         x.as_strided(size, stride, storage_offset),
+    "view_scatter": _view_scatter,
     "full": lambda size=(), fill_value=0, dtype=None, device=None:
         torch.full(size, fill_value, dtype=tdt(dtype)),
     "empty": lambda size=(), dtype=None, device=None: torch.zeros(size, dtype=tdt(dtype)),

@@ -309,7 +309,7 @@ def _reads_in_place(p: Node, module: FusedKernel) -> bool:
 
 def _data_movement(n: Node, refs: dict, destination) -> tuple | None:
     """The copy kernel of a node that only moves data (a copy-back into an input or weight,
-    as_strided_scatter, pad, unfold) and where its result lives; None for other nodes."""
+    view_scatter, pad, unfold) and where its result lives; None for other nodes."""
     if n.op != "call_function":
         return None
     tensors = n.args[:1] if n.target.name in GATHER_OPS else n.args  # (the rest: attributes)
@@ -318,7 +318,7 @@ def _data_movement(n: Node, refs: dict, destination) -> tuple | None:
     if n.meta.get(COPY_BACK):
         dst = refs[n.args[0]]
         return schedule_copy_back(n, refs[n.args[1]], dst), dst
-    if n.target.name == "as_strided_scatter":
+    if n.target.name == "view_scatter":
         out = destination(n)
         return schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], out), out
     if n.target.name in GATHER_OPS:

@@ -778,12 +778,12 @@ def schedule_reshape_copy(n: Node, src: Ref, out: Ref) -> Kernel:
 
 
 def schedule_scatter(n: Node, base: Ref, src: Ref, out: Ref) -> Kernel:
-    """as_strided_scatter as two copy loops: base into out, then src into out's window."""
+    """view_scatter as two copy loops: base into out, then src into out's window."""
     size, stride = tuple(n.kwargs["size"]), tuple(n.kwargs["stride"])
     if src.dtype is not out.dtype or base.dtype is not out.dtype:
-        raise Unsupported("as_strided_scatter with a conversion")
+        raise Unsupported("view_scatter with a conversion")
     if not same_shape(tuple(src.shape), size):
-        raise Unsupported("as_strided_scatter of a broadcast source")
+        raise Unsupported("view_scatter of a broadcast source")
     shape = tuple(n.meta["shape"])
     window = Ref(out.slot, out.offset, size, stride, out.dtype)
     name = f"C_{'_'.join(map(str, shape))}_{n.name}"

@@ -522,12 +522,13 @@ def as_strided(input, size, stride, storage_offset=None):
                     stride=as_shape("as_strided", stride), storage_offset=storage_offset)
 
 
-def as_strided_scatter(input, src, size, stride, storage_offset=0):
-    """A copy of ``input`` with ``src`` written where ``as_strided(size, stride, offset)`` of
-    its contiguous copy lies (the pure form of a write through a view)."""
-    return dispatch(OPS.as_strided_scatter, input, operand(src),
-                    size=as_shape("as_strided_scatter", size),
-                    stride=as_shape("as_strided_scatter", stride), storage_offset=storage_offset)
+def view_scatter(input, src, size, stride, storage_offset=0):
+    """A contiguous copy of ``input`` with ``src`` written where ``as_strided(size, stride,
+    offset)`` of that copy lies: the pure form of a write through a view (PyTorch's
+    ``as_strided_scatter`` of ``input.contiguous()``)."""
+    return dispatch(OPS.view_scatter, input, operand(src),
+                    size=as_shape("view_scatter", size),
+                    stride=as_shape("view_scatter", stride), storage_offset=storage_offset)
 
 
 def expand(input, *sizes):

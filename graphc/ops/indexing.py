@@ -442,7 +442,7 @@ def _index_put(x, values, *indices, spec=(), accumulate=False):
     return out
 
 
-# ---- as_strided_scatter: a write through a view, as a pure op -------------------------
+# ---- view_scatter: a write through a view, as a pure op -------------------------------
 
 def _strided_scatter_rule(name, x, src, size=(), stride=(), storage_offset=0):
     check_inputs(name, (x, src))
@@ -506,12 +506,13 @@ def _strided_scatter_grad(ctx, g):
     return (g_self, g_src)
 
 
-register(name="as_strided_scatter", inputs=("self", "src"), kernel=_strided_scatter,
+register(name="view_scatter", inputs=("self", "src"), kernel=_strided_scatter,
          dtype_rule=_strided_scatter_rule, shape_rule=_strided_scatter_shape,
          attrs={"size": REQUIRED, "stride": REQUIRED, "storage_offset": 0}, dtypes=ALL,
          samples=_strided_scatter_samples, grad=_strided_scatter_grad,
          doc="a contiguous copy of self whose elements at as_strided(size, stride, offset) "
-             "(over that copy) are src; a write through a view, as a pure op")
+             "(over that copy) are src: a write through a view, as a pure op "
+             "(torch.as_strided_scatter of self.contiguous())")
 register(name="cat", inputs=("*tensors",), kernel=_cat, dtype_rule=_promote_all,
          shape_rule=_cat_shape, attrs={"dim": 0}, dtypes=ALL, samples=_seq_samples("cat"),
          grad=_cat_grad,

@@ -259,7 +259,7 @@ class _Functionalizer:
                 f"{tuple(w.meta['shape'])}) is not compiled", w.meta.get("location"))
         if op in (OPS.select, OPS.slice, OPS.as_strided):
             size, stride, offset = self.region(w, root)
-            return F.as_strided_scatter(base, value, size, stride, offset)
+            return F.view_scatter(base, value, size, stride, offset)
         raise FunctionalizeError(f"{w.name}: a write through a {op.name} view is not compiled",
                                  w.meta.get("location"))
 
