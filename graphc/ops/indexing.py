@@ -207,8 +207,11 @@ def index_key(spec, indices, full=None) -> tuple:
     return tuple(full if e is None else indices[e] for e in spec)
 
 
-def advanced_shape(name, shape, spec, indices, *, data_ok: bool = True) -> tuple:
-    """Result shape of x[key] for a key of full slices and index tensors (numpy's rules)."""
+def advanced_shape(name, shape, spec, indices, *, data_ok: bool = True,
+                   unknown_count: int | None = None) -> tuple:
+    """Result shape of x[key] for a key of full slices and index tensors (numpy's rules).
+    A mask whose values meta mode does not know counts ``unknown_count`` if given (a
+    write of one value broadcasts to any count), else it is refused."""
     dims_used = [t.ndim if t.dtype is dt.bool_ else 1 for t in indices]
     slots = []  # per spec entry: (dims of x it consumes)
     pos = 0
@@ -228,10 +231,13 @@ def advanced_shape(name, shape, spec, indices, *, data_ok: bool = True) -> tuple
             if tuple(t.shape) != covered:
                 raise OpIndexError(name, f"the mask of shape {tuple(t.shape)} does not match the "
                                    f"indexed tensor's shape {covered} at dim {start}")
-            if t.is_meta or not data_ok:
+            if (t.is_meta or not data_ok) and unknown_count is not None:
+                index_shapes.append((unknown_count,))
+            elif t.is_meta or not data_ok:
                 raise ShapeError(name, "indexing with a boolean mask gives a result whose size "
                                  "depends on the mask's values, which meta mode does not know")
-            index_shapes.append((int(np.count_nonzero(t._data())),))
+            else:
+                index_shapes.append((int(np.count_nonzero(t._data())),))
         elif t.dtype in dt.INT_DTYPES:
             index_shapes.append(tuple(t.shape))
         else:
@@ -285,22 +291,13 @@ def _index_put_rule(name, x, values, *indices, spec=(), accumulate=False):
 
 def _index_put_shape(name, x, values, *indices, spec=(), accumulate=False):
     vshape = tuple(values.shape) if is_tensor(values) else ()
-    if all(n == 1 for n in vshape) and any(t.is_meta for t in indices if t.dtype is dt.bool_):
-        # x[mask] = v: one value broadcasts to however many places the mask selects
-        advanced_shape(name, tuple(x.shape), spec, [_counted(t) for t in indices])
-        return tuple(x.shape)
-    target = advanced_shape(name, tuple(x.shape), spec, indices)
+    # x[mask] = v with one v broadcasts to however many places the mask selects
+    one = all(n == 1 for n in vshape)
+    target = advanced_shape(name, tuple(x.shape), spec, indices, unknown_count=1 if one else None)
     if broadcast_shapes(name, target, vshape) != target:
         raise ShapeError(name, f"values of shape {vshape} do not broadcast to the indexed "
                          f"shape {target}")
     return tuple(x.shape)
-
-
-def _counted(t):
-    """A stand-in for a meta mask with a count (any) of true values, for checks of shapes."""
-    if t.dtype is not dt.bool_ or not t.is_meta:
-        return t
-    return F.zeros(tuple(t.shape), dtype=dt.bool_)
 
 
 def _index_put_(x, values, *indices, spec=(), accumulate=False):
