@@ -38,11 +38,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph_module import GraphModule
-from ..ir.node import Node, map_arg, nodes_in
+from ..ir.node import Node, map_arg
 from ..layout import contiguous_strides, numel, same_shape, view_strides
 from ..dtype import bool_ as dtype_bool
 from ..ops.registry import OPS, Flag
-from ..tensor import Tensor, from_numpy
+from ..tensor import Tensor
 from ..trace.proxy import TraceError
 
 COPY_BACK = "copy_back"  # node.meta key marking the copy-backs this pass makes
@@ -270,7 +270,7 @@ class _Functionalizer:
         strides = contiguous_strides(src_shape)
         size, kwargs = tuple(w.meta["shape"]), w.kwargs
         if w.target is OPS.as_strided:
-            _strided_positions(w, self._strided_offset(w, root), numel(src_shape))  # checks
+            _check_strided_write(w, self._strided_offset(w, root), numel(src_shape))
             return size, tuple(kwargs["stride"]), kwargs.get("storage_offset") or 0
         d = kwargs["dim"] % len(src_shape)
         if w.target is OPS.select:
@@ -367,24 +367,19 @@ class _Functionalizer:
     def finish(self, output: Node) -> None:
         """Outputs read current values (a view of a written input stays its view); then the
         copy-backs, in the order of the first writes."""
+        position = iter(range(1 << 62))
+        kept = output.meta[KEPT_VIEWS] = set()
+
         def out(v):
+            i = next(position)
             if not _is_tensor(v):
                 return v
             root, _ = self.chain(v)
             if root in self.current and root.op in ("placeholder", "get_attr"):
+                kept.add(i)  # the written input itself, after the call: eager's alias
                 return self.resolve(v)
             return self.read(v)
-        position = iter(range(1 << 62))
-        kept = output.meta[KEPT_VIEWS] = set()
-
-        def numbered(v):
-            i = next(position)
-            if _is_tensor(v):
-                root, _ = self.chain(v)
-                if root in self.current and root.op in ("placeholder", "get_attr"):
-                    kept.add(i)  # the written input itself, after the call: eager's alias
-            return out(v)
-        output.args = map_arg(output.args, numbered)
+        output.args = map_arg(output.args, out)
         for root in self.written_roots:
             if root.op not in ("placeholder", "get_attr"):
                 continue
@@ -394,11 +389,11 @@ class _Functionalizer:
                              stride=root.meta.get("stride"), location=None)
             back.meta[COPY_BACK] = True
             back.meta["writes"] = self.version[root]  # eager bumps the version once per write
-        _check_no_writes_read(self.graph, output)
 
 
-def _strided_positions(w: Node, offset, count: int) -> Tensor:
-    """The flat positions an as_strided view covers, refused if two elements share one."""
+def _check_strided_write(w: Node, offset, count: int) -> None:
+    """Refuse a write through an as_strided view two of whose elements share a place, or
+    that reaches outside its tensor's ``count`` elements."""
     size, stride = (tuple(int(v) for v in w.kwargs[k]) for k in ("size", "stride"))
     start = 0 if offset is None else int(offset)
     positions = start + sum((np.arange(n) * s).reshape((1,) * i + (n,) + (1,) * (len(size) - i - 1))
@@ -410,10 +405,3 @@ def _strided_positions(w: Node, offset, count: int) -> Tensor:
     if positions.size and (positions.min() < 0 or positions.max() >= count):
         raise FunctionalizeError(f"{w.name}: a write through an as_strided view that reaches "
                                  "outside its tensor is not compiled", w.meta.get("location"))
-    return from_numpy(np.ascontiguousarray(positions))
-
-
-def _check_no_writes_read(graph, output: Node) -> None:
-    for n in nodes_in(output.args):
-        if is_write(n):
-            raise AssertionError(f"graphc internal error: the output reads the write {n.name}")

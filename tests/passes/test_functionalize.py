@@ -557,3 +557,24 @@ def test_a_small_resnet_compiles_whole_and_matches_eager(training):
     for (name, a), (_, b) in zip(eager.named_buffers(), twin.named_buffers()):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
     assert not compiled.compiled.eager_runs
+
+
+def test_writes_through_as_strided_views_of_a_computed_value():
+    def diagonal(x, y):
+        z = x * 1
+        z.as_strided((3,), (4,), 0).fill_(0.0)   # the diagonal of a 3 x 3
+        z.view(-1).as_strided((2, 2), (3, 1), 1).mul_(y[:2, :2])
+        return z, z.as_strided((3,), (4,), 0) + 1  # a read through a view made after
+
+    def overlapping(x, y):
+        z = x * 1
+        z.as_strided((2, 2), (1, 1), 0).fill_(1.0)
+        return z
+
+    x, y = _inputs("contiguous")
+    with graphc.no_grad():
+        _assert_same(graphc.compile(diagonal)(x.clone(), y), diagonal(x.clone(), y), "diagonal")
+        compiled = graphc.compile(overlapping)
+        with pytest.warns(UserWarning, match="overlap"):
+            _assert_same(compiled(x.clone(), y), overlapping(x.clone(), y), "overlapping")
+    assert "elements overlap" in compiled.eager_runs[-1].reason
