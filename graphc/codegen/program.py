@@ -31,7 +31,7 @@ from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
 from ..layout import same_shape
 from ..passes.functionalize import COPY_BACK, aliases_input
-from ..passes.memory import plan_memory, view_root
+from ..passes.memory import plan_memory, read_in_place, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel
 from .llvm_emit import ProgramEmitter
@@ -279,32 +279,21 @@ def _written_by_kernels(gm: GraphModule, refs: dict, out_nodes: list) -> dict[No
         if not (back.op == "call_function" and back.meta.get(COPY_BACK)):
             continue
         dst, value = back.args
-        call = value
-        module = graph.module_at(call.target) if call.op == "call_module" else None
+        module = graph.module_at(value.target) if value.op == "call_module" else None
         if not (isinstance(module, FusedKernel) and module.kind == "elementwise"
                 and dst in refs and set(value.users) == {back} and value not in out_nodes
                 and same_shape(tuple(value.meta["shape"]), tuple(dst.meta["shape"]))
-                and same_shape(tuple(value.meta["shape"]), tuple(module.domain))
                 and value.meta["dtype"] is dst.meta["dtype"]):
             continue
         readers = [m for m in graph.nodes if m is not back and m.op != "output"
                    and not aliases_input(m)
                    and any(view_root(a) is dst for a in m.all_input_nodes)]
-        if any(order[m] > order[call] for m in readers):
+        if any(order[m] > order[value] for m in readers):
             continue
-        inside = module.graph.placeholders
-        if all(_reads_in_place(inside[i], module) for i, a in enumerate(call.args)
-               if isinstance(a, Node) and view_root(a) is dst and a is dst) and \
-                not any(isinstance(a, Node) and view_root(a) is dst and a is not dst
-                        for a in call.args):
+        if all(a is dst and read_in_place(module, i) for i, a in enumerate(value.args)
+               if isinstance(a, Node) and view_root(a) is dst):
             found[value] = back
     return found
-
-
-def _reads_in_place(p: Node, module: FusedKernel) -> bool:
-    """A kernel input read only elementwise at the element the kernel writes."""
-    return same_shape(tuple(p.meta.get("shape", ())), tuple(module.domain)) and all(
-        u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)
 
 
 def _data_movement(n: Node, refs: dict, destination) -> tuple | None:

@@ -59,7 +59,7 @@ def _kernel_output(n: Node) -> bool:
         and isinstance(n.args[0], Node) and n.args[0].op == "call_module"
 
 
-def _read_in_place(kernel, position: int) -> bool:
+def read_in_place(kernel, position: int) -> bool:
     """Whether a kernel reads its input ``position`` only at the element it writes (so it
     may write its output over that input): no view of it, no broadcast."""
     graph = getattr(kernel, "graph", None)
@@ -110,7 +110,7 @@ def plan_memory(gm: GraphModule) -> MemoryPlan:
                 r = view_root(inp)
                 if r in holder and last_use.get(r) == i and known(nbytes(r), "==", size) \
                         and r.meta.get("dtype") is n.meta.get("dtype") and r is inp \
-                        and (module is None or _read_in_place(module, n.args.index(inp))):
+                        and (module is None or read_in_place(module, n.args.index(inp))):
                     buf = holder.pop(r)
                     plan.in_place[n.name] = r.name
                     break
