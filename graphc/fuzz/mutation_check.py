@@ -49,7 +49,7 @@ from .mutation import (
     save_mutation_case,
 )
 from .run import INVALID, MISMATCH, OK, Failure, Outcome, _crash, _indent, _quiet, private_cache
-from .shrink import _simpler_layouts, _simpler_values, score
+from .shrink import _simpler_layouts, _simpler_values, greedy, score
 from .tolerance import compare
 
 FALLBACK = "fallback"  # the compiled call ran eagerly: neither a pass nor a failure
@@ -279,26 +279,8 @@ def shrink_mutation_case(case: MutationCase, outcome: Outcome, attempts: int = 1
                          seconds: float = 60.0) -> tuple[MutationCase, Outcome]:
     """The smallest variant of ``case`` found that fails like ``outcome``, and its outcome.
     A variant that removes a variable still read is invalid, so it is not kept."""
-    signature = outcome.signature
-    best, best_score = case, mutation_score(case)
-    deadline, tried, improved = time.perf_counter() + seconds, 0, True
-    while improved and tried < attempts and time.perf_counter() < deadline:
-        improved = False
-        for variants in VARIANTS:
-            for candidate in variants(best):
-                if tried >= attempts or time.perf_counter() >= deadline:
-                    break
-                s = mutation_score(candidate)
-                if s >= best_score or not _defined(candidate):
-                    continue
-                tried += 1
-                o = check_mutation_case(candidate)
-                if o.failed and o.signature == signature:
-                    best, best_score, outcome, improved = candidate, s, o, True
-                    break
-            if improved:
-                break
-    return best, outcome
+    return greedy(case, outcome, VARIANTS, mutation_score, check_mutation_case, attempts,
+                  seconds, valid=_defined)
 
 
 def _defined(case: MutationCase) -> bool:

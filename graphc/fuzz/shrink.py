@@ -222,23 +222,32 @@ def shrink_case(case: Case, outcome: Outcome, attempts: int = 400,
             outcome, best_score = o, score(best)
         else:
             best = case
-    deadline = time.perf_counter() + seconds
-    tried = 0
-    improved = True
+    return greedy(best, outcome, VARIANTS, score, lambda c: check_case(c, dynamic), attempts,
+                  seconds, best_score)
+
+
+def greedy(case, outcome: Outcome, variants, score, check, attempts: int, seconds: float,
+           best_score=None, valid=lambda c: True):
+    """Take the first variant (of ``variants``' generators, in order) that scores lower, is
+    ``valid`` and fails like ``outcome``; repeat until none does, ``attempts`` checks are
+    spent or ``seconds`` pass. Returns the smallest case found and its outcome."""
+    signature = outcome.signature
+    best = case
+    best_score = score(case) if best_score is None else best_score
+    deadline, tried, improved = time.perf_counter() + seconds, 0, True
     while improved and tried < attempts and time.perf_counter() < deadline:
         improved = False
-        for variants in VARIANTS:
-            for candidate in variants(best):
+        for make in variants:
+            for candidate in make(best):
                 if tried >= attempts or time.perf_counter() >= deadline:
                     break
                 s = score(candidate)
-                if s >= best_score:
+                if s >= best_score or not valid(candidate):
                     continue
                 tried += 1
-                o = check_case(candidate, dynamic)
+                o = check(candidate)
                 if o.failed and o.signature == signature:
-                    best, best_score, outcome = candidate, s, o
-                    improved = True
+                    best, best_score, outcome, improved = candidate, s, o, True
                     break
             if improved:
                 break
