@@ -53,6 +53,7 @@ from ..autograd import no_grad
 from ..nn.module import Module
 from ..tensor import tensors_in
 from .compiled import CompiledFunction, CompiledModule, compile, compiled_function
+from .check import copies_of
 
 SAMPLE_SECONDS = 1e-3    # a timing sample lasts at least this long (calls back to back)
 MAX_CALLS_PER_SAMPLE = 1000
@@ -163,9 +164,9 @@ def benchmark(model, *inputs, repeat: int = 20, warmup: int = 3, verbose: bool =
 
     fn = compiled_function(compiled)
     entry = fn.last if fn.entries else None
-    with no_grad():
-        got = compiled(*inputs)
-        expected = model(*inputs)
+    with no_grad():  # each on its own copy of the inputs: a model may write into them
+        got = compiled(*copies_of(inputs))
+        expected = model(*copies_of(inputs))
     diff, matches = compare(got, expected)
     del got, expected
 

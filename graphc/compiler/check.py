@@ -54,15 +54,15 @@ def check_entry(entry, args: tuple, eager, module=None) -> None:
     rng = get_rng_state()
     with no_grad():
         if entry.spec.sizes is None:
-            _KernelChecker(entry.spec.gm).run(*_copies(args, tensors_only=True))
+            _KernelChecker(entry.spec.gm).run(*copies_of(args, tensors_only=True))
             weights.restore()
         set_rng_state(rng)
-        eager_args = _copies(args)
+        eager_args = copies_of(args)
         expected = eager(eager_args)
         expected_weights = weights.values()
         weights.restore()
         set_rng_state(rng)
-        compiled_args = _copies(args, tensors_only=True)
+        compiled_args = copies_of(args, tensors_only=True)
         got = entry.spec.run(compiled_args)
         got_weights = weights.values()
         weights.restore()
@@ -86,7 +86,7 @@ def _whole_program_message(entry, what: str, bad: str) -> str:
             f"write applied in the wrong order; graphc.dump(...) writes a repro")
 
 
-def _copies(args, tensors_only: bool = False) -> list:
+def copies_of(args, tensors_only: bool = False) -> list:
     """Each tensor copied with its own shape, strides and offset over a copy of its storage
     (arguments that share memory share the copy); other arguments as they are."""
     storages: dict[int, Storage] = {}

@@ -85,6 +85,17 @@ def test_a_function_and_a_training_module():
     assert any("training mode" in n for n in r.notes)
 
 
+def test_a_function_that_writes_its_input_is_compared_on_copies():
+    def scale_in_place(x):
+        x.mul_(2)
+        return x + 1
+
+    x = graphc.ones(64)
+    r = graphc.benchmark(scale_in_place, x, repeat=1, warmup=0, verbose=False,
+                         fresh_processes=False)
+    assert r.matches and r.max_abs_diff == 0.0  # not the doubled input of the other run
+
+
 def test_capture_failure_is_reported_not_hidden():
     def branchy(x):
         return x * 2 if x.sum() > 0 else x - 1
