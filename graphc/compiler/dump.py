@@ -65,12 +65,12 @@ Repro.forward = forward
 
 def main() -> int:
     model = Repro(graphc.load(os.path.join(HERE, "weights.gcz"))).train(TRAINING)
-    inputs = graphc.load(os.path.join(HERE, "inputs.gcz"))
+    inputs = os.path.join(HERE, "inputs.gcz")  # loaded for each run: it may write into them
     saved = graphc.load(os.path.join(HERE, "expected.gcz"))  # the original code's outputs
     with graphc.no_grad():
-        expected = tensors_in(model(*inputs))
+        expected = tensors_in(model(*graphc.load(inputs)))
         compiled = graphc.compile(model, check=True)
-        got = tensors_in(compiled(*inputs))
+        got = tensors_in(compiled(*graphc.load(inputs)))
     if compare(expected, saved, "the rebuilt graph (eager) vs the original code"):
         return 1
     if compare(got, expected, "compiled vs eager"):
@@ -113,6 +113,7 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
     """Write every stage of ``compiled`` (what ``graphc.compile`` returned, or a function or
     module to compile) for ``args`` (default: the inputs of the call that compiled its
     last signature) into ``directory``, with a repro script; returns the directory."""
+    from .check import copies_of
     from .compiled import compiled_function
     from .explain import explain
 
@@ -127,8 +128,8 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
             # a compiled function does not keep its inputs alive
             raise ValueError(f"graphc.dump: the tensors {fn.__name__} was compiled with are "
                              "gone; pass inputs: graphc.dump(compiled, directory, *inputs)")
-    with no_grad():
-        e = explain(fn, *args, **kwargs)
+    with no_grad():  # on copies: a program may write into its inputs
+        e = explain(fn, *copies_of(args), **{k: copies_of([v])[0] for k, v in kwargs.items()})
     if not e.compiled:
         raise ValueError(f"graphc.dump: {fn.__name__} ran eagerly for these inputs, nothing "
                          "was compiled: " + "; ".join(e.eager_runs))
@@ -159,7 +160,7 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
     save([_plain(a) for a in bound if isinstance(a, Tensor)],
          os.path.join(directory, "inputs.gcz"))
     with no_grad():
-        expected = [_plain(t) for t in tensors_in(fn._eager_call(bound, {}))]
+        expected = [_plain(t) for t in tensors_in(fn._eager_call(tuple(copies_of(bound)), {}))]
     save(expected, os.path.join(directory, "expected.gcz"))
     return directory
 
