@@ -28,8 +28,6 @@ import warnings
 import weakref
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..autograd.grad_mode import _state as _grad
 from ..errors import OpError, WeightChanged, user_location, user_location_in, user_stacklevel
 from ..nn.module import Module
@@ -569,12 +567,19 @@ def _sharing_memory(tensors, written: tuple, params) -> tuple | None:
 
 
 def _overlap(a: Tensor, b: Tensor) -> bool:
+    """Whether the bytes two tensors reach overlap (by address: two storages may wrap one
+    numpy buffer). Per call of a program that writes an argument, so plain arithmetic."""
     if not a.numel() or not b.numel():
         return False
-    if a._storage is not b._storage:  # two storages over one numpy buffer: be conservative
-        return np.may_share_memory(a._storage.array, b._storage.array)
-    (alo, ahi), (blo, bhi) = reach(a._shape, a._stride), reach(b._shape, b._stride)
-    return a._offset + alo <= b._offset + bhi and b._offset + blo <= a._offset + ahi
+    (alo, ahi), (blo, bhi) = _byte_reach(a), _byte_reach(b)
+    return alo < bhi and blo < ahi
+
+
+def _byte_reach(t: Tensor) -> tuple[int, int]:
+    lo, hi = reach(t._shape, t._stride)
+    size = t.dtype.itemsize
+    base = t._storage.data_ptr() + t._offset * size
+    return base + lo * size, base + (hi + 1) * size
 
 
 def _needs_grad(args, params) -> bool:
