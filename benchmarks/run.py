@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import graphc  # noqa: E402
 from graphc.codegen import thread_count  # noqa: E402
+from graphc.codegen.target import current  # noqa: E402
 from graphc.compiler.benchmark import compare  # noqa: E402
 from workloads import build  # noqa: E402
 
@@ -134,7 +135,8 @@ COMPILE_SCRIPT = """
 import sys, time
 sys.path[:0] = {paths!r}
 import graphc
-from graphc.codegen import compile_graph, cache_stats
+from graphc.codegen import cache_stats
+from graphc.compiler import compile_graph
 from workloads import build
 w, = build([{name!r}])
 t0 = time.perf_counter()  # once per process: LLVM's target and engine, libm, BLAS, passes
@@ -206,6 +208,7 @@ def main(argv=None) -> int:
     cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
     print(f"graphc {graphc.__version__}, {thread_count()} threads, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else "") + (f", jax {jax.__version__}" if jax else ""))
+    print(f"target: {current().summary()}")
     head = ["workload"] + cols + ["vs numpy", "target", "vs eager", "cold", "cached", "init",
                                   "kernels"]
     table = []

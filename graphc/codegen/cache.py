@@ -1,10 +1,11 @@
 """The kernel cache: compiled object code in memory (the JIT keeps it) and on disk.
 
 A disk entry (``.o``) is keyed by a hash of the module's IR, graphc's version, the LLVM version,
-the CPU name and features (and the cache format), so a change to any of them compiles
-afresh. The IR text of a program is kept the same way (``.ll``), keyed by what it was
-emitted from (``llvm_emit.ProgramEmitter.finish``). An entry lives at ``root/ab/<key>.o``
-and is ``MAGIC | length | HMAC-SHA256(secret, file name, payload) | payload``, written to a
+the target (triple, CPU name, features and vector width, as ``GRAPHC_CPU`` and friends may set
+them: ``target.current``) and the cache format, so a change to any of them compiles afresh.
+The IR text of a program is kept the same way (``.ll``), keyed by what it was emitted from
+(``llvm_emit.ProgramEmitter.finish``). An entry lives at ``root/ab/<key>.o`` and is
+``MAGIC | length | HMAC-SHA256(secret, file name, payload) | payload``, written to a
 temporary file and renamed into place, so two processes writing one entry never leave a
 torn file. Nothing is pickled. The cache lives in ``$GRAPHC_CACHE_DIR`` (default
 ``~/.cache/graphc``); ``GRAPHC_CACHE=0`` turns it off. A read-only or unusable directory
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -50,7 +52,12 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .. import dtype as dt
 from ..debug import show
+from ..ops.registry import OpDef
+from ..symbolic import SymInt
+from .emitters import builtin_emitter
+from .kernel_ir import Apply, Kernel
 
 FORMAT = 3  # 3: entries sealed with the cache's secret
 MAGIC = b"GRAPHC-OBJ\n"
@@ -527,3 +534,84 @@ def install_object_cache(engine) -> None:
             return _loaded.get(module.name)
 
     engine.set_object_cache(notify, getbuffer)
+
+
+# ---- the key of a program's text: its kernels spelled out, and the emitter's code -------------
+
+def fingerprint(kernel: Kernel, sites: dict) -> str:
+    """Every attribute of ``kernel``'s IR, spelled out: two kernels with the same fingerprint
+    emit the same LLVM IR. Shared objects (a sub-expression used twice, a loop variable)
+    are spelled once and then referred to by number, since the emitter treats shared and
+    equal-but-separate objects differently. Raises TypeError on a value it cannot spell,
+    and on an op whose emitter is not graphc's own (one patched or registered at run
+    time is not in ``codegen_digest``)."""
+    out: list[str] = []
+    ids: dict[int, int] = {}
+
+    def walk(x) -> None:
+        t = type(x)
+        if t in _ATOMS:
+            out.append(f"{t.__name__}:{x!r}")
+        elif t is SymInt:  # as emitted: symbols a guard pinned are their values
+            v = x.simplified()
+            out.append(f"sym:{v}" if type(v) is SymInt else f"int:{v!r}")
+        elif t is tuple or t is list:
+            out.append("[" if t is list else "(")
+            for v in x:
+                walk(v)
+                out.append(",")
+            out.append("]" if t is list else ")")
+        elif isinstance(x, dt.dtype):
+            out.append(f"dtype:{x}")
+        elif isinstance(x, OpDef):
+            if x.emit is not builtin_emitter(x):  # replaced or added at run time: the
+                raise TypeError(f"{x.name} has an emitter of its own")  # digest cannot see it
+            out.append(f"op:{x.name}")
+        elif _dataclass_kind(t):
+            if _dataclass_kind(t) == "shared":
+                if id(x) in ids:
+                    out.append(f"#{ids[id(x)]}")
+                    return
+                ids[id(x)] = len(ids)
+            out.append(t.__name__ + "(")
+            for name, value in sorted(vars(x).items()):  # fields and any attribute set later
+                out.append(name + "=")
+                walk(value)
+                out.append(",")
+            if t is Apply:
+                out.append(f"site={sites.get(id(x), 0)}")
+            out.append(")")
+        elif t is dict:
+            out.append("{")
+            for k in sorted(x, key=repr):
+                out.append(repr(k) + ":")
+                walk(x[k])
+                out.append(",")
+            out.append("}")
+        else:
+            raise TypeError(f"cannot fingerprint {t.__name__}")
+    walk(kernel)
+    return "".join(out)
+
+
+_ATOMS = frozenset({int, float, str, bool, type(None)})
+
+
+@functools.cache
+def _dataclass_kind(t: type) -> str:
+    """"frozen" (a value: spelled each time), "shared" (identity matters), or ""."""
+    if not dataclasses.is_dataclass(t):
+        return ""
+    return "frozen" if t.__dataclass_params__.frozen else "shared"
+
+
+@functools.cache
+def codegen_digest() -> str:
+    """sha256 of the code that turns kernel IR into LLVM IR (this package, and the dtypes
+    and op table it reads), so a changed emitter never meets an old text."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    ops = root.parent / "ops"  # the declarations, which hold the emitters
+    for path in sorted(root.glob("*.py")) + [root.parent / "dtype.py"] + sorted(ops.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()

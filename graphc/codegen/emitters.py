@@ -1,9 +1,11 @@
-"""Scalar emitters: how each elementwise op is computed on one element, in LLVM IR.
+"""The helpers scalar emitters are written with: ``Scalar`` and dtype conversions.
 
-Every entry is ``emit(s, args, attrs) -> value`` where ``s`` is a ``Scalar`` context (the
-builder, the op's compute dtype, helpers) and ``args`` are the inputs already converted to
-that dtype (as the op's dtype rule says). ``install()`` stores them in the op table's
-``emit`` slot; an op without one runs through its numpy kernel (a reported fallback).
+An elementwise op's ``OpDef.emit`` is ``emit(s, *args, **attrs) -> value``, where ``s`` is a
+``Scalar`` (the builder ``s.b``, the compute dtype, the math library ``s.math``, constants
+``s.c``, comparisons and numpy-exact helpers such as ``s.maximum`` or ``s.div``) and ``args``
+are the inputs already converted to the compute dtype (as the op's dtype rule says). The
+emitters live with the op declarations (graphc/ops); an op without one runs through its
+numpy kernel (a reported fallback).
 
 Fast-math policy, per op (tests/codegen/test_mathlib.py checks the flags in the IR):
   - elementwise ops carry no fast-math flags: each rounds as numpy's does (x*a + b is a
@@ -21,7 +23,6 @@ of computing garbage; the runtime raises the same error as eager mode.
 
 from __future__ import annotations
 
-import math
 
 from llvmlite import ir
 
@@ -86,6 +87,96 @@ class Scalar:
             return self.b.icmp_unsigned(op, a, b)
         return self.b.icmp_signed(op, a, b)
 
+    def bool(self, value: bool) -> ir.Constant:
+        return ir.Constant(I1, int(value))
+
+    def arith(self, float_op: str, int_op: str, a, b, bool_op: str | None = None):
+        """``a (op) b`` with the builder method the compute dtype needs (fadd / add / or_)."""
+        if self.is_float:
+            return getattr(self.b, float_op)(a, b)
+        return getattr(self.b, bool_op if self.dtype is dt.bool_ and bool_op else int_op)(a, b)
+
+    def neg(self, x):
+        return self.b.fneg(x) if self.is_float else self.b.sub(self.c(0), x)
+
+    def abs(self, x):
+        if self.is_float:
+            return self.intrinsic("fabs", x)
+        return self.b.select(self.cmp("<", x, self.c(0)), self.neg(x), x)
+
+    def maximum(self, a, b, pick_max: bool = True):
+        """numpy's rule: nan wins, and of equal values (0.0, -0.0) the second."""
+        if self.is_float:
+            first = self.b.or_(self.b.fcmp_ordered(">" if pick_max else "<", a, b),
+                               self.b.fcmp_unordered("uno", a, a))
+            return self.b.select(first, a, b)
+        if self.dtype is dt.bool_:
+            return self.b.or_(a, b) if pick_max else self.b.and_(a, b)
+        return self.b.select(self.b.icmp_signed(">" if pick_max else "<", a, b), a, b)
+
+    def minimum(self, a, b):
+        return self.maximum(a, b, pick_max=False)
+
+    def relu(self, x):
+        if self.is_float:  # maximum(x, 0) as numpy computes it: nan passes, -0.0 becomes 0.0
+            return self.b.select(self.b.fcmp_ordered("<=", x, self.c(0)), self.c(0), x)
+        return self.b.select(self.cmp("<", x, self.c(0)), self.c(0), x)
+
+    def clamp(self, x, lo=None, hi=None):
+        if lo is not None:
+            x = self.maximum(x, lo)
+        if hi is not None:
+            x = self.minimum(x, hi)
+        return x
+
+    def sign(self, x):
+        if self.dtype is dt.bool_:
+            return x
+        pos = self.b.select(self.cmp(">", x, self.c(0)), self.c(1), self.c(0))
+        return self.b.select(self.cmp("<", x, self.c(0)), self.c(-1), pos)  # sign(nan) is 0
+
+    def round(self, x, decimals: int = 0):
+        """Half to even, to ``decimals`` places (x·10^d rounded, then divided)."""
+        if not self.is_float:
+            return x
+        if decimals == 0:
+            return self.intrinsic("roundeven", x)
+        scale = self.c(10.0 ** decimals)
+        return self.b.fdiv(self.intrinsic("roundeven", self.b.fmul(x, scale)), scale)
+
+    def div(self, a, b, rounding_mode: str | None = None):
+        if rounding_mode is None:
+            return self.b.fdiv(a, b)
+        if not self.is_float:
+            return _int_divmod(self, a, b, rounding_mode)[0]
+        if rounding_mode == "trunc":
+            return self.intrinsic("trunc", self.b.fdiv(a, b))
+        return _float_floordiv(self, a, b)
+
+    def remainder(self, a, b):
+        """Python's %: the result has the divisor's sign."""
+        if not self.is_float:
+            return _int_divmod(self, a, b, "floor")[1]
+        bld = self.b
+        mod = bld.frem(a, b)
+        wrong_sign = bld.and_(self.cmp("!=", mod, self.c(0.0)),
+                              bld.icmp_unsigned("!=", self.cmp("<", b, self.c(0.0)),
+                                                self.cmp("<", mod, self.c(0.0))))
+        mod = bld.select(wrong_sign, bld.fadd(mod, b), mod)
+        return bld.select(self.cmp("==", mod, self.c(0.0)), self.intrinsic("copysign", self.c(0.0), b),
+                          mod)
+
+    def pow(self, a, b):
+        return self.math.libm("pow", a, b) if self.is_float else _int_pow(self, a, b)
+
+    def lerp(self, a, b, w):
+        """a + w·(b - a) for |w| < 0.5, else b - (b - a)·(1 - w): exact at both ends."""
+        bld = self.b
+        diff = bld.fsub(b, a)
+        low = bld.fadd(a, bld.fmul(w, diff))
+        high = bld.fsub(b, bld.fmul(diff, bld.fsub(self.c(1.0), w)))
+        return bld.select(self.cmp("<", self.intrinsic("fabs", w), self.c(0.5)), low, high)
+
 
 def convert(b: ir.IRBuilder, v, src: dt.dtype, dst: dt.dtype):
     """A value of ``src`` as ``dst``, with numpy's results (float to int of nan or an
@@ -118,37 +209,8 @@ def convert(b: ir.IRBuilder, v, src: dt.dtype, dst: dt.dtype):
 
 # ---- the table ---------------------------------------------------------------------
 
-def _float_or_int(float_fn, int_fn):
-    return lambda s, a, attrs: float_fn(s, *a) if s.is_float else int_fn(s, *a)
 
-
-def _maximum(s, a, b, pick_max=True):
-    if s.is_float:  # numpy's rule: nan wins, and of equal values (0.0, -0.0) the second
-        bld = s.b
-        first = bld.or_(bld.fcmp_ordered(">" if pick_max else "<", a, b),
-                        bld.fcmp_unordered("uno", a, a))
-        return bld.select(first, a, b)
-    if s.dtype is dt.bool_:
-        return s.b.or_(a, b) if pick_max else s.b.and_(a, b)
-    return s.b.select(s.b.icmp_signed(">" if pick_max else "<", a, b), a, b)
-
-
-def _sign(s, x):
-    b = s.b
-    if s.dtype is dt.bool_:
-        return x
-    pos = b.select(s.cmp(">", x, s.c(0)), s.c(1), s.c(0))
-    return b.select(s.cmp("<", x, s.c(0)), s.c(-1), pos)  # nan compares false: 0, as PyTorch
-
-
-def _round(s, x, decimals=0):
-    if not s.is_float:
-        return x
-    if decimals == 0:
-        return s.intrinsic("roundeven", x)
-    scale = s.c(10.0 ** decimals)
-    return s.b.fdiv(s.intrinsic("roundeven", s.b.fmul(x, scale)), scale)
-
+# ---- integer division and powers, flagging errors -----------------------------------
 
 def _int_divmod(s, a, b, mode):
     """Python-style floor (or trunc) division and remainder of integers, flagging zero."""
@@ -185,30 +247,6 @@ def _float_floordiv(s, a, b):
     return bld.select(s.cmp("==", b, s.c(0.0)), bld.fdiv(a, b), result)
 
 
-def _div(s, args, attrs):
-    a, b = args
-    mode = attrs.get("rounding_mode")
-    if mode is None:
-        return s.b.fdiv(a, b)
-    if not s.is_float:
-        return _int_divmod(s, a, b, mode)[0]
-    if mode == "trunc":
-        return s.intrinsic("trunc", s.b.fdiv(a, b))
-    return _float_floordiv(s, a, b)
-
-
-def _remainder(s, args, attrs):
-    a, b = args
-    if not s.is_float:
-        return _int_divmod(s, a, b, "floor")[1]
-    bld = s.b
-    mod = bld.frem(a, b)
-    wrong_sign = bld.and_(s.cmp("!=", mod, s.c(0.0)),
-                          bld.icmp_unsigned("!=", s.cmp("<", b, s.c(0.0)), s.cmp("<", mod, s.c(0.0))))
-    mod = bld.select(wrong_sign, bld.fadd(mod, b), mod)
-    return bld.select(s.cmp("==", mod, s.c(0.0)), s.intrinsic("copysign", s.c(0.0), b), mod)
-
-
 def _int_pow(s, base, exponent):
     """Square-and-multiply, a loop over the exponent's bits (a negative exponent sets the
     error flag; the loop still ends, shifting it as unsigned)."""
@@ -231,113 +269,26 @@ def _int_pow(s, base, exponent):
     return result_next
 
 
-def _lerp(s, args, attrs):
-    a, b, w = args
-    bld = s.b
-    diff = bld.fsub(b, a)
-    low = bld.fadd(a, bld.fmul(w, diff))
-    high = bld.fsub(b, bld.fmul(diff, bld.fsub(s.c(1.0), w)))
-    return bld.select(s.cmp("<", s.intrinsic("fabs", w), s.c(0.5)), low, high)
+# ---- the op table's emitters, checked when the backend loads -------------------------------
+
+_BUILTIN: dict = {}
 
 
-def _clamp(s, args, attrs):
-    x, lo, hi = args
-    if lo is not None:
-        x = _maximum(s, x, lo)
-    if hi is not None:
-        x = _maximum(s, x, hi, pick_max=False)
-    return x
+def check_table(gathers) -> None:
+    """Check every declared emitter against its op, and remember graphc's own: an emitter
+    replaced or added at run time is not in the code digest, so a program using it is not
+    keyed by its fingerprint alone (``cache.fingerprint``). The ops marked ``gather`` are
+    the ones with an index map in ``gathers``."""
+    marked = {op.name for op in OPS if op.gather}
+    if marked != set(gathers):
+        raise RuntimeError(f"the op table's gather ops {sorted(marked)} are not the backend's "
+                           f"{sorted(gathers)}")
+    for op in OPS:
+        op.check_emitter()
+        if not op.custom:
+            _BUILTIN[op.name] = op.emit
 
 
-def _relu(s, args, attrs):
-    x = args[0]
-    if s.is_float:  # maximum(x, 0) as numpy computes it: nan passes, -0.0 becomes 0.0
-        return s.b.select(s.b.fcmp_ordered("<=", x, s.c(0)), s.c(0), x)
-    return s.b.select(s.cmp("<", x, s.c(0)), s.c(0), x)
-
-
-def _arith(float_op, int_op, bool_op=None):
-    def emit(s, args, attrs):
-        a, b = args
-        if s.is_float:
-            return getattr(s.b, float_op)(a, b)
-        if s.dtype is dt.bool_ and bool_op:
-            return getattr(s.b, bool_op)(a, b)
-        return getattr(s.b, int_op)(a, b)
-    return emit
-
-
-def _compare(op):
-    return lambda s, args, attrs: s.cmp(op, *args)
-
-
-def _unary_math(name):
-    return lambda s, args, attrs: getattr(s.math, name)(args[0])
-
-
-def _libm(name):
-    return lambda s, args, attrs: s.math.libm(name, *args)
-
-
-LN2 = math.log(2.0)
-
-EMITTERS = {
-    "neg": lambda s, a, at: s.b.fneg(a[0]) if s.is_float else s.b.sub(s.c(0), a[0]),
-    "abs": lambda s, a, at: s.intrinsic("fabs", a[0]) if s.is_float else
-    s.b.select(s.cmp("<", a[0], s.c(0)), s.b.sub(s.c(0), a[0]), a[0]),
-    "exp": _unary_math("exp"),
-    "exp2": _unary_math("exp2"),
-    "log": _unary_math("log"),
-    "log2": lambda s, a, at: s.b.fmul(s.math.log(a[0]), s.c(1 / LN2)),
-    "log1p": _unary_math("log1p"),
-    "expm1": _unary_math("expm1"),
-    "sqrt": lambda s, a, at: s.intrinsic("sqrt", a[0]),
-    "rsqrt": lambda s, a, at: s.b.fdiv(s.c(1.0), s.intrinsic("sqrt", a[0])),
-    "sin": _libm("sin"),
-    "cos": _libm("cos"),
-    "tan": _libm("tan"),
-    "tanh": _unary_math("tanh"),
-    "sigmoid": _unary_math("sigmoid"),
-    "erf": _unary_math("erf"),
-    "relu": _relu,
-    "floor": lambda s, a, at: s.intrinsic("floor", a[0]) if s.is_float else a[0],
-    "ceil": lambda s, a, at: s.intrinsic("ceil", a[0]) if s.is_float else a[0],
-    "trunc": lambda s, a, at: s.intrinsic("trunc", a[0]) if s.is_float else a[0],
-    "round": lambda s, a, at: _round(s, a[0], at.get("decimals", 0)),
-    "sign": lambda s, a, at: _sign(s, a[0]),
-    "reciprocal": lambda s, a, at: s.b.fdiv(s.c(1.0), a[0]),
-    "square": lambda s, a, at: s.b.fmul(a[0], a[0]) if s.is_float else s.b.mul(a[0], a[0]),
-    "logical_not": lambda s, a, at: s.b.xor(a[0], ir.Constant(I1, 1)),
-    "isnan": lambda s, a, at: s.b.fcmp_unordered("uno", a[0], a[0]) if s.is_float else
-    ir.Constant(I1, 0),
-    "isinf": lambda s, a, at: s.b.fcmp_ordered("==", s.intrinsic("fabs", a[0]), s.c(math.inf))
-    if s.is_float else ir.Constant(I1, 0),
-    "isfinite": lambda s, a, at: s.b.fcmp_ordered("<", s.intrinsic("fabs", a[0]), s.c(math.inf))
-    if s.is_float else ir.Constant(I1, 1),
-    "cast": lambda s, a, at: a[0],  # the conversion happens on the way out
-    "clone": lambda s, a, at: a[0],
-    "add": _arith("fadd", "add", "or_"),
-    "sub": _arith("fsub", "sub"),
-    "mul": _arith("fmul", "mul", "and_"),
-    "div": _div,
-    "remainder": _remainder,
-    "pow": lambda s, a, at: s.math.libm("pow", *a) if s.is_float else _int_pow(s, *a),
-    "maximum": lambda s, a, at: _maximum(s, *a),
-    "minimum": lambda s, a, at: _maximum(s, *a, pick_max=False),
-    "atan2": _libm("atan2"),
-    "eq": _compare("=="), "ne": _compare("!="), "lt": _compare("<"), "le": _compare("<="),
-    "gt": _compare(">"), "ge": _compare(">="),
-    "logical_and": lambda s, a, at: s.b.and_(*a),
-    "logical_or": lambda s, a, at: s.b.or_(*a),
-    "logical_xor": lambda s, a, at: s.b.xor(*a),
-    "where": lambda s, a, at: s.b.select(*a),
-    "clamp": _clamp,
-    "lerp": _lerp,
-    "masked_fill": lambda s, a, at: s.b.select(a[1], a[2], a[0]),
-}
-
-
-def install() -> None:
-    """Fill the op table's ``emit`` slot."""
-    for name, emit in EMITTERS.items():
-        OPS[name].emit = emit
+def builtin_emitter(op):
+    """The emitter graphc declared for ``op`` (None for an op declared by a user)."""
+    return None if op.custom else _BUILTIN.get(op.name)

@@ -2,7 +2,8 @@
 
 LLVM's ``llvm.exp.f32`` and friends become scalar libm calls, which stop the loop
 vectorizer. These functions are branch-free instruction sequences instead (polynomials,
-bit manipulation, selects), so a loop using them vectorizes to 8 float32 lanes.
+bit manipulation, selects), so a loop using them vectorizes to the target's width (8 float32
+lanes with AVX2, 16 with AVX-512 at 512 bits, 4 with NEON).
 
     exp    x = n·ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by Taylor (degree 7 / 13),
            2^n applied in two halves so results that are subnormal stay exact-rounded

@@ -31,12 +31,14 @@ from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
 from ..layout import same_shape
 from ..passes.functionalize import COPY_BACK, aliases_input
-from ..passes.memory import plan_memory, read_in_place, view_root
+from ..passes.memory import MemoryPlan, read_in_place, view_root
 from ..tensor import Tensor
-from .kernel_ir import Apply, Kernel, Ref, contiguous, numel
+from .kernel_ir import Apply, Kernel, Ref, contiguous, numel, walk_expressions
 from .llvm_emit import ProgramEmitter
-from .schedule import (GATHER_OPS, Scratch, Unsupported, _meta_view, schedule, schedule_copy_back,
-                       schedule_gather, schedule_reshape_copy, schedule_scatter)
+from .schedule import schedule
+from .schedule_copy import (schedule_copy_back, schedule_gather, schedule_reshape_copy,
+                            schedule_scatter)
+from .subgraph import Scratch, Unsupported, meta_view
 from .target import module_target
 
 PARALLEL_THRESHOLD = 1 << 16  # element operations a stage needs before it uses threads
@@ -115,205 +117,243 @@ def _is_tensor_node(n: Node) -> bool:
     return "shape" in n.meta and "dtype" in n.meta
 
 
-def lower(gm: GraphModule, inputs: tuple, name: str = "graph", shape_env=None) -> Program:
-    """The program for ``gm`` (already fused) on inputs with these layouts (shapes may be
-    symbolic: then ``shape_env`` holds their symbols)."""
-    from .blas import find as find_blas
+def lower(gm: GraphModule, inputs: tuple, plan: MemoryPlan, name: str = "graph",
+          shape_env=None) -> Program:
+    """The program for ``gm`` (already fused, its intermediates placed by ``plan``) on
+    inputs with these layouts (shapes may be symbolic: then ``shape_env`` holds their
+    symbols)."""
+    return _Lowering(gm, inputs, plan, name, shape_env).program()
 
-    graph = gm.graph
-    slots: list[Slot] = []
-    refs: dict[Node, Ref] = {}
 
-    def new_slot(slot: Slot) -> int:
-        slots.append(slot)
-        return len(slots) - 1
+class _Lowering:
+    """One program being lowered: its slots, where each value lives (``refs``, and
+    ``dest`` for values not computed yet), and its steps in order."""
 
-    def tensor_ref(slot: int, t: Tensor) -> Ref:
-        return Ref(slot, 0, t._shape, t._stride, t.dtype)
+    def __init__(self, gm: GraphModule, inputs: tuple, plan: MemoryPlan, name: str, shape_env):
+        from .blas import find as find_blas
 
-    size_slots = {}
-    for k, symbol in enumerate(shape_env.hints if shape_env is not None else ()):
-        size_slots[symbol] = new_slot(Slot("size", index=k))
-    for k, (p, t) in enumerate(zip(graph.placeholders, inputs)):
-        refs[p] = tensor_ref(new_slot(Slot("input", index=k)), t)
-    for n in graph.nodes:
-        if n.op == "get_attr":
-            value = fetch(gm, n.target)
-            if isinstance(value, Tensor):
-                refs[n] = tensor_ref(new_slot(Slot("param", target=n.target)), value)
+        self.gm, self.graph, self.name, self.shape_env = gm, gm.graph, name, shape_env
+        self.slots: list[Slot] = []
+        self.refs: dict[Node, Ref] = {}
+        self.dest: dict[Node, Ref] = {}
+        size_slots = {symbol: self.new_slot(Slot("size", index=k))
+                      for k, symbol in enumerate(shape_env.hints if shape_env is not None else ())}
+        self._place_arguments(inputs)
+        self.out_nodes = [n for n in nodes_in(self.graph.output_node.args) if isinstance(n, Node)]
+        self._place_outputs()
+        self._place_intermediates(plan)
+        # a copy-back of an elementwise kernel's result: the kernel stores into the argument
+        self.written_by_kernel = _written_by_kernels(gm, self.refs, self.out_nodes)
+        for value, back in self.written_by_kernel.items():
+            self.dest[value] = self.refs[back.args[0]]
+        triple, layout = module_target()
+        self.threads = thread_count()
+        self.blas = find_blas()
+        self.emitter = ProgramEmitter(name, triple, layout, self.threads, PARALLEL_THRESHOLD,
+                                      self.blas, size_slots)
+        self.callback_slot: int | None = None
+        self.steps: list = []
+        self.kernels: list = []
+        self.fallbacks: list[Fallback] = []
+        self.sites: list[Site] = []
+        self.site_ids: dict[int, int] = {}
+        self.env_nodes: set[Node] = set()
 
-    # where each computed value lives: outputs get fresh buffers, the rest the plan's
-    out_nodes = [n for n in nodes_in(graph.output_node.args) if isinstance(n, Node)]
-    out_roots = []
-    for n in out_nodes:
-        r = view_root(n)
-        if r not in refs and r not in out_roots and r.op != "output":
-            out_roots.append(r)
-    dest: dict[Node, Ref] = {}
-    for k, r in enumerate(out_roots):
-        if _is_tensor_node(r):
-            dest[r] = contiguous(new_slot(Slot("output", _nbytes(r), index=k)),
-                                 tuple(r.meta["shape"]), r.meta["dtype"])
-    plan = plan_memory(gm)
-    buffer_slots = [new_slot(Slot("buffer", size)) for size in plan.buffer_sizes]
-    by_name = {n.name: n for n in graph.nodes}
-    for value, buf in plan.assignment.items():
-        n = by_name[value]
-        if n not in dest and _is_tensor_node(n):
-            dest[n] = contiguous(buffer_slots[buf], tuple(n.meta["shape"]), n.meta["dtype"])
+    def new_slot(self, slot: Slot) -> int:
+        self.slots.append(slot)
+        return len(self.slots) - 1
 
-    # a copy-back of an elementwise kernel's result: the kernel stores into the argument
-    written_by_kernel = _written_by_kernels(gm, refs, out_nodes)
-    for value, back in written_by_kernel.items():
-        dest[value] = refs[back.args[0]]
+    def _tensor_slot(self, slot: Slot, t: Tensor) -> Ref:
+        return Ref(self.new_slot(slot), 0, t._shape, t._stride, t.dtype)
 
-    def destination(n: Node) -> Ref:
-        if n not in dest:  # a value the plan left out: a buffer of its own
-            dest[n] = contiguous(new_slot(Slot("buffer", _nbytes(n))), tuple(n.meta["shape"]),
-                                 n.meta["dtype"])
-        return dest[n]
+    def _buffer(self, slot: Slot, n: Node) -> Ref:
+        return contiguous(self.new_slot(slot), tuple(n.meta["shape"]), n.meta["dtype"])
 
-    triple, layout = module_target()
-    threads = thread_count()
-    blas = find_blas()
-    emitter = ProgramEmitter(name, triple, layout, threads, PARALLEL_THRESHOLD, blas, size_slots)
-    callback_slot = None
-    steps, kernels, fallbacks, sites = [], [], [], []
-    env_nodes: set[Node] = set()
-    site_ids: dict[int, int] = {}
+    # ---- where values live ----------------------------------------------------------------
+    def _place_arguments(self, inputs: tuple) -> None:
+        for k, (p, t) in enumerate(zip(self.graph.placeholders, inputs)):
+            self.refs[p] = self._tensor_slot(Slot("input", index=k), t)
+        for n in self.graph.nodes:
+            if n.op == "get_attr":
+                value = fetch(self.gm, n.target)
+                if isinstance(value, Tensor):
+                    self.refs[n] = self._tensor_slot(Slot("param", target=n.target), value)
 
-    def fallback(n: Node, reason: str, kernel_name: str = "") -> None:
-        nonlocal callback_slot
-        if callback_slot is None:
-            callback_slot = new_slot(Slot("callback"))
+    def _place_outputs(self) -> None:
+        """Outputs get fresh buffers (one per memory they view)."""
+        out_roots = []
+        for n in self.out_nodes:
+            r = view_root(n)
+            if r not in self.refs and r not in out_roots and r.op != "output":
+                out_roots.append(r)
+        for k, r in enumerate(out_roots):
+            if _is_tensor_node(r):
+                self.dest[r] = self._buffer(Slot("output", _nbytes(r), index=k), r)
+
+    def _place_intermediates(self, plan: MemoryPlan) -> None:
+        buffer_slots = [self.new_slot(Slot("buffer", size)) for size in plan.buffer_sizes]
+        by_name = {n.name: n for n in self.graph.nodes}
+        for value, buf in plan.assignment.items():
+            n = by_name[value]
+            if n not in self.dest and _is_tensor_node(n):
+                self.dest[n] = contiguous(buffer_slots[buf], tuple(n.meta["shape"]),
+                                          n.meta["dtype"])
+
+    def destination(self, n: Node) -> Ref:
+        if n not in self.dest:  # a value the plan left out: a buffer of its own
+            self.dest[n] = self._buffer(Slot("buffer", _nbytes(n)), n)
+        return self.dest[n]
+
+    # ---- steps ----------------------------------------------------------------------------
+    def fallback(self, n: Node, reason: str, kernel_name: str = "") -> None:
+        if self.callback_slot is None:
+            self.callback_slot = self.new_slot(Slot("callback"))
         fb = Fallback(n, reason, kernel_name)
-        fallbacks.append(fb)
-        steps.append(("fallback", fb))
-        emitter.add_callback(len(steps) - 1, callback_slot)
+        self.fallbacks.append(fb)
+        self.steps.append(("fallback", fb))
+        self.emitter.add_callback(len(self.steps) - 1, self.callback_slot)
         if _is_tensor_node(n) and not (n.op == "call_function" and Flag.MUTATES in n.target.flags):
-            refs[n] = destination(n)
+            self.refs[n] = self.destination(n)
         else:  # a Python value, or a write (its result is the tensor it wrote)
-            env_nodes.add(n)
+            self.env_nodes.add(n)
             for u in n.users:  # a tuple's elements: each getitem gets a buffer
                 if u.op == "call_method" and u.target == "__getitem__" and _is_tensor_node(u):
-                    refs[u] = destination(u)
+                    self.refs[u] = self.destination(u)
 
-    def add_kernel(n: Node, kernel: Kernel) -> None:
-        emitter.add_kernel(kernel, site_ids)
-        kernels.append((n.name, kernel))
-        steps.append(("kernel", kernel))
+    def add_kernel(self, n: Node, kernel: Kernel) -> None:
+        self.emitter.add_kernel(kernel, self.site_ids)
+        self.kernels.append((n.name, kernel))
+        self.steps.append(("kernel", kernel))
 
-    for n in graph.nodes:
+    def program(self) -> Program:
+        for n in self.graph.nodes:
+            self._lower_node(n)
+        return Program(self.name, self.emitter.finish(), self.slots, self.refs, self.kernels,
+                       self.steps, self.fallbacks, self.sites, self.graph.output_node.args[0],
+                       self.env_nodes, self.threads, self.shape_env)
+
+    def _lower_node(self, n: Node) -> None:
+        refs = self.refs
         if n.op in ("placeholder", "output") or n in refs:
-            continue
+            return
         if n.op == "get_attr":
-            env_nodes.add(n)  # a non-tensor attribute: Python's business
-            continue
-        if n.op == "call_method" and n.target == "__getitem__" and n.args[0] not in env_nodes:
-            continue  # an output of a fused kernel: placed with its kernel
+            self.env_nodes.add(n)  # a non-tensor attribute: Python's business
+            return
+        if n.op == "call_method" and n.target == "__getitem__" and n.args[0] not in self.env_nodes:
+            return  # an output of a fused kernel: placed with its kernel
         if n.op == "call_function" and Flag.VIEW in n.target.flags and n.args[0] in refs:
-            try:
-                refs[n] = _meta_view(refs[n.args[0]], n)
-            except Unsupported as e:
-                if n.target.name != "reshape":
-                    fallback(n, str(e))
-                    continue
-                add_kernel(n, schedule_reshape_copy(n, refs[n.args[0]], destination(n)))
-                refs[n] = dest[n]  # no view of this layout: a contiguous copy, as eager
-            continue
-        module = gm.graph.module_at(n.target) if n.op == "call_module" else None
+            self._view(n)
+            return
+        module = self.graph.module_at(n.target) if n.op == "call_module" else None
         if isinstance(module, FusedKernel) and all(a in refs for a in n.args):
-            outs = _kernel_outputs(n)
-            out_refs = [destination(o) if o is not None else
-                        contiguous(new_slot(Slot("buffer", _nbytes(sub))), tuple(sub.meta["shape"]),
-                                   sub.meta["dtype"])
-                        for o, sub in zip(outs, _sub_outputs(module))]
-            first = len(slots)
-            scratch = Scratch(first)
-            try:
-                kernel = schedule(module, [refs[a] for a in n.args], out_refs, scratch,
-                                  blas is not None)
-            except Unsupported as e:
-                fallback(n, str(e), module.name)
-                continue
-            for slot, nbytes, per_thread in scratch.buffers:
-                assert slot == len(slots)
-                new_slot(Slot("scratch", nbytes * (threads if per_thread else 1),
-                              per_thread=per_thread))
-            for o, ref in zip(outs, out_refs):
-                if o is not None:
-                    refs[o] = ref
-            _number_sites(kernel, module, site_ids, sites)
-            emitter.add_kernel(kernel, site_ids)
-            kernels.append((n.name, kernel))
-            steps.append(("kernel", kernel))
-            continue
-        if n in written_by_kernel.values() or n.meta.get(COPY_BACK) and n.args[1] is n.args[0]:
+            self._fused_kernel(n, module)
+            return
+        if n in self.written_by_kernel.values() or n.meta.get(COPY_BACK) and n.args[1] is n.args[0]:
             refs[n] = refs[n.args[0]]  # its kernel stored the value there, or x.copy_(x)
-            continue
+            return
+        self._move_or_fall_back(n, module)
+
+    def _move_or_fall_back(self, n: Node, module) -> None:
+        """A copy kernel for a node that only moves data, else a fallback."""
         try:
-            moved = _data_movement(n, refs, destination)
+            moved = self._data_movement(n)
         except Unsupported as e:
-            fallback(n, str(e))
-            continue
-        if moved is not None:
-            kernel, refs[n] = moved
-            add_kernel(n, kernel)
-            continue
-        fallback(n, _reason(n, module))
-    text = emitter.finish()
-    return Program(name, text, slots, refs, kernels, steps, fallbacks, sites,
-                   graph.output_node.args[0], env_nodes, threads, shape_env)
+            self.fallback(n, str(e))
+            return
+        if moved is None:
+            self.fallback(n, _reason(n, module))
+            return
+        kernel, self.refs[n] = moved
+        self.add_kernel(n, kernel)
+
+    def _view(self, n: Node) -> None:
+        """A view of a value the program holds: a Ref of the same memory, else (a reshape
+        no strides express) a contiguous copy, as eager makes."""
+        try:
+            self.refs[n] = meta_view(self.refs[n.args[0]], n)
+        except Unsupported as e:
+            if n.target.name != "reshape":
+                self.fallback(n, str(e))
+                return
+            self.add_kernel(n, schedule_reshape_copy(n, self.refs[n.args[0]], self.destination(n)))
+            self.refs[n] = self.dest[n]
+
+    def _fused_kernel(self, n: Node, module: FusedKernel) -> None:
+        outs = _kernel_outputs(n)
+        out_refs = [self.destination(o) if o is not None else
+                    self._buffer(Slot("buffer", _nbytes(sub)), sub)
+                    for o, sub in zip(outs, _sub_outputs(module))]
+        scratch = Scratch(len(self.slots))
+        try:
+            kernel = schedule(module, [self.refs[a] for a in n.args], out_refs, scratch,
+                              self.blas is not None)
+        except Unsupported as e:
+            self.fallback(n, str(e), module.name)
+            return
+        for slot, nbytes, per_thread in scratch.buffers:
+            assert slot == len(self.slots)
+            self.new_slot(Slot("scratch", nbytes * (self.threads if per_thread else 1),
+                               per_thread=per_thread))
+        for o, ref in zip(outs, out_refs):
+            if o is not None:
+                self.refs[o] = ref
+        _number_sites(kernel, module, self.site_ids, self.sites)
+        self.add_kernel(n, kernel)
+
+    def _data_movement(self, n: Node) -> tuple | None:
+        """The copy kernel of a node that only moves data (a copy-back into an input or
+        weight, view_scatter, pad, unfold) and where its result lives; None for others."""
+        refs = self.refs
+        if n.op != "call_function":
+            return None
+        gather = n.target.gather
+        tensors = n.args[:1] if gather else n.args  # (the rest: attributes)
+        if not all(isinstance(a, Node) and a in refs for a in tensors):
+            return None  # a number to scatter, or an input the program does not hold: numpy
+        if n.meta.get(COPY_BACK):
+            dst = refs[n.args[0]]
+            return schedule_copy_back(n, refs[n.args[1]], dst), dst
+        if n.target.name == "view_scatter":
+            out = self.destination(n)
+            return schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], out), out
+        if gather:
+            out = self.destination(n)
+            return schedule_gather(n, refs[n.args[0]], out), out
+        return None
 
 
 def _written_by_kernels(gm: GraphModule, refs: dict, out_nodes: list) -> dict[Node, Node]:
     """Copy-backs whose value an elementwise kernel can store straight into the argument
-    (value -> copy-back): the value is that kernel's only output (with more, another
-    output's loads of the argument may come after this one's store), read by nothing but
-    the copy-back; the kernel reads the argument only at the element it writes; and nothing
-    after the kernel reads the argument's old value."""
+    (value -> copy-back), see ``_stores_into_argument``."""
     graph = gm.graph
     order = {n: i for i, n in enumerate(graph.nodes)}
-    found = {}
-    for back in graph.nodes:
-        if not (back.op == "call_function" and back.meta.get(COPY_BACK)):
-            continue
-        dst, value = back.args
-        module = graph.module_at(value.target) if value.op == "call_module" else None
-        if not (isinstance(module, FusedKernel) and module.kind == "elementwise"
-                and dst in refs and set(value.users) == {back} and value not in out_nodes
-                and same_shape(tuple(value.meta["shape"]), tuple(dst.meta["shape"]))
-                and value.meta["dtype"] is dst.meta["dtype"]):
-            continue
-        readers = [m for m in graph.nodes if m is not back and m.op != "output"
-                   and not aliases_input(m)
-                   and any(view_root(a) is dst for a in m.all_input_nodes)]
-        if any(order[m] > order[value] for m in readers):
-            continue
-        if all(a is dst and read_in_place(module, i) for i, a in enumerate(value.args)
-               if isinstance(a, Node) and view_root(a) is dst):
-            found[value] = back
-    return found
+    return {back.args[1]: back for back in graph.nodes
+            if back.op == "call_function" and back.meta.get(COPY_BACK)
+            and _stores_into_argument(back, graph, order, refs, out_nodes)}
 
 
-def _data_movement(n: Node, refs: dict, destination) -> tuple | None:
-    """The copy kernel of a node that only moves data (a copy-back into an input or weight,
-    view_scatter, pad, unfold) and where its result lives; None for other nodes."""
-    if n.op != "call_function":
-        return None
-    tensors = n.args[:1] if n.target.name in GATHER_OPS else n.args  # (the rest: attributes)
-    if not all(isinstance(a, Node) and a in refs for a in tensors):
-        return None  # a number to scatter, or an input the program does not hold: numpy
-    if n.meta.get(COPY_BACK):
-        dst = refs[n.args[0]]
-        return schedule_copy_back(n, refs[n.args[1]], dst), dst
-    if n.target.name == "view_scatter":
-        out = destination(n)
-        return schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], out), out
-    if n.target.name in GATHER_OPS:
-        out = destination(n)
-        return schedule_gather(n, refs[n.args[0]], out), out
-    return None
+def _stores_into_argument(back: Node, graph, order: dict, refs: dict, out_nodes: list) -> bool:
+    """The value is an elementwise kernel's only output (with more, another output's loads
+    of the argument may come after this one's store), read by nothing but the copy-back,
+    of the argument's shape and dtype; the kernel reads the argument only at the element
+    it writes; and nothing after the kernel reads the argument's old value."""
+    dst, value = back.args
+    module = graph.module_at(value.target) if value.op == "call_module" else None
+    if not (isinstance(module, FusedKernel) and module.kind == "elementwise" and dst in refs):
+        return False
+    if set(value.users) != {back} or value in out_nodes or not _same_type(value, dst):
+        return False
+    readers = [m for m in graph.nodes if m is not back and m.op != "output"
+               and not aliases_input(m) and any(view_root(a) is dst for a in m.all_input_nodes)]
+    if any(order[m] > order[value] for m in readers):
+        return False
+    return all(a is dst and read_in_place(module, i) for i, a in enumerate(value.args)
+               if isinstance(a, Node) and view_root(a) is dst)
+
+
+def _same_type(a: Node, b: Node) -> bool:
+    return same_shape(tuple(a.meta["shape"]), tuple(b.meta["shape"])) and \
+        a.meta["dtype"] is b.meta["dtype"]
 
 
 def _reason(n: Node, module) -> str:
@@ -348,12 +388,9 @@ def _nbytes(n: Node) -> int:
 
 def _number_sites(kernel: Kernel, fk: FusedKernel, site_ids: dict, sites: list) -> None:
     """Give every Apply that can raise a site number (its error code names it)."""
-    from .kernel_ir import walk_expressions
-
     nodes = {n.name: n for n in fk.graph.nodes}
     for e in walk_expressions(kernel):
-        if isinstance(e, Apply) and id(e) not in site_ids and e.op.name in ("div", "remainder",
-                                                                            "pow"):
+        if isinstance(e, Apply) and id(e) not in site_ids and e.op.error_site:
             node = nodes.get(e.name)
             sites.append(Site(e.op.name, e.name, node.meta.get("location") if node else None))
             site_ids[id(e)] = len(sites)  # 0 means "no site"

@@ -1,18 +1,10 @@
-"""Running a compiled graph: one native call per run.
+"""Running a compiled program: one native call per run.
 
-``compile_graph(gm, *example_inputs)`` runs the passes and the fusion planner on a copy
-of ``gm``, lowers it for the example inputs' layouts and JIT-compiles the program. The
-returned ``CompiledGraph`` is called like the graph; inputs with another layout (shape,
-strides, dtype) compile another specialisation.
-
-A call fills the pointer table (inputs, weights, fresh outputs), calls ``main`` once and
-wraps the outputs; intermediate buffers and scratch are allocated once per specialisation
-and reused. Nothing runs in Python per kernel, except the fallbacks ``explain()`` lists.
-
-    cg = compile_graph(gm, x)
-    y = cg(x)
-    print(cg.explain())
-    print(cg.dump("asm"))
+A ``Specialization`` is a program compiled for one input signature (shapes, strides,
+dtypes; see ``graphc.compiler.pipeline`` for how it is made). A call fills the pointer
+table (inputs, weights, fresh outputs), calls ``main`` once and wraps the outputs;
+intermediate buffers and scratch are allocated once per specialisation and reused.
+Nothing runs in Python per kernel, except the fallbacks ``Program.explain()`` lists.
 """
 
 from __future__ import annotations
@@ -23,7 +15,6 @@ import sys
 import threading
 from ctypes import addressof
 from operator import is_
-import time
 
 import numpy as np
 
@@ -32,15 +23,14 @@ from ..errors import OpValueError, WeightChanged
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..nn.module import Module
-from ..ir.node import Node, map_arg, nodes_in
+from ..ir.node import Node, map_arg
 from ..ops.registry import Flag
-from ..passes.memory import view_root
 from ..tensor import Storage, Tensor
 from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
-from .program import Program, lower
+from .program import Program
 from .sizes import LRUCache, SizeBinding
 from ..symbolic import concrete, sizes_bound
-from .target import PREFIX, compile_ir
+from .target import PREFIX
 
 MAIN_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
 CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
@@ -48,8 +38,6 @@ ERR_CALLBACK = 1 << 30  # a fallback raised; the exception is re-raised after ma
 ALIGN = 64
 SMALL_OUTPUT = 1 << 16  # bytes; outputs up to this size are ctypes buffers (zero-filled)
 POOL_BYTES = 16 << 20  # output memory kept for reuse, or twice one call's outputs if more
-
-DUMP_STAGES = ("graph", "kernels", "llvm", "llvm_opt", "asm")
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:
@@ -79,27 +67,6 @@ def _holder(owner, attr: str) -> dict | None:
         if d is not None and attr in d:
             return d
     return owner.__dict__ if attr in owner.__dict__ else None
-
-
-def _aliased_by_passes(source, compiled) -> set[int]:
-    """Output positions whose value the passes made share memory where eager's does not:
-    a computation simplified to an input or weight (``clone(x)`` to ``x``), or two outputs
-    merged into one (CSE of ``x.exp(), x.exp()``). These are returned as copies."""
-    def leaves(graph):
-        return [view_root(n) if isinstance(n, Node) else None
-                for n in nodes_in(graph.output_node.args)]
-    before, after = leaves(source), leaves(compiled)
-    if len(before) != len(after):
-        return set()
-    copied = set()
-    for j, (s, c) in enumerate(zip(before, after)):
-        if c is None:
-            continue
-        if c.op in ("placeholder", "get_attr") and s.op not in ("placeholder", "get_attr"):
-            copied.add(j)
-        elif any(after[i] is c and before[i] is not s and i not in copied for i in range(j)):
-            copied.add(j)
-    return copied
 
 
 def _describe(t) -> str:
@@ -183,7 +150,8 @@ class Specialization:
     """A program compiled for one input signature, with its buffers."""
 
     def __init__(self, gm: GraphModule, source: GraphModule, program: Program, compiled,
-                 stages: dict[str, float], history=None, plan=None, watch=None):
+                 stages: dict[str, float], history=None, plan=None, watch=None,
+                 copied: frozenset = frozenset()):
         self.gm = gm
         self.program = program
         self.compiled = compiled
@@ -212,20 +180,7 @@ class Specialization:
         out = program.outputs  # one output that is a fresh buffer: no structure to rebuild
         ref = program.refs.get(out) if isinstance(out, Node) else None
         self._direct = ref if ref is not None and slots[ref.slot].kind == "output" else None
-        for k, s in enumerate(slots):
-            if s.kind == "param":  # watched where the user sees it: the source module
-                tensor = fetch(gm, s.target)
-                owner, attr = _owner(watch if watch is not None else source, s.target)
-                if owner is None or getattr(owner, attr, None) is not tensor:
-                    owner, attr = _owner(gm, s.target)  # made by a pass (a folded constant)
-                self.params.append(_Param(k, s.target, owner, attr, tensor))
-                self.table[k] = _address(tensor)
-            elif s.kind in ("buffer", "scratch") and self.sizes is None:
-                self.arrays[k] = _aligned_empty(s.nbytes)
-                self.table[k] = self.arrays[k].__array_interface__["data"][0]
-            elif s.kind == "callback":
-                self._callback = CALLBACK_TYPE(self._run_fallback)
-                self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
+        self._fill_table(watch if watch is not None else source)
         self.interpreter = Interpreter(gm)
         self._swaps = self._changes = -1  # the first call runs the full check
         # outputs' memory, reused: per slot, or per (slot, elements) with symbolic sizes,
@@ -234,12 +189,31 @@ class Specialization:
                                                       if s.kind == "output")
         self._pools = LRUCache(max(POOL_BYTES, 2 * fixed))
         self._fallbacks = bool(program.fallbacks)
-        self._copied = _aliased_by_passes(source.graph, gm.graph)
+        self._copied = copied  # output positions returned as copies (see pipeline)
         self._watch = ([p.holder if p.holder is not None else {} for p in self.params],
                        [p.attr for p in self.params], [p.tensor for p in self.params])
         self._error: BaseException | None = None
         self._call = _Call((), {})  # what the fallbacks of the current call see
         self._writes = _written(gm, self.params)
+
+    def _fill_table(self, watched) -> None:
+        """The pointer table's entries that do not change per call: the weights (looked up
+        by name in ``watched``, where the user sees them), the buffers and scratch of a
+        program with fixed sizes, and the fallbacks' callback."""
+        for k, s in enumerate(self.program.slots):
+            if s.kind == "param":
+                tensor = fetch(self.gm, s.target)
+                owner, attr = _owner(watched, s.target)
+                if owner is None or getattr(owner, attr, None) is not tensor:
+                    owner, attr = _owner(self.gm, s.target)  # made by a pass (a folded constant)
+                self.params.append(_Param(k, s.target, owner, attr, tensor))
+                self.table[k] = _address(tensor)
+            elif s.kind in ("buffer", "scratch") and self.sizes is None:
+                self.arrays[k] = _aligned_empty(s.nbytes)
+                self.table[k] = self.arrays[k].__array_interface__["data"][0]
+            elif s.kind == "callback":
+                self._callback = CALLBACK_TYPE(self._run_fallback)
+                self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value
 
     def _params_current(self) -> bool:
         """Every weight is the tensor and storage compiled with. Per call: when no module
@@ -511,139 +485,3 @@ class Specialization:
             raise TypeError(f"%{n.name}: expected a tensor from the fallback, got "
                             f"{type(result).__name__}")
         np.copyto(dst.numpy(), result.numpy(), casting="unsafe")
-
-
-class Unsized(Exception):
-    """A graph cannot be compiled with symbolic sizes; the message says why."""
-
-
-class CompiledGraph:
-    """A graph compiled to native code; call it like the graph."""
-
-    def __init__(self, gm: GraphModule, dump: bool = False, passes=None, watch=None):
-        self.source = gm
-        self.watch = watch  # the module weights are looked up in by name (default: gm)
-        self.dump_enabled = dump
-        self.passes = passes
-        self.specializations: dict[tuple, Specialization] = {}
-        self._last: Specialization | None = None
-
-    @staticmethod
-    def signature(inputs: tuple) -> tuple:
-        return tuple([(t._shape, t._stride, t._storage.dtype, t._storage.device) for t in inputs])
-
-    def __call__(self, *inputs):
-        try:
-            spec = self.specializations[self.signature(inputs)]
-        except (KeyError, AttributeError):
-            spec = self.specialize(inputs)
-        return spec.run(inputs)
-
-    def specialize(self, inputs: tuple) -> Specialization:
-        """Compile (or find) the program for these inputs' layouts."""
-        n = len(self.source.graph.placeholders)
-        if len(inputs) != n:
-            raise TypeError(f"compiled graph takes {n} inputs, got {len(inputs)}")
-        for k, t in enumerate(inputs):
-            if not isinstance(t, Tensor):
-                raise TypeError(f"compiled graph: input {k} must be a graphc.Tensor, got "
-                                f"{type(t).__name__}")
-            if t._storage.array is None:
-                raise ValueError(f"compiled graph: input {k} is a meta tensor (no data)")
-        sig = self.signature(inputs)
-        if sig not in self.specializations:
-            self.specializations[sig] = self._build(inputs)
-        return self.specializations[sig]
-
-    def specialize_sized(self, layouts: tuple, shape_env) -> Specialization:
-        """Compile one program for inputs laid out as ``layouts`` (tensors, or meta tensors
-        whose shapes hold the SymInts of ``shape_env``): it serves every size where the
-        guards recorded while compiling hold. Raises ``Unsized`` where every symbol was
-        fixed while compiling (a program with fixed sizes does better then)."""
-        return self._build(layouts, shape_env)
-
-    def _build(self, layouts: tuple, shape_env=None) -> Specialization:
-        stages = {}
-        gm, history, plan = prepare(self.source, layouts, self.passes, stages)
-        t0 = time.perf_counter()
-        program = lower(gm, layouts, name="graph", shape_env=shape_env)
-        t1 = time.perf_counter()
-        if shape_env is not None and not shape_env.free():
-            raise Unsized("every dynamic size was fixed while compiling: "
-                          + "; ".join(shape_env.specialized[:3]))
-        compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)
-        stages.update(lower=t1 - t0, llvm=time.perf_counter() - t1)
-        spec = Specialization(gm, self.source, program, compiled, stages, history, plan,
-                              self.watch)
-        self._last = spec
-        return spec
-
-    @property
-    def last(self) -> Specialization:
-        if self._last is None:
-            raise RuntimeError("the graph has not been compiled yet: call it once first")
-        return self._last
-
-    def explain(self) -> str:
-        spec = self.last
-        c = spec.compiled
-        how = "from the disk cache" if c.from_cache else "compiled"
-        return (spec.program.explain() +
-                f"\n  LLVM: {how} in {1e3 * c.seconds:.1f} ms; whole specialisation "
-                f"{1e3 * spec.compile_seconds:.1f} ms")
-
-    def dump(self, stage: str) -> str:
-        """The text of one stage: graph, kernels, llvm, llvm_opt or asm."""
-        spec = self.last
-        if stage == "graph":
-            return str(spec.gm.graph)
-        if stage == "kernels":
-            return spec.program.kernel_ir()
-        if stage not in DUMP_STAGES:
-            raise ValueError(f"unknown dump stage {stage!r}; expected one of {DUMP_STAGES}")
-        if not spec.compiled.ir:
-            spec.compiled = compile_ir(spec.program.ir, spec.program.name, [PREFIX + "main"],
-                                       dump=True)
-        return {"llvm": spec.compiled.ir, "llvm_opt": spec.compiled.optimized_ir,
-                "asm": spec.compiled.assembly}[stage]
-
-
-def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = None):
-    """A copy of ``gm`` with shapes for ``inputs``, optimised and fused; with the pass
-    history and the fusion plan. ``stages`` receives the seconds of passes and fusion."""
-    from ..passes import PassManager, fuse
-    from ..ir.graph import GraphError
-    from ..passes.functionalize import is_functional, protect_copy_backs
-    from ..passes.shape_prop import refresh_shapes
-
-    t0 = time.perf_counter()
-    gm = GraphModule(gm, gm.graph.copy()[0])  # weights shared with the source, not copied
-    for p, t in zip(gm.graph.placeholders, inputs):
-        p.meta.update(shape=tuple(t._shape), dtype=t.dtype, stride=tuple(t._stride))
-    refresh_shapes(gm)
-    history = (passes or PassManager.default()).run(gm)
-    if not is_functional(gm.graph):  # fusion and kernels assume pure dataflow
-        raise GraphError("the graph still writes in place after the passes; a custom pass "
-                         "list must start with graphc.passes.functionalize")
-    protect_copy_backs(gm)
-    t1 = time.perf_counter()
-    plan = fuse(gm)
-    if stages is not None:
-        stages.update(passes=t1 - t0, fuse=time.perf_counter() - t1)
-    return gm, history, plan
-
-
-def compile_graph(gm: GraphModule, *example_inputs, dump: bool = False,
-                  passes=None, watch=None) -> CompiledGraph:
-    """Compile ``gm`` for native execution; with example inputs, compile now. ``watch`` is
-    the module whose attributes the weights are read from by name (default ``gm``): a
-    weight replaced there is noticed on the next call.
-
-        cg = compile_graph(gm, x)
-        y = cg(x)
-    """
-    cg = CompiledGraph(gm, dump=dump, passes=passes, watch=watch)
-    if example_inputs:
-        cg.specialize(example_inputs)
-    return cg
-

@@ -1,7 +1,24 @@
-"""The LLVM target: the host's CPU, one MCJIT engine per process, and module compilation.
+"""The LLVM target: which CPU code is generated for, one MCJIT engine per process, and
+module compilation.
+
+The target in use is the host's CPU and features, or what these variables say (read once
+per process, see ``current``):
+
+    GRAPHC_CPU           an LLVM CPU name (haswell, x86-64-v3, znver4, skylake-avx512, ...);
+                         the code then uses that CPU's features instead of the host's
+    GRAPHC_CPU_FEATURES  +feature/-feature items applied on top (+avx2,+fma,-avx512f)
+    GRAPHC_VECTOR_WIDTH  256, 512 or host: LLVM's prefer-vector-width on every generated
+                         function (host: LLVM's tuning for the CPU)
+
+A forced target whose code would use ISA features this CPU lacks is refused before the
+JIT exists (it would die of SIGILL). ``describe`` builds any other target, and
+``emit_assembly`` compiles IR text for it to assembly without running it:
+
+    t = describe("skylake-avx512", vector_width="512")
+    optimized_ir, asm = emit_assembly(cg.dump("llvm"), t)   # zmm registers, never executed
 
 Measured facts this follows (see shared/DESIGN.md): the target machine is built from the
-host CPU name and features (AVX2 + FMA here, not the default SSE target); an engine owns
+CPU name and features (the default target is 4-wide SSE without FMA); an engine owns
 its target machine (never shared); optimisation uses the new pass builder at O3; IR and
 assembly are dumped before ``finalize_object``. Engines are rotated so that memory stays
 bounded when a process compiles many graphs (``_Engine``).
@@ -10,9 +27,14 @@ bounded when a process compiles many graphs (``_Engine``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes.util
 import functools
 import hashlib
+import os
+import re
+import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -28,12 +50,317 @@ _current = None  # the engine new modules are added to
 MODULES_PER_ENGINE = 128  # then a fresh engine; a retired one is freed with its last module
 RECENT = 256              # compiled modules kept alive for in-process reuse
 
+CPU_VAR, FEATURES_VAR, WIDTH_VAR = "GRAPHC_CPU", "GRAPHC_CPU_FEATURES", "GRAPHC_VECTOR_WIDTH"
+VECTOR_WIDTHS = ("256", "512", "host")
+# The vector width where the CPU has AVX-512. "host" leaves it to LLVM's tuning of the CPU:
+# 512 bits on znver4/5, 256 on Intel's skylake-avx512 to graniterapids (LLVM's prefer-256-bit
+# there, for the clock drop of 512-bit code). Not measured yet: no AVX-512 machine so far. Run
+# benchmarks/vector_width.py on one (W1-W6 under 256 and 512) and set this from its ratios.
+DEFAULT_VECTOR_WIDTH = "host"
+# what explain() and the benchmark headers show of a target's features, by architecture
+NOTABLE_FEATURES = {"x86_64": ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq",
+                               "avx512vl", "avx512fp16"),
+                    "aarch64": ("neon", "fullfp16", "dotprod", "sve", "sve2")}
+# x86 instructions LLVM emits only for their own intrinsics, which graphc never calls: a
+# forced target may have them where this CPU does not (virtual machines hide some: this
+# znver3 VM lacks mwaitx, pku, rdpru and wbnoinvd, which LLVM's znver3 has)
+INTRINSIC_ONLY = frozenset({"mwaitx", "pku", "rdpru", "wbnoinvd", "rtm", "sgx", "ptwrite",
+                            "waitpkg", "serialize", "hreset", "uintr", "enqcmd", "movdiri",
+                            "movdir64b", "cldemote", "tsxldtrk", "kl", "widekl", "pconfig",
+                            "lwp", "usermsr"})
 
-def _host_target_machine():
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
-                                        opt=3, jit=True)
+
+class TargetError(RuntimeError):
+    """A GRAPHC_CPU / GRAPHC_CPU_FEATURES / GRAPHC_VECTOR_WIDTH value LLVM does not know,
+    or a forced target whose code this CPU cannot run."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What generated code is compiled for. ``features`` is given to LLVM on top of the
+    CPU's own (the host's full list when the CPU is the host's); ``overrides`` are the
+    ``(variable, value)`` pairs of the environment that chose it."""
+
+    triple: str
+    cpu: str
+    features: str = ""
+    vector_width: str = DEFAULT_VECTOR_WIDTH
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"triple": self.triple, "cpu": self.cpu, "features": self.features,
+                "vector_width": self.vector_width}
+
+    @property
+    def arch(self) -> str:
+        return self.triple.partition("-")[0]
+
+    def machine(self, jit: bool = False):
+        """A new LLVM target machine (each engine owns its own); TargetError for a CPU or
+        feature name LLVM does not know (LLVM itself only warns on stderr, then ends the
+        process with an LLVM ERROR once it emits code for an unknown CPU)."""
+        _initialize(self.triple)
+        with _stderr_of_llvm() as warnings:
+            tm = llvm.Target.from_triple(self.triple).create_target_machine(
+                cpu=self.cpu, features=self.features, opt=3, jit=jit)
+        unknown = re.findall(r"'([^']*)' is not a recognized (processor|feature)", warnings[0])
+        if unknown:
+            raise TargetError(f"{self._set_by()}LLVM {llvm.llvm_version_info[0]} knows no "
+                              + ", ".join(f"{kind} {name!r}" for name, kind in dict.fromkeys(unknown))
+                              + f" for {self.triple}")
+        if warnings[0]:
+            sys.stderr.write(warnings[0])  # not ours to hide
+        return tm
+
+    def function_attributes(self) -> str:
+        """What every generated function carries for this target (LLVM IR attributes)."""
+        if self.vector_width == "host":
+            return ""
+        return f'"prefer-vector-width"="{self.vector_width}"'
+
+    def has(self, *features: str) -> frozenset[str]:
+        """Which of ``features`` this target's code may use (LLVM feature names)."""
+        return _features_on(self, tuple(sorted(features)))
+
+    def vector_bits(self) -> int:
+        """The width LLVM vectorizes a float32 loop to for this target (a probe, compiled once
+        per target, never run): 128, 256 or 512 on x86; 0 where it does not vectorize."""
+        return _vector_bits(self)
+
+    def missing_here(self) -> list[str]:
+        """The ISA features this target's code may use that this CPU lacks."""
+        if (self.cpu, self.features) == (llvm.get_host_cpu_name(),
+                                         llvm.get_host_cpu_features().flatten()):
+            return []  # the host's own CPU and features
+        if self.arch != llvm.get_process_triple().partition("-")[0]:
+            return ["the architecture " + self.arch]
+        absent = [k for k, on in llvm.get_host_cpu_features().items()
+                  if not on and k not in INTRINSIC_ONLY]
+        return sorted(self.has(*absent))
+
+    def check_runs_here(self) -> None:
+        """TargetError unless this CPU can run code compiled for this target."""
+        missing = self.missing_here()
+        if missing:
+            unset = [k for k, _ in self.overrides if k != WIDTH_VAR]
+            raise TargetError(
+                f"{self._set_by()}code for {self.cpu} needs {', '.join(missing)}, which this "
+                f"CPU ({llvm.get_host_cpu_name()}) lacks: running it would crash (SIGILL). "
+                + (f"Unset {' and '.join(unset)}, or turn" if unset else "Turn")
+                + f" the features off with {FEATURES_VAR}=" + ",".join("-" + f for f in missing)
+                + ". graphc.codegen.target.emit_assembly shows a CPU's code without running it.")
+
+    def summary(self) -> str:
+        """One line for explain() and benchmark headers: the CPU, its notable features,
+        the vector width, and which of them came from GRAPHC_* variables."""
+        given = dict(self.overrides)
+        cpu = self.cpu
+        if CPU_VAR in given:
+            cpu += f" ({CPU_VAR})"
+        elif (self.triple, cpu) == (llvm.get_process_triple(), llvm.get_host_cpu_name()):
+            cpu += " (this host)"
+        notable = NOTABLE_FEATURES.get(self.arch, ())
+        on = self.has(*notable)
+        features = " ".join(f for f in notable if f in on) or "no notable features"
+        if FEATURES_VAR in given:
+            features += f" ({FEATURES_VAR}={given[FEATURES_VAR]})"
+        if WIDTH_VAR in given:
+            why = f"{WIDTH_VAR}={given[WIDTH_VAR]}"
+        elif self.vector_width == "host":
+            why = "LLVM's choice for the CPU"
+        else:
+            why = f"graphc's default {self.vector_width}"
+        bits = self.vector_bits()
+        width = f"{bits}-bit vectors" if bits else "no vectors"
+        return f"{self.triple}, cpu {cpu}, {features}, {width} ({why})"
+
+    def _set_by(self) -> str:
+        """``GRAPHC_CPU=znver4: `` (the variables that chose this target), to start an error."""
+        given = [f"{k}={v}" for k, v in self.overrides if k != WIDTH_VAR]
+        return f"{', '.join(given)}: " if given else ""
+
+
+def describe(cpu: str | None = None, features: str = "", vector_width: str = DEFAULT_VECTOR_WIDTH,
+             triple: str | None = None) -> Target:
+    """A target, without touching the process's engine: ``cpu`` None is the host's CPU
+    with the host's features (on this process's triple; "generic" on another), ``features``
+    are +name/-name items applied on top. Names are checked when it is used
+    (``machine``, ``emit_assembly``)."""
+    triple = triple or llvm.get_process_triple()
+    base = ""
+    if cpu is None and triple == llvm.get_process_triple():
+        cpu, base = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    features = _feature_items(features, "features")
+    if vector_width not in VECTOR_WIDTHS:
+        raise TargetError(f"vector_width must be one of {', '.join(VECTOR_WIDTHS)}, got "
+                          f"{vector_width!r}")
+    return Target(triple, cpu or "generic", ",".join(filter(None, (base, features))),
+                  vector_width)
+
+
+def from_environment(environ=os.environ) -> Target:
+    """The target GRAPHC_CPU, GRAPHC_CPU_FEATURES and GRAPHC_VECTOR_WIDTH ask for (the host's
+    where they are unset or empty)."""
+    given = {k: environ[k].strip() for k in (CPU_VAR, FEATURES_VAR, WIDTH_VAR)
+             if environ.get(k, "").strip()}
+    width = given.get(WIDTH_VAR, DEFAULT_VECTOR_WIDTH)
+    if width not in VECTOR_WIDTHS:
+        raise TargetError(f"{WIDTH_VAR} must be one of {', '.join(VECTOR_WIDTHS)}, got {width!r}")
+    t = describe(given.get(CPU_VAR), _feature_items(given.get(FEATURES_VAR, ""), FEATURES_VAR),
+                 width)
+    return Target(t.triple, t.cpu, t.features, t.vector_width, tuple(given.items()))
+
+
+@functools.cache
+def current() -> Target:
+    """The target this process compiles for: ``from_environment``, read and checked once.
+    (Whether this CPU can run its code is checked before the JIT is made: ``_init``.)"""
+    t = from_environment()
+    t.machine()  # names LLVM does not know fail here, not as garbage code later
+    return t
+
+
+def _feature_items(text: str, what: str) -> str:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    bad = [item for item in items if not re.fullmatch(r"[+-][\w.-]+", item)]
+    if bad:
+        raise TargetError(f"{what} must be comma-separated +feature or -feature items "
+                          f"(e.g. +avx2,+fma,-avx512f), got {text!r}")
+    return ",".join(items)
+
+
+@contextlib.contextmanager
+def _stderr_of_llvm():
+    """What LLVM writes on file descriptor 2 meanwhile, in ``[text]`` (its warnings about
+    unknown CPU and feature names are not errors it reports)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    out = [""]
+    try:
+        with tempfile.TemporaryFile() as f:
+            os.dup2(f.fileno(), 2)
+            try:
+                yield out
+            finally:
+                os.dup2(saved, 2)
+                f.seek(0)
+                out[0] = f.read().decode(errors="replace")
+    finally:
+        os.close(saved)
+
+
+@functools.cache
+def _initialize(triple: str) -> None:
+    if triple.partition("-")[0] == llvm.get_process_triple().partition("-")[0]:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+    else:  # another architecture's code, for reading only
+        llvm.initialize_all_targets()
+        llvm.initialize_all_asmprinters()
+
+
+@functools.cache
+def _features_on(target: Target, features: tuple[str, ...]) -> frozenset[str]:
+    """Which ``features`` the target's code may use. LLVM has no query for a CPU's
+    features, but its inliner asks one: a function compiled with more features is never
+    inlined into one with fewer. So each feature gets a function with the target's features
+    plus it, called from one with the target's own; the calls inlined are the answer."""
+    if not features:
+        return frozenset()
+    text = ["@sink = global i32 0"]
+    for i, name in enumerate(features):
+        extra = ",".join(filter(None, (target.features, "+" + name)))
+        text.append(f'define internal void @f{i}() #{i} {{\n  store volatile i32 {i}, ptr @sink\n'
+                    f'  ret void\n}}\nattributes #{i} = {{ "target-features"="{extra}" }}')
+    calls = "".join(f"  call void @f{i}()\n" for i in range(len(features)))
+    text.append(f"define void @probe() {{\n{calls}  ret void\n}}")
+    optimized, _ = _compile("\n".join(text), target, speed_level=1, assembly=False)
+    probe = optimized[optimized.index("@probe"):]
+    return frozenset(name for i, name in enumerate(features) if f"@f{i}()" not in probe)
+
+
+_VECTOR_PROBE = """
+define void @probe(ptr noalias %out, ptr noalias %in, i64 %n) {
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %next, %loop ]
+  %p = getelementptr float, ptr %in, i64 %i
+  %x = load float, ptr %p
+  %y = fmul float %x, 3.0
+  %q = getelementptr float, ptr %out, i64 %i
+  store float %y, ptr %q
+  %next = add i64 %i, 1
+  %done = icmp eq i64 %next, %n
+  br i1 %done, label %exit, label %loop
+exit:
+  ret void
+}
+"""
+
+
+@functools.cache
+def _vector_bits(target: Target) -> int:
+    optimized, _ = _compile(_VECTOR_PROBE, target, assembly=False)
+    # a scalable vector (SVE) counts its minimum: <vscale x 4 x float> is 128 bits or more
+    return 32 * max(map(int, re.findall(r"<(?:vscale x )?(\d+) x float>", optimized)), default=0)
+
+
+def emit_assembly(text: str, target: Target | None = None) -> tuple[str, str]:
+    """LLVM IR ``text`` optimised as the JIT would for ``target`` (default: the one in
+    use) and compiled to assembly, never executed: ``(optimized IR, assembly)``. Any CPU
+    of any architecture in LLVM's build can be read this way, e.g. the IR of
+    ``cg.dump("llvm")`` for ``describe("znver4")`` on a machine without AVX-512."""
+    return _compile(text, target or current())
+
+
+def _compile(text: str, target: Target, speed_level: int = 3,
+             assembly: bool = True) -> tuple[str, str]:
+    tm = target.machine()
+    context = llvm.create_context()
+    try:
+        mod = llvm.parse_assembly(with_function_attributes(text, target.function_attributes()),
+                                  context=context)
+        mod.triple = target.triple
+        mod.data_layout = str(tm.target_data)
+        mod.verify()
+        _optimize(mod, tm, speed_level)
+        return str(mod), tm.emit_assembly(mod) if assembly else ""
+    finally:
+        mod = None
+        context.close()
+
+
+def with_function_attributes(text: str, attributes: str) -> str:
+    """``text`` with ``attributes`` (e.g. ``"prefer-vector-width"="256"``) on every
+    function it defines, written right after the parameter list."""
+    if not attributes:
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("define "):
+            end = _parameters_end(line)
+            lines[i] = f"{line[:end]} {attributes}{line[end:]}"
+    return "\n".join(lines)
+
+
+def _parameters_end(line: str) -> int:
+    """The index just past the ``)`` that closes a ``define`` line's parameter list
+    (parameter types may hold parentheses; quoted names are skipped)."""
+    depth, quoted = 0, False
+    for i in range(line.index("@"), len(line)):
+        c = line[i]
+        if c == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    raise ValueError(f"no parameter list in {line!r}")
 
 
 class _Engine:
@@ -49,7 +376,7 @@ class _Engine:
         # long as it, and the global one would grow with every distinct module
         self.context = llvm.create_context()
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly("", context=self.context),
-                                                 _host_target_machine())
+                                                 current().machine(jit=True))
         install_object_cache(self.engine)
         self.modules = 0
 
@@ -62,9 +389,9 @@ def _init():
     global _tm, _current
     if _current is not None:
         return
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    _tm = _host_target_machine()
+    target = current()
+    target.check_runs_here()  # before any code of it exists
+    _tm = target.machine(jit=True)
     for lib in ("c", "m"):  # libm's functions and pthreads, for generated calls
         path = ctypes.util.find_library(lib)
         if path:
@@ -78,7 +405,7 @@ def _init():
 def module_target() -> tuple[str, str]:
     """The triple and data layout generated modules declare."""
     tm = target_machine()
-    return llvm.get_process_triple(), str(tm.target_data)
+    return current().triple, str(tm.target_data)
 
 
 def target_machine():
@@ -89,10 +416,9 @@ def target_machine():
 
 @functools.cache
 def host_description() -> dict:
-    """What a compiled object depends on (part of every cache key); asked once."""
-    return {"triple": llvm.get_process_triple(), "cpu": llvm.get_host_cpu_name(),
-            "features": llvm.get_host_cpu_features().flatten(),
-            "llvm": ".".join(map(str, llvm.llvm_version_info))}
+    """What a compiled object depends on (part of every cache key): the target in use
+    (triple, CPU, features, vector width; ``current``) and LLVM's version; asked once."""
+    return {**current().as_dict(), "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
 @dataclass
@@ -138,7 +464,9 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
         if known is None and _current.modules >= MODULES_PER_ENGINE:
             _current = _Engine()
         owner = _current if known is None else known.engine
-        mod = llvm.parse_assembly(source, context=owner.context)
+        # with the target's function attributes; ``source`` (the dump) is the same for any target
+        mod = llvm.parse_assembly(with_function_attributes(source, current().function_attributes()),
+                                  context=owner.context)
         mod.name = unique
         mod.verify()
         # a dump needs the optimised IR and assembly, so it compiles (and refreshes the entry);
@@ -147,7 +475,7 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
         cached = cache.lookup_object(source, unique, symbols, read=not dump)
         optimized = asm = ""
         if not cached:
-            _optimize(mod)
+            _optimize(mod, _tm)
             if dump:
                 optimized = str(mod)
                 asm = _tm.emit_assembly(mod)
@@ -173,8 +501,8 @@ def compile_ir(template: str, name: str, functions: list[str], dump: bool = Fals
         return result
 
 
-def _optimize(mod) -> None:
-    """The O3 pipeline with both vectorizers, on a fresh pass builder.
+def _optimize(mod, tm, speed_level: int = 3) -> None:
+    """The O3 pipeline (or ``speed_level``) with both vectorizers, on a fresh pass builder.
 
     llvmlite 0.50's ``ModulePassManager`` never frees itself: ``ObjectRef._dispose`` (a
     no-op) comes before ``NewPassManager._dispose`` in its MRO, so each O3 pipeline
@@ -182,10 +510,10 @@ def _optimize(mod) -> None:
     explicitly. A pass builder is not reused: each run registers callbacks in it that
     point into that run's stack frame.
     """
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(_tm, pto)
+    pb = llvm.create_pass_builder(tm, pto)
     mpm = pb.getModulePassManager()
     try:
         mpm.run(mod, pb)

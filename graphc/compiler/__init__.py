@@ -8,6 +8,9 @@ explain, check mode, dumps and benchmarks.
     model.compiled.recompiles             # each guard miss: guard, old, new, line, fix
     graphc.dump(model, "out/")            # every stage and a repro script with saved inputs
     graphc.benchmark(model, x)            # eager vs compiled, compile times, peak memory
+
+Underneath, ``compile_graph(gm, *inputs)`` (``pipeline``) compiles one captured graph:
+passes, fusion, memory plan, then the backend (``graphc.codegen``).
 """
 
 from .benchmark import BenchmarkResult, benchmark
@@ -16,7 +19,8 @@ from .compiled import CaptureError, CompiledFunction, CompiledModule, EagerRun, 
 from .dump import dump
 from .explain import Explanation, explain
 from .guards import Guard, Recompile
+from .pipeline import CompiledGraph, Unsized, compile_graph
 
 __all__ = ["compile", "explain", "dump", "benchmark", "BenchmarkResult", "CompiledFunction",
            "CompiledModule", "CaptureError", "EagerRun", "CheckError", "Explanation", "Guard",
-           "Recompile"]
+           "Recompile", "CompiledGraph", "Unsized", "compile_graph"]

@@ -89,6 +89,7 @@ class BenchmarkResult:
     threads: int = 1
     eager_runs: list = field(default_factory=list)  # why compiled calls ran eagerly, if so
     notes: list = field(default_factory=list)
+    target: str = field(default_factory=lambda: _target())  # CPU, features, vector width
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +98,7 @@ class BenchmarkResult:
         from .. import __version__
         out = [f"benchmark {self.name}: median of {self.repeat} interleaved samples after "
                f"{self.warmup} warm-up calls, under no_grad (graphc {__version__}, "
-               f"{self.threads} threads)"]
+               f"{self.threads} threads)", f"  target: {self.target}"]
         ratio = (f"{self.speedup:.2f}x faster" if self.speedup >= 1
                  else f"{1 / self.speedup:.2f}x slower")
         per_call = self.compiled_peak_bytes - self.compiled_workspace_bytes
@@ -438,7 +439,7 @@ def _compile_in_fresh_processes(model, inputs, source: str):
 def compile_in_this_process(args: dict) -> dict:
     """The fresh process's side: rebuild the model from ``args``, absorb the start-up,
     then time one compile (what ``_timed_compile`` reports, and ``init_ms``)."""
-    from ..cli import load_model
+    from .model_file import load_model
     from ..serialization import load
 
     model = original(load_model(args["source"]))
@@ -452,6 +453,11 @@ def compile_in_this_process(args: dict) -> dict:
 
 
 # ---- formatting ------------------------------------------------------------------------------
+def _target() -> str:
+    from ..codegen.target import current
+    return current().summary()
+
+
 def _threads() -> int:
     from ..codegen import thread_count
     return thread_count()

@@ -151,6 +151,7 @@ def _run_alone(node: Node, kernel: FusedKernel, args) -> object:
     from ..codegen.program import lower
     from ..codegen.runtime import Specialization
     from ..codegen.target import PREFIX, compile_ir
+    from ..passes import plan_memory
 
     g = Graph()
     tensors = [a for a in args if isinstance(a, Tensor)]
@@ -176,7 +177,7 @@ def _run_alone(node: Node, kernel: FusedKernel, args) -> object:
     else:
         g.output(call)
     alone = GraphModule({"kernel": kernel}, g)
-    program = lower(alone, tuple(tensors), name=kernel.name)
+    program = lower(alone, tuple(tensors), plan_memory(alone), name=kernel.name)
     compiled = compile_ir(program.ir, program.name, [PREFIX + "main"])
     return Specialization(alone, alone, program, compiled, {}).run(tuple(tensors))
 

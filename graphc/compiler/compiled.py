@@ -38,6 +38,7 @@ from ..layout import reach
 from ..passes.functionalize import FunctionalizeError, written_inputs
 from ..trace import TensorSpec, TraceError, trace
 from . import guards as G
+from .pipeline import Unsized, compile_graph
 
 MODES = ("static", "eager")
 CACHE_LIMIT = 8
@@ -69,7 +70,7 @@ class Entry:
 
     signature: tuple
     traced: object          # the GraphModule from the tracer
-    compiled: object        # codegen.CompiledGraph
+    compiled: object        # pipeline.CompiledGraph
     spec: object            # its Specialization for this signature
     guards: list
     trace_seconds: float
@@ -312,8 +313,8 @@ class CompiledFunction:
         except Exception as e:  # capture failed: eager runs it (and raises the user's errors)
             return self._capture_failed(e, sig, args, location)
         trace_seconds = time.perf_counter() - t0
-        show(1, f"{self.__name__}: traced graph", str(gm.graph))
-        from ..codegen import compile_graph
+        if debug_level() >= 1:  # (printing a 50k-node graph is not free)
+            show(1, f"{self.__name__}: traced graph", str(gm.graph))
         cg = compile_graph(gm, passes=self.passes, watch=self.module)
         try:
             spec = cg.specialize(tuple(tensors))
@@ -364,7 +365,6 @@ class CompiledFunction:
     def _compile_sized(self, sig: tuple, args: tuple, location) -> Entry | None:
         """Compile with symbolic sizes for the dims in ``dynamic_dims``; None (and the
         reason recorded in ``static_reasons``) where that cannot be done."""
-        from ..codegen import Unsized, compile_graph
         from ..symbolic import ShapeEnv
 
         env = ShapeEnv()
@@ -403,8 +403,9 @@ class CompiledFunction:
             named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
                       for g in env.guards]
             entry = self._add_entry(sig, args, gm, cg, spec, named, trace_seconds, pattern)
-            show(1, f"{self.__name__}: traced graph, symbolic sizes {env.free()}",
-                 str(gm.graph) + "\nguards: " + ("; ".join(env.guards) or "none"))
+            if debug_level() >= 1:
+                show(1, f"{self.__name__}: traced graph, symbolic sizes {env.free()}",
+                     str(gm.graph) + "\nguards: " + ("; ".join(env.guards) or "none"))
             _show_stages(self.__name__, spec, cg)
             return entry
         self.static_reasons.append(EagerRun(reason, location))

@@ -1,7 +1,7 @@
 """``graphc.explain(fn, *args)``: what compiling ``fn`` for these arguments does.
 
     e = graphc.explain(model, x)
-    print(e)                 # graphs, guards, fusion decisions, kernels, fallbacks, timings
+    print(e)                 # target, graphs, guards, fusion decisions, kernels, fallbacks, timings
     e.kernels[0]["flops"]    # the same as data; e.as_dict() for all of it
 
 Kernel costs are estimates from the graph: bytes are the kernel's inputs and outputs
@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..autograd import no_grad
+from ..codegen.target import current
 from ..ir.fused import FusedKernel
 from ..ir.graph_module import fetch
 from ..ir.node import Node, nodes_in
@@ -40,6 +41,7 @@ class Explanation:
     sizes: dict = field(default_factory=dict)        # symbolic sizes: their values here
     writes: list = field(default_factory=list)       # str of each input or weight written
     llvm_from_cache: bool = False
+    target: str = ""                    # the CPU, features and vector width compiled for
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +55,7 @@ class Explanation:
                        f"{' at ' + r['location'] if r['location'] else ''}. {r['suggestion']}")
         if not self.compiled:
             return "\n".join(out)
+        out.append(f"target: {self.target}")
         out.append("guards (checked on every call):")
         out += [f"  {g}" for g in self.guards]
         out.append("traced graph:")
@@ -124,6 +127,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.writes = _writes(spec.gm, compiled.names, args)
     e.stages_ms = entry.stages_ms
     e.llvm_from_cache = bool(spec.compiled.from_cache)
+    e.target = current().summary()
     return e
 
 

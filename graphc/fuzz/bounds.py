@@ -28,10 +28,8 @@ from .tolerance import (
     APPROX,
     EXACT,
     INDEX_INPUT_NAMES,
-    OPERAND_SCALED,
-    REDUCTION_KIND,
-    REFERENCE_ULPS,
     accuracy,
+    reduction_kind,
 )
 
 # ---- bounds -------------------------------------------------------------------------------
@@ -260,7 +258,7 @@ class BoundInterpreter(Interpreter):
 
     def composite(self, op: OpDef, node: Node, args, attrs, out: Tensor) -> Bound:
         """Through the op's decomposition (what the backend compiles), plus the error of
-        the reference, which is the composite's own kernel (``REFERENCE_ULPS``)."""
+        the reference, which is the composite's own kernel (its ``reference_ulps``)."""
         from ..trace import trace
 
         at = [k for k, a in enumerate(args) if isinstance(a, Tensor)]
@@ -282,7 +280,7 @@ class BoundInterpreter(Interpreter):
         native = out.numpy()
         if bound is None or bound.center.shape != native.shape:
             return Bound(native.copy(), np.full(native.shape, np.inf), np.zeros(native.shape, bool))
-        ulps = REFERENCE_ULPS.get(op.name, 0)
+        ulps = accuracy(op).reference_ulps
         if ulps and _float(native.dtype):
             scale = np.where(np.isfinite(bound.center), np.abs(bound.center), 0.0)
             for k in at:
@@ -355,7 +353,7 @@ def elementwise_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarr
         unknown |= _undetermined(op, args, values, native)
         return Bound(native.copy(), np.where(unknown, np.inf, 0.0), np.zeros(shape, bool))
 
-    kind, ulps = accuracy(op)
+    kind, ulps = accuracy(op).kind, accuracy(op).ulps
     center = _f64(center)
     nan_c = np.isnan(center)
     spread = np.zeros(shape)
@@ -367,7 +365,7 @@ def elementwise_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarr
             same = (v == center) | (nan_v & nan_c)
             spread = np.maximum(spread, np.where(same, 0.0, np.abs(v - center)))
         scale = np.abs(center)
-        if op.name in OPERAND_SCALED:
+        if accuracy(op).operand_scaled:
             for a in args:
                 if a.is_float:
                     scale = np.maximum(scale, np.abs(np.broadcast_to(_f64(a.center), shape)))
@@ -427,7 +425,7 @@ def _slices(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 def reduction_bound(op: OpDef, args: list[_Arg], attrs: dict, native: np.ndarray) -> Bound:
     x = args[0]
-    kind = REDUCTION_KIND.get(op.name, "sum")
+    kind = reduction_kind(op)
     dim = attrs.get("dim")
     ndim = np.ndim(x.native)
     axes = reduce_dims(op.name, dim, ndim) if ndim else ()

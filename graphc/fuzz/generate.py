@@ -35,6 +35,8 @@ hundred, so kernels split over threads, and some have an empty dim.
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import math
 import warnings
@@ -73,6 +75,24 @@ def fuzzable(op: OpDef) -> bool:
 
 def fuzzed_ops() -> list[OpDef]:
     return [op for op in OPS if fuzzable(op)]
+
+
+FOCUS: frozenset[str] = frozenset()  # ops to build the programs around (``focused``)
+
+
+@contextlib.contextmanager
+def focused(names):
+    """Draw the ops of ``names`` for 3 of 4 steps that can use them (a custom op, or ops
+    under suspicion); the other steps keep the whole table around them."""
+    global FOCUS
+    unknown = [n for n in names if n not in OPS or not fuzzable(OPS[n])]
+    if unknown:
+        raise ValueError(f"fuzz: no fuzzable op named {', '.join(map(repr, unknown))}")
+    saved, FOCUS = FOCUS, frozenset(names)
+    try:
+        yield
+    finally:
+        FOCUS = saved
 
 
 # ---- what the op table's samples say about an op ----------------------------------------
@@ -213,6 +233,12 @@ class Generator:
     def choice(self, seq):
         return seq[int(self.rng.integers(len(seq)))]
 
+    def ops(self, keep=lambda op: True) -> list[OpDef]:
+        """The fuzzable ops ``keep`` accepts; mostly the focused ones among them, if any."""
+        pool = [op for op in fuzzed_ops() if keep(op)]
+        focus = [op for op in pool if op.name in FOCUS]
+        return focus if focus and self.chance(0.75) else pool
+
     def new_input(self, shape, d: dt.dtype | None = None, layout: str | None = None,
                   special: bool | None = None) -> Ref:
         rng = self.rng
@@ -293,8 +319,7 @@ class Generator:
 
     # ---- steps -------------------------------------------------------------------------
     def elementwise(self) -> None:
-        ops = [op for op in fuzzed_ops() if Flag.ELEMENTWISE in op.flags]
-        op = self.choice(ops)
+        op = self.choice(self.ops(lambda op: Flag.ELEMENTWISE in op.flags))
         prof = profile(op)
         n = len(op.inputs)
         main_pos = next((i for i in range(n) if not prof.bool_only[i]), 0)
@@ -332,8 +357,7 @@ class Generator:
         return self.new_input(self.broadcastable(shape), d)
 
     def reduction(self) -> None:
-        ops = [op for op in fuzzed_ops() if Flag.REDUCTION in op.flags]
-        op = self.choice(ops)
+        op = self.choice(self.ops(lambda op: Flag.REDUCTION in op.flags))
         prof = profile(op)
         v = self.pick(lambda t: t.dtype in op.dtypes)
         if v is None:
@@ -363,9 +387,9 @@ class Generator:
         if v is None:
             return
         d, ndim = self.dtype(v), len(self.shape(v))
-        reductions = [op for op in fuzzed_ops() if Flag.REDUCTION in op.flags and d in op.dtypes]
-        binaries = [op for op in fuzzed_ops() if Flag.ELEMENTWISE in op.flags
-                    and len(op.inputs) == 2 and not any(profile(op).bool_only)]
+        reductions = self.ops(lambda op: Flag.REDUCTION in op.flags and d in op.dtypes)
+        binaries = self.ops(lambda op: Flag.ELEMENTWISE in op.flags and len(op.inputs) == 2
+                            and not any(profile(op).bool_only))
         if not reductions:
             return
         op = self.choice(reductions)
@@ -464,7 +488,7 @@ class Generator:
 
     def from_samples(self) -> None:
         """Any op, called as one of its own samples (inputs may come from the pool)."""
-        op = self.choice(fuzzed_ops())
+        op = self.choice(self.ops())
         d = self.choice(list(profile(op).samples))
         rng = np.random.default_rng(int(self.rng.integers(2 ** 32)))
         samples = [s for s in op.samples(d, rng) if not s.data_dependent]

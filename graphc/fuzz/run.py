@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..autograd import no_grad
-from ..codegen import compile_graph
+from ..compiler.pipeline import compile_graph
 from ..tensor import Tensor, from_numpy
 from ..trace import trace
 from .case import Case, run_eager, save_case
-from .generate import fuzzed_ops, generate_case
+from .generate import focused, fuzzed_ops, generate_case
 from .bounds import output_bounds
 from .tolerance import compare
 
@@ -271,14 +271,15 @@ class Summary:
 
 def fuzz(count: int, seed: int = 0, save: str | None = None, shrink: bool = True,
          progress=sys.stderr, max_steps: int = 8, every: float = 5.0,
-         dynamic: bool = False) -> Summary:
+         dynamic: bool = False, ops=()) -> Summary:
     """Check ``count`` random cases; shrink and save each failure into ``save``; with
-    ``dynamic``, each case also compiles with symbolic sizes (``check_dynamic``)."""
+    ``dynamic``, each case also compiles with symbolic sizes (``check_dynamic``); ``ops``
+    (names) are drawn for most steps that can use them (``generate.focused``)."""
     from .shrink import shrink_case
 
     summary = Summary(seed)
     t0 = last = time.perf_counter()
-    with private_cache(), contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: report so far
+    with private_cache(), focused(ops), contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: report
         for i in range(count):
             case = generate_case(seed, i, max_steps)
             summary.ops.update(s.op for s in case.steps)

@@ -21,7 +21,7 @@ How E is built, per op family (the op table's flags choose the rule):
   the box along each input, zero included where the box holds it (a wide box may hide
   an extremum, a jump of remainder's sawtooth, or a pole: 0 / x for x within its error
   of 0 may be nan); the spread is the propagated error. Then the op's own error is added, by
-  accuracy class (``ACCURACY``):
+  accuracy class (its declaration's ``accuracy``):
     * exact (neg, abs, relu, max/min, floor/ceil/trunc, sign, where, clamp,
       masked_fill, comparisons, logical ops, isnan/isinf/isfinite, clone): no error;
       exact inputs give an exact result;
@@ -32,7 +32,7 @@ How E is built, per op family (the op table's flags choose the rule):
       fast-math flags on elementwise ops, see codegen/emitters.py);
     * transcendental (exp, exp2, expm1, log, log2, log1p, rsqrt, sin, cos, tan, tanh,
       sigmoid, erf, atan2, pow): 4 ulp of the result (test_mathlib measures at most 4);
-    * any elementwise op ``ACCURACY`` does not list: 16 ulp.
+    * any elementwise op that declares none: 16 ulp.
   One ulp here is ``eps(dtype)·|result|`` plus the smallest subnormal (so results in the
   subnormal range have an absolute tolerance of a few subnormal steps).
 - reductions: ``sum`` (and unknown reductions): the sum of the inputs' E plus
@@ -57,7 +57,7 @@ How E is built, per op family (the op table's flags choose the rule):
   are analysed through their op-table decomposition, which is what the backend compiles;
   the reference stays the composite's own numpy kernel. So a decomposition that
   disagrees with its kernel shows up as a mismatch, like a codegen bug. Where a kernel
-  is known to be less accurate than its decomposition, ``REFERENCE_ULPS`` adds its error
+  is known to be less accurate than its decomposition, its ``reference_ulps`` adds its error
   (gelu: 2 ulp of max(|x|, |result|), for the cancellation in 1 + erf(x/√2)).
 
 Not compared (the element's bound is "unknown"), and why:
@@ -96,7 +96,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..ops.registry import OpDef
+from ..ops.registry import APPROX, EXACT, ROUNDED, Accuracy, OpDef  # noqa: F401  (the classes, re-exported)
 from ..tensor import Tensor
 
 if TYPE_CHECKING:
@@ -104,34 +104,18 @@ if TYPE_CHECKING:
 
 # ---- the policy as data ----------------------------------------------------------------------
 
-EXACT, ROUNDED, APPROX = "exact", "rounded", "transcendental"
+# each op's class and ulps are its declaration's ``accuracy`` field (graphc/ops); an
+# elementwise op that declares none is transcendental with 16 ulp
+UNLISTED = Accuracy(APPROX, 16)
+# a reduction's bound follows its kind (the op's ``reduce_kind``; composites and unknown ones sum)
+_BOUND_KIND = {"max": "select", "min": "select", "all": "logical", "any": "logical",
+               "argmax": "index", "argmin": "index", "prod": "prod"}
 
-# op name -> (class, ulps); elementwise ops not listed are transcendental with 16 ulp
-ACCURACY: dict[str, tuple[str, float]] = {
-    **{name: (EXACT, 0) for name in (
-        "neg", "abs", "relu", "maximum", "minimum", "floor", "ceil", "trunc", "sign",
-        "where", "clamp", "masked_fill", "eq", "ne", "lt", "le", "gt", "ge", "logical_not",
-        "logical_and", "logical_or", "logical_xor", "isnan", "isinf", "isfinite", "clone")},
-    **{name: (ROUNDED, 1) for name in (
-        "add", "sub", "mul", "div", "remainder", "sqrt", "square", "reciprocal", "cast")},
-    "round": (ROUNDED, 2),  # decimals > 0: x·10^d rounded, then divided (two roundings)
-    "lerp": (ROUNDED, 2),   # a - b, times w, plus a: relative to the largest operand
-    **{name: (APPROX, 4) for name in (
-        "exp", "exp2", "expm1", "log", "log2", "log1p", "rsqrt", "sin", "cos", "tan", "tanh",
-        "sigmoid", "erf", "atan2", "pow")},
-}
-UNLISTED = (APPROX, 16)
-# ops whose own error is relative to their largest operand, not to their result
-OPERAND_SCALED = {"round", "lerp"}
 
-# composites whose reference kernel loses accuracy its decomposition keeps: ulps of
-# max(|input|, |result|). gelu's kernel computes 0.5·x·(1 + erf(x/√2)) (or tanh), which
-# cancels for negative x (test_mathlib measures the same for the backend's gelu).
-REFERENCE_ULPS = {"gelu": 2}
+def reduction_kind(op: OpDef) -> str:
+    """How a reduction's bound is computed: sum, prod, select, logical or index."""
+    return _BOUND_KIND.get(op.reduce_kind, "sum")
 
-# reduction name -> how its bound is computed; unlisted reductions are sums
-REDUCTION_KIND = {"sum": "sum", "prod": "prod", "amax": "select", "amin": "select",
-                  "all": "logical", "any": "logical", "argmax": "index", "argmin": "index"}
 
 # a tensor input whose name says it selects rather than carries data
 INDEX_INPUT_NAMES = ("index", "indices", "mask", "target")
@@ -139,8 +123,8 @@ INDEX_INPUT_NAMES = ("index", "indices", "mask", "target")
 TOLERANCE_FACTOR = 2.0  # both results are within E of the exact one
 
 
-def accuracy(op: OpDef) -> tuple[str, float]:
-    return ACCURACY.get(op.name, UNLISTED)
+def accuracy(op: OpDef) -> Accuracy:
+    return op.accuracy or UNLISTED
 
 
 # ---- the comparison ---------------------------------------------------------------------------

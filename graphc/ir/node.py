@@ -53,6 +53,8 @@ class Node:
         self._args: tuple = ()
         self._kwargs: dict = {}
         self._inputs: dict[Node, None] = {}
+        self._prev = self._next = None  # the graph's linked list (graph.py)
+        self._erased = False
         self._set(tuple(args), dict(kwargs))
 
     # ---- inputs and users --------------------------------------------------------
@@ -95,6 +97,19 @@ class Node:
     def replace_input_with(self, old: Node, new: Node) -> None:
         swap = lambda n: new if n is old else n
         self._set(map_arg(self._args, swap), map_arg(self._kwargs, swap))
+
+    # ---- position ----------------------------------------------------------------
+    @property
+    def next(self) -> Node | None:
+        """The node after this one in its graph (None after the output)."""
+        nxt = self._next
+        return nxt if isinstance(nxt, Node) else None
+
+    @property
+    def prev(self) -> Node | None:
+        """The node before this one in its graph (None before the first)."""
+        prev = self._prev
+        return prev if isinstance(prev, Node) else None
 
     # ---- describing --------------------------------------------------------------
     @property

@@ -8,14 +8,11 @@ from __future__ import annotations
 from ..errors import OpValueError, ShapeError
 from ..ops import OPS, dispatch
 from ..ops import functions as _F
+from ..ops.expose import functional_wrappers
 from ..ops.functions import operand
 from ..symbolic import SymInt
 
-relu = _F.relu
-sigmoid = _F.sigmoid
-tanh = _F.tanh
-silu = _F.silu
-gelu = _F.gelu
+globals().update(functional_wrappers())  # relu, sigmoid, tanh, silu, gelu (an op's ``expose``)
 softmax = _F.softmax
 log_softmax = _F.log_softmax
 pad = _F.pad

@@ -9,10 +9,16 @@ and attaches the Tensor methods.
 from . import functions
 from . import composites, conv, elementwise, factories, indexing, linalg, reductions, views
 from .dispatch import DispatchMode, dispatch, modes_disabled, modes_replaced, redispatch
-from .methods import install as _install_methods
-from .registry import OPS, Flag, OpDef, Sample
+from .expose import install_all as _install_wrappers
+from .registry import APPROX, EXACT, OPS, ROUNDED, Accuracy, Flag, OpDef, Sample
+
+_install_wrappers()  # graphc.exp, Tensor.exp ... from each op's ``expose`` field
+
+from .methods import install as _install_methods  # noqa: E402  (reads the wrappers above)
 
 _install_methods()
 
+from .custom import custom_op  # noqa: E402
+
 __all__ = ["OPS", "Flag", "OpDef", "Sample", "DispatchMode", "dispatch", "redispatch",
-           "modes_disabled", "modes_replaced"]
+           "modes_disabled", "modes_replaced", "custom_op", "Accuracy", "EXACT", "ROUNDED", "APPROX"]

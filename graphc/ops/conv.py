@@ -404,10 +404,11 @@ def _spatial_samples(kind):
 
 register(name="pad", inputs=("self",), kernel=_pad, dtype_rule=_pad_rule, shape_rule=_pad_shape,
          attrs={"pad": REQUIRED, "value": 0.0}, dtypes=dt.ALL_DTYPES, samples=_spatial_samples("pad"),
-         grad=_pad_grad, doc="constant padding; pad holds (before, after) pairs from the last dim")
+         grad=_pad_grad, gather=True,
+         doc="constant padding; pad holds (before, after) pairs from the last dim")
 register(name="unfold", inputs=("self",), kernel=_unfold, dtype_rule=no_bool(same_as_first),
          shape_rule=_unfold_shape, attrs=dict(WINDOW), dtypes=dt.NUMERIC_DTYPES,
-         samples=_spatial_samples("unfold"), grad=_unfold_grad,
+         samples=_spatial_samples("unfold"), grad=_unfold_grad, gather=True,
          doc="im2col: (N, C, H, W) -> (N, C*kh*kw, L), one column per window position")
 register(name="fold", inputs=("self",), kernel=_fold, dtype_rule=no_bool(same_as_first),
          shape_rule=_fold_shape, attrs={"output_size": REQUIRED, **WINDOW}, dtypes=dt.NUMERIC_DTYPES,

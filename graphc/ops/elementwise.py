@@ -16,7 +16,7 @@ from ..layout import broadcast_shapes
 from ..tensor import Tensor
 from . import functions as F
 from . import samples
-from .registry import REQUIRED, Flag, Sample, register
+from .registry import APPROX, EXACT, REQUIRED, ROUNDED, Accuracy, Expose, Flag, Sample, register
 from .rules import (
     broadcast,
     check_inputs,
@@ -41,22 +41,34 @@ EW = Flag.ELEMENTWISE
 POSITIVE = (0.05, 4.0)
 
 
+# accuracy classes (the fuzzer's and the op tests' policy, see graphc/fuzz/tolerance.py)
+SELECTS = Accuracy(EXACT, 0)               # picks, compares or moves values: bit-exact
+ONE_ROUNDING = Accuracy(ROUNDED, 1)        # one correctly rounded IEEE operation
+POLYNOMIAL = Accuracy(APPROX, 4)           # the math library's polynomials (measured 1-4 ulp)
+# the generated wrappers of an elementwise op: graphc.<name>, Tensor.<name> (+ Tensor.<name>_)
+METHOD = Expose(method=True)
+INPLACE = Expose(method=True, inplace=True)
+ACTIVATION = Expose(method=True, inplace=True, functional=True)
+
+
 def unary(name, kernel, rule=promote_float, grad=None, domain=None, dtypes=ALL, flags=(),
-          attrs=None, attr_sets=None, decomposition=None, doc=""):
+          attrs=None, attr_sets=None, decomposition=None, doc="", **facts):
+    """An elementwise op of one tensor; ``facts`` are further OpDef fields (emit, accuracy,
+    cheap, expose ...)."""
     return register(name=name, inputs=("self",), kernel=kernel, dtype_rule=no_none(rule),
                     shape_rule=broadcast, flags={EW, *flags}, attrs=attrs or {},
                     samples=samples.elementwise(1, domain, attr_sets=attr_sets), dtypes=dtypes,
-                    decomposition=decomposition, grad=grad, doc=doc)
+                    decomposition=decomposition, grad=grad, doc=doc, **facts)
 
 
 def binary(name, kernel, rule=promote, grad=None, domain=None, dtypes=ALL, attrs=None,
-           attr_sets=None, inputs=("self", "other"), sample_filter=None, doc=""):
+           attr_sets=None, inputs=("self", "other"), sample_filter=None, doc="", **facts):
     gen = samples.elementwise(2, domain, attr_sets=attr_sets)
     if sample_filter is not None:
         gen = _filtered(gen, sample_filter)
     return register(name=name, inputs=inputs, kernel=kernel, dtype_rule=no_none(rule),
                     shape_rule=broadcast, flags={EW}, attrs=attrs or {}, samples=gen,
-                    dtypes=dtypes, grad=grad, doc=doc)
+                    dtypes=dtypes, grad=grad, doc=doc, **facts)
 
 
 def _filtered(gen, keep):
@@ -354,79 +366,128 @@ def _lerp_grad(ctx, g):
 # ---- unary -------------------------------------------------------------------------
 
 unary("neg", np.negative, no_bool(promote, "negation of a bool tensor is not supported; to invert "
-                                  "a mask use ~ or logical_not()"), lambda ctx, g: (-g,), dtypes=NUMERIC)
-unary("abs", np.abs, no_bool(promote), _on_x(lambda x, g: g * F.sign(x)), dtypes=NUMERIC)
-unary("exp", np.exp, grad=_on_out(lambda out, g: g * out))
-unary("exp2", np.exp2, grad=_on_out(lambda out, g: g * out * LN2))
-unary("log", np.log, grad=_on_x(lambda x, g: g / x), domain=POSITIVE)
-unary("log2", np.log2, grad=_on_x(lambda x, g: g / (x * LN2)), domain=POSITIVE)
-unary("log1p", np.log1p, grad=_on_x(lambda x, g: g / (1 + x)), domain=(-0.9, 4.0))
-unary("expm1", np.expm1, grad=_on_out(lambda out, g: g * (out + 1)))
-unary("sqrt", np.sqrt, grad=_on_out(lambda out, g: g / (2 * out)), domain=(0.0, 9.0))
+                                  "a mask use ~ or logical_not()"), lambda ctx, g: (-g,), dtypes=NUMERIC,
+      emit=lambda s, x: s.neg(x), accuracy=SELECTS, cheap=True,
+      expose=Expose(method=True, inplace=True, aliases=("negative",)))
+unary("abs", np.abs, no_bool(promote), _on_x(lambda x, g: g * F.sign(x)), dtypes=NUMERIC,
+      emit=lambda s, x: s.abs(x), accuracy=SELECTS, cheap=True, expose=INPLACE)
+unary("exp", np.exp, grad=_on_out(lambda out, g: g * out), emit=lambda s, x: s.math.exp(x),
+      accuracy=POLYNOMIAL, expose=INPLACE)
+unary("exp2", np.exp2, grad=_on_out(lambda out, g: g * out * LN2),
+      emit=lambda s, x: s.math.exp2(x), accuracy=POLYNOMIAL, expose=METHOD)
+unary("log", np.log, grad=_on_x(lambda x, g: g / x), domain=POSITIVE,
+      emit=lambda s, x: s.math.log(x), accuracy=POLYNOMIAL, expose=INPLACE)
+unary("log2", np.log2, grad=_on_x(lambda x, g: g / (x * LN2)), domain=POSITIVE,
+      emit=lambda s, x: s.b.fmul(s.math.log(x), s.c(1 / LN2)), accuracy=POLYNOMIAL, expose=METHOD)
+unary("log1p", np.log1p, grad=_on_x(lambda x, g: g / (1 + x)), domain=(-0.9, 4.0),
+      emit=lambda s, x: s.math.log1p(x), accuracy=POLYNOMIAL, expose=METHOD)
+unary("expm1", np.expm1, grad=_on_out(lambda out, g: g * (out + 1)),
+      emit=lambda s, x: s.math.expm1(x), accuracy=POLYNOMIAL, expose=METHOD)
+unary("sqrt", np.sqrt, grad=_on_out(lambda out, g: g / (2 * out)), domain=(0.0, 9.0),
+      emit=lambda s, x: s.intrinsic("sqrt", x), accuracy=ONE_ROUNDING, expose=INPLACE)
 unary("rsqrt", lambda x: 1 / np.sqrt(x), grad=_on_out(lambda out, g: -0.5 * g * out * out * out),
-      domain=POSITIVE)
-unary("sin", np.sin, grad=_on_x(lambda x, g: g * F.cos(x)))
-unary("cos", np.cos, grad=_on_x(lambda x, g: -g * F.sin(x)))
-unary("tan", np.tan, grad=_on_out(lambda out, g: g * (1 + out * out)), domain=(-1.4, 1.4))
-unary("tanh", np.tanh, grad=_on_out(lambda out, g: g * (1 - out * out)))
-unary("sigmoid", _sigmoid, grad=_on_out(lambda out, g: g * out * (1 - out)))
-unary("erf", _erf, grad=_on_x(lambda x, g: g * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))))
+      domain=POSITIVE, emit=lambda s, x: s.b.fdiv(s.c(1.0), s.intrinsic("sqrt", x)),
+      accuracy=POLYNOMIAL, expose=METHOD)
+unary("sin", np.sin, grad=_on_x(lambda x, g: g * F.cos(x)), emit=lambda s, x: s.math.libm("sin", x),
+      accuracy=POLYNOMIAL, expose=METHOD)
+unary("cos", np.cos, grad=_on_x(lambda x, g: -g * F.sin(x)), emit=lambda s, x: s.math.libm("cos", x),
+      accuracy=POLYNOMIAL, expose=METHOD)
+unary("tan", np.tan, grad=_on_out(lambda out, g: g * (1 + out * out)), domain=(-1.4, 1.4),
+      emit=lambda s, x: s.math.libm("tan", x), accuracy=POLYNOMIAL, expose=METHOD)
+unary("tanh", np.tanh, grad=_on_out(lambda out, g: g * (1 - out * out)),
+      emit=lambda s, x: s.math.tanh(x), accuracy=POLYNOMIAL, expose=ACTIVATION)
+unary("sigmoid", _sigmoid, grad=_on_out(lambda out, g: g * out * (1 - out)),
+      emit=lambda s, x: s.math.sigmoid(x), accuracy=POLYNOMIAL, expose=ACTIVATION)
+unary("erf", _erf, grad=_on_x(lambda x, g: g * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))),
+      emit=lambda s, x: s.math.erf(x), accuracy=POLYNOMIAL, expose=METHOD)
 unary("relu", lambda x: np.maximum(x, x.dtype.type(0)), no_bool(promote),
-      _on_out(lambda out, g: F.where(F.gt(out, 0), g, 0.0)), dtypes=NUMERIC)
+      _on_out(lambda out, g: F.where(F.gt(out, 0), g, 0.0)), dtypes=NUMERIC,
+      emit=lambda s, x: s.relu(x), accuracy=SELECTS, cheap=True, expose=ACTIVATION)
 unary("gelu", _gelu, _check_gelu, _gelu_grad, dtypes=FLOATS, attrs={"approximate": "none"},
       attr_sets=[{"approximate": "none"}, {"approximate": "tanh"}], flags={Flag.COMPOSITE},
-      decomposition=_gelu_decomposition,
+      decomposition=_gelu_decomposition, accuracy=Accuracy(APPROX, 16, reference_ulps=2),
+      expose=Expose(method=True, functional=True),
       doc="x·Φ(x); approximate='tanh' uses 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))")
 unary("silu", lambda x: x * _sigmoid(x), floating_only(promote_float), _silu_grad, dtypes=FLOATS,
-      flags={Flag.COMPOSITE}, decomposition=lambda x: x * F.sigmoid(x))
-unary("floor", np.floor, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC)
-unary("ceil", np.ceil, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC)
-unary("trunc", np.trunc, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC)
+      flags={Flag.COMPOSITE}, decomposition=lambda x: x * F.sigmoid(x),
+      expose=Expose(method=True, functional=True))
+for _name in ("floor", "ceil", "trunc"):
+    unary(_name, getattr(np, _name), no_bool(same_as_first), _zero_grad, dtypes=NUMERIC,
+          emit=lambda s, x, _fn=_name: s.intrinsic(_fn, x) if s.is_float else x,
+          accuracy=SELECTS, expose=INPLACE)
 unary("round", _round, no_bool(same_as_first), _zero_grad, dtypes=NUMERIC, attrs={"decimals": 0},
-      attr_sets=[{"decimals": 0}, {"decimals": 2}], doc="round half to even")
-unary("sign", _sign, same_as_first, _zero_grad, doc="-1, 0 or 1; sign(nan) is 0 as in PyTorch")
-unary("reciprocal", np.reciprocal, grad=_on_out(lambda out, g: -g * out * out))
-unary("square", lambda x: x * x, _square_rule, _on_x(lambda x, g: 2 * x * g))
-unary("logical_not", np.logical_not, logical)
-unary("isnan", _float_test(np.isnan, False), predicate)
-unary("isinf", _float_test(np.isinf, False), predicate)
-unary("isfinite", _float_test(np.isfinite, True), predicate)
+      attr_sets=[{"decimals": 0}, {"decimals": 2}], doc="round half to even",
+      emit=lambda s, x, decimals=0: s.round(x, decimals),
+      accuracy=Accuracy(ROUNDED, 2, operand_scaled=True),  # x·10^d rounded, then divided
+      expose=INPLACE)
+unary("sign", _sign, same_as_first, _zero_grad, doc="-1, 0 or 1; sign(nan) is 0 as in PyTorch",
+      emit=lambda s, x: s.sign(x), accuracy=SELECTS, expose=INPLACE)
+unary("reciprocal", np.reciprocal, grad=_on_out(lambda out, g: -g * out * out),
+      emit=lambda s, x: s.b.fdiv(s.c(1.0), x), accuracy=ONE_ROUNDING, expose=INPLACE)
+unary("square", lambda x: x * x, _square_rule, _on_x(lambda x, g: 2 * x * g),
+      emit=lambda s, x: s.b.fmul(x, x) if s.is_float else s.b.mul(x, x), accuracy=ONE_ROUNDING,
+      expose=INPLACE)
+unary("logical_not", np.logical_not, logical, emit=lambda s, x: s.b.xor(x, s.bool(True)),
+      accuracy=SELECTS, expose=METHOD)
+unary("isnan", _float_test(np.isnan, False), predicate, accuracy=SELECTS, expose=METHOD,
+      emit=lambda s, x: s.b.fcmp_unordered("uno", x, x) if s.is_float else s.bool(False))
+unary("isinf", _float_test(np.isinf, False), predicate, accuracy=SELECTS, expose=METHOD,
+      emit=lambda s, x: s.b.fcmp_ordered("==", s.abs(x), s.c(math.inf)) if s.is_float
+      else s.bool(False))
+unary("isfinite", _float_test(np.isfinite, True), predicate, accuracy=SELECTS, expose=METHOD,
+      emit=lambda s, x: s.b.fcmp_ordered("<", s.abs(x), s.c(math.inf)) if s.is_float
+      else s.bool(True))
 unary("cast", lambda x, dtype=None: x.astype(dt.as_dtype(dtype).np), _cast_rule,
       lambda ctx, g: (g,),
       attrs={"dtype": REQUIRED}, attr_sets=[{"dtype": d} for d in reversed(ALL)],
-      doc="convert to another dtype (float to int truncates toward zero)")
-unary("clone", np.copy, same_as_first, lambda ctx, g: (g,), doc="a copy with its own storage")
+      doc="convert to another dtype (float to int truncates toward zero)",
+      emit=lambda s, x, dtype=None: x,  # the conversion happens on the way out
+      accuracy=ONE_ROUNDING, cheap=True)
+unary("clone", np.copy, same_as_first, lambda ctx, g: (g,), doc="a copy with its own storage",
+      emit=lambda s, x: x, accuracy=SELECTS, expose=METHOD)
 
 # ---- binary ------------------------------------------------------------------------
 
 NONZERO = ((-3.0, 3.0), (1.0, 3.0))  # second input positive: no integer division by zero
-binary("add", np.add, grad=lambda ctx, g: (g, g))
+binary("add", np.add, grad=lambda ctx, g: (g, g), emit=lambda s, a, b: s.arith("fadd", "add", a, b, "or_"),
+       accuracy=ONE_ROUNDING, cheap=True)
 binary("sub", np.subtract, no_bool(promote, "subtracting two bool tensors is not supported; use ^ "
-                                   "or logical_xor()"), lambda ctx, g: (g, -g), dtypes=NUMERIC)
-binary("mul", np.multiply, grad=_mul_grad)
+                                   "or logical_xor()"), lambda ctx, g: (g, -g), dtypes=NUMERIC,
+       emit=lambda s, a, b: s.arith("fsub", "sub", a, b), accuracy=ONE_ROUNDING, cheap=True)
+binary("mul", np.multiply, grad=_mul_grad, emit=lambda s, a, b: s.arith("fmul", "mul", a, b, "and_"),
+       accuracy=ONE_ROUNDING, cheap=True, expose=Expose(method=True, inplace=True, aliases=("multiply",)))
 binary("div", _div, _div_rule, _div_grad, domain=NONZERO, attrs={"rounding_mode": None},
        attr_sets=[{}, {"rounding_mode": "floor"}, {"rounding_mode": "trunc"}],
        sample_filter=lambda dtype, s: dtype is not dt.bool_ or not s.attrs.get("rounding_mode"),
-       doc="true division; rounding_mode 'floor' or 'trunc' rounds the quotient")
+       doc="true division; rounding_mode 'floor' or 'trunc' rounds the quotient",
+       emit=lambda s, a, b, rounding_mode=None: s.div(a, b, rounding_mode), accuracy=ONE_ROUNDING,
+       error_site=True)
 binary("remainder", _remainder, no_bool(promote), _remainder_grad, domain=NONZERO, dtypes=NUMERIC,
-       doc="Python's %: the result has the divisor's sign")
+       doc="Python's %: the result has the divisor's sign", emit=lambda s, a, b: s.remainder(a, b),
+       accuracy=ONE_ROUNDING, error_site=True, expose=INPLACE)
 binary("pow", _pow, _pow_rule, _pow_grad, domain=((0.5, 3.0), (0.0, 3.0)), dtypes=NUMERIC,
-       inputs=("self", "exponent"))
-binary("maximum", np.maximum, grad=_extreme_grad(F.gt), doc="propagates nan")
-binary("minimum", np.minimum, grad=_extreme_grad(F.lt), doc="propagates nan")
-binary("atan2", np.arctan2, promote_float, _atan2_grad)
-for _name, _ufunc in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
-                      ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)):
-    binary(_name, _ufunc, compare)
-binary("logical_and", np.logical_and, logical)
-binary("logical_or", np.logical_or, logical)
-binary("logical_xor", np.logical_xor, logical)
+       inputs=("self", "exponent"), emit=lambda s, a, b: s.pow(a, b), accuracy=POLYNOMIAL,
+       error_site=True)
+binary("maximum", np.maximum, grad=_extreme_grad(lambda a, b: F.gt(a, b)), doc="propagates nan",
+       emit=lambda s, a, b: s.maximum(a, b), accuracy=SELECTS, cheap=True, expose=METHOD)
+binary("minimum", np.minimum, grad=_extreme_grad(lambda a, b: F.lt(a, b)), doc="propagates nan",
+       emit=lambda s, a, b: s.minimum(a, b), accuracy=SELECTS, cheap=True, expose=METHOD)
+binary("atan2", np.arctan2, promote_float, _atan2_grad, emit=lambda s, a, b: s.math.libm("atan2", a, b),
+       accuracy=POLYNOMIAL, expose=METHOD)
+for _name, _ufunc, _cmp in (("eq", np.equal, "=="), ("ne", np.not_equal, "!="), ("lt", np.less, "<"),
+                            ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
+                            ("ge", np.greater_equal, ">=")):
+    binary(_name, _ufunc, compare, emit=lambda s, a, b, _cmp=_cmp: s.cmp(_cmp, a, b), accuracy=SELECTS,
+           cheap=True, expose=METHOD)
+for _name, _method in (("logical_and", "and_"), ("logical_or", "or_"), ("logical_xor", "xor")):
+    binary(_name, getattr(np, _name), logical, emit=lambda s, a, b, _m=_method: getattr(s.b, _m)(a, b),
+           accuracy=SELECTS, expose=METHOD)
 
 # ---- ternary and writes ------------------------------------------------------------
 
 register(name="where", inputs=("condition", "self", "other"), kernel=np.where,
          dtype_rule=no_none(_where_rule), shape_rule=broadcast, flags={EW}, dtypes=ALL,
-         grad=_where_grad,
+         grad=_where_grad, emit=lambda s, c, a, b: s.b.select(c, a, b), accuracy=SELECTS, cheap=True,
          samples=lambda dtype, rng: [
              Sample((np.asarray(s.inputs[0] > 0) if s.inputs[0].dtype != np.bool_ else s.inputs[0],
                      *s.inputs[1:]), {}, s.desc)
@@ -438,13 +499,15 @@ register(name="clamp", inputs=("self", "min", "max"), kernel=_clamp, dtype_rule=
              *samples.elementwise(3, domain=((-3.0, 3.0), (-2.0, 0.0), (0.0, 2.0)))(dtype, rng),
              Sample((samples.array(rng, (3, 4), dtype), None, 1), {}, "max only"),
              Sample((samples.array(rng, (3, 4), dtype), -1, None), {}, "min only")],
-         doc="min(max(x, min), max); with min > max every value is max")
+         doc="min(max(x, min), max); with min > max every value is max",
+         emit=lambda s, x, lo, hi: s.clamp(x, lo, hi), accuracy=SELECTS, cheap=True)
 register(name="lerp", inputs=("self", "end", "weight"), kernel=_lerp,
          dtype_rule=no_none(floating_only(promote)), shape_rule=broadcast, flags={EW},
          dtypes=FLOATS,
          grad=_lerp_grad,
          samples=samples.elementwise(3, domain=((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0))),
-         doc="start + weight·(end - start)")
+         doc="start + weight·(end - start)", emit=lambda s, a, b, w: s.lerp(a, b, w),
+         accuracy=Accuracy(ROUNDED, 2, operand_scaled=True))  # relative to the largest operand
 register(name="copy_", inputs=("self", "src"), kernel=_copy_, dtype_rule=_copy_rule,
          shape_rule=_copy_shape, flags={EW, Flag.MUTATES, Flag.IMPURE}, dtypes=ALL,
          grad=lambda ctx, g: (None, g),

@@ -38,49 +38,8 @@ def _dims(dim):
 
 # ---- elementwise -------------------------------------------------------------------
 
-def _unary(name):
-    def fn(input):
-        return dispatch(OPS[name], input)
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"Elementwise {name} (see OPS.{name})."
-    return fn
-
-
-neg = _unary("neg")
-negative = neg
-abs = _unary("abs")
-exp = _unary("exp")
-exp2 = _unary("exp2")
-log = _unary("log")
-log2 = _unary("log2")
-log1p = _unary("log1p")
-expm1 = _unary("expm1")
-sqrt = _unary("sqrt")
-rsqrt = _unary("rsqrt")
-sin = _unary("sin")
-cos = _unary("cos")
-tan = _unary("tan")
-tanh = _unary("tanh")
-sigmoid = _unary("sigmoid")
-erf = _unary("erf")
-relu = _unary("relu")
-silu = _unary("silu")
-floor = _unary("floor")
-ceil = _unary("ceil")
-trunc = _unary("trunc")
-sign = _unary("sign")
-reciprocal = _unary("reciprocal")
-square = _unary("square")
-logical_not = _unary("logical_not")
-isnan = _unary("isnan")
-isinf = _unary("isinf")
-isfinite = _unary("isfinite")
-clone = _unary("clone")
-
-
-def gelu(input, approximate: str = "none"):
-    """x·Φ(x); ``approximate='tanh'`` for the tanh approximation."""
-    return dispatch(OPS.gelu, input, approximate=approximate)
+# neg, exp, sigmoid, mul, eq ... (one op-table call each) are generated from their
+# declarations' ``expose`` field (graphc/ops/expose.py)
 
 
 def softmax(input, dim: int, dtype=None):
@@ -94,13 +53,8 @@ def log_softmax(input, dim: int, dtype=None):
                     dtype=None if dtype is None else dt.as_dtype(dtype))
 
 
-def round(input, decimals: int = 0):
-    """Round half to even, to ``decimals`` decimal places."""
-    return dispatch(OPS.round, input, decimals=decimals)
-
-
 def _scaled(other, alpha):
-    return other if alpha == 1 else mul(other, alpha)
+    return other if alpha == 1 else dispatch(OPS.mul, other, alpha)
 
 
 def add(input, other, *, alpha=1):
@@ -131,23 +85,8 @@ def _binary(name, *, op_name=None, **fixed_attrs):
     return fn
 
 
-mul = _binary("mul")
-multiply = mul
 true_divide = _binary("true_divide", op_name="div")
 floor_divide = _binary("floor_divide", op_name="div", rounding_mode="floor")
-remainder = _binary("remainder")
-maximum = _binary("maximum")
-minimum = _binary("minimum")
-atan2 = _binary("atan2")
-eq = _binary("eq")
-ne = _binary("ne")
-lt = _binary("lt")
-le = _binary("le")
-gt = _binary("gt")
-ge = _binary("ge")
-logical_and = _binary("logical_and")
-logical_or = _binary("logical_or")
-logical_xor = _binary("logical_xor")
 
 
 def div(input, other, *, rounding_mode: str | None = None):
@@ -238,9 +177,9 @@ def argmin(input, dim=None, keepdim: bool = False):
 MinMax = namedtuple("MinMax", ["values", "indices"])
 
 
-def _extreme(values_fn, index_fn, elementwise_fn, input, dim, keepdim, other):
+def _extreme(values_fn, index_fn, elementwise_op, input, dim, keepdim, other):
     if isinstance(dim, Tensor) or other is not None:  # max(a, b): elementwise
-        return elementwise_fn(input, dim if other is None else other)
+        return dispatch(elementwise_op, operand(input), operand(dim if other is None else other))
     if dim is None:
         return values_fn(input)
     return MinMax(values_fn(input, dim, keepdim), index_fn(input, dim, keepdim))
@@ -248,12 +187,12 @@ def _extreme(values_fn, index_fn, elementwise_fn, input, dim, keepdim, other):
 
 def max(input, dim=None, keepdim: bool = False, *, other=None):
     """``max(x)``: the largest value; ``max(x, dim)``: (values, indices); ``max(x, y)``: maximum."""
-    return _extreme(amax, argmax, maximum, input, dim, keepdim, other)
+    return _extreme(amax, argmax, OPS.maximum, input, dim, keepdim, other)
 
 
 def min(input, dim=None, keepdim: bool = False, *, other=None):
     """``min(x)``: the smallest value; ``min(x, dim)``: (values, indices); ``min(x, y)``: minimum."""
-    return _extreme(amin, argmin, minimum, input, dim, keepdim, other)
+    return _extreme(amin, argmin, OPS.minimum, input, dim, keepdim, other)
 
 
 def _correction(name, unbiased, correction):
@@ -357,10 +296,6 @@ def gather(input, dim: int, index):
 
 def index_select(input, dim: int, index):
     return dispatch(OPS.index_select, input, operand(index), dim=dim)
-
-
-def masked_fill(input, mask, value):
-    return dispatch(OPS.masked_fill, input, operand(mask), operand(value))
 
 
 def _key_spec(indices) -> tuple[tuple, list]:
@@ -541,7 +476,7 @@ def broadcast_to(input, shape):
 
 def contiguous(input):
     """``input`` itself if contiguous, else a contiguous copy."""
-    return input if input.is_contiguous() else clone(input)
+    return input if input.is_contiguous() else dispatch(OPS.clone, input)
 
 
 # ---- spatial (N, C, H, W) ops ------------------------------------------------------
@@ -761,7 +696,7 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, generator=N
             from ..layout import broadcast_shapes
             shape = broadcast_shapes("normal", tuple(mean.shape), tuple(std.shape))
         z = randn(tuple(shape), dtype=like.dtype, device=like.device, generator=generator)
-        return add(mul(z, std), mean)
+        return add(dispatch(OPS.mul, z, std), mean)
     if size is None:
         raise OpTypeError("normal", "size is required when mean and std are numbers")
     return dispatch(OPS.normal, size=as_shape("normal", size), mean=float(mean), std=float(std),

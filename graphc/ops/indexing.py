@@ -18,7 +18,7 @@ from ..errors import DTypeError, OpIndexError, OpValueError, ShapeError
 from ..layout import as_shape, broadcast_shapes, normalize_dim, numel, reach
 from . import functions as F
 from . import samples
-from .registry import REQUIRED, Flag, Sample, register
+from .registry import EXACT, REQUIRED, Accuracy, Expose, Flag, Sample, register
 from .rules import check_inputs, describe, is_tensor, same_as_first
 
 ALL = dt.ALL_DTYPES
@@ -529,7 +529,8 @@ register(name="masked_fill", inputs=("self", "mask", "value"),
          kernel=lambda x, mask, value: np.where(mask, value, x), dtype_rule=_masked_fill_rule,
          shape_rule=_masked_fill_shape, flags={Flag.ELEMENTWISE}, dtypes=ALL,
          samples=_index_samples("masked_fill"),
-         grad=_masked_fill_grad,
+         grad=_masked_fill_grad, emit=lambda s, x, mask, value: s.b.select(mask, value, x),
+         accuracy=Accuracy(EXACT, 0), expose=Expose(method=True, inplace=True),
          doc="value where mask is true (self and mask broadcast)")
 register(name="index", inputs=("self", "*indices"), kernel=_index, dtype_rule=_index_rule,
          shape_rule=_index_shape, attrs={"spec": REQUIRED}, dtypes=ALL,

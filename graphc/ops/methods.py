@@ -13,21 +13,19 @@ from ..layout import size_args
 from ..tensor import CPU, META, Storage, Tensor, device
 from . import functions as F
 from .dispatch import dispatch
+from .expose import inplace
 from .registry import OPS
 from .subscript import getitem, setitem
 
 # methods that are the function of the same name with the tensor first
 SAME_NAME = """
-    neg negative abs exp exp2 log log2 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid erf relu
-    gelu silu softmax log_softmax floor ceil trunc round sign reciprocal square logical_not
-    isnan isinf isfinite
-    clone add sub subtract mul multiply div divide true_divide floor_divide remainder pow
-    maximum minimum atan2 eq ne lt le gt ge logical_and logical_or logical_xor clamp clip lerp
+    softmax log_softmax
+    add sub subtract div divide true_divide floor_divide pow clamp clip lerp
     sum prod mean amax amin all any argmax argmin max min var std logsumexp norm
-    matmul mm bmm dot outer gather index_select masked_fill index_put index_put_
+    matmul mm bmm dot outer gather index_select index_put index_put_
     reshape view permute transpose swapaxes swapdims t squeeze unsqueeze flatten unflatten
     narrow select unbind split chunk movedim as_strided expand broadcast_to contiguous
-""".split()
+""".split()  # and those an op's ``expose`` field generates (exp, mul, eq, ...: see expose.py)
 
 # (method, function, reflected): x.__add__(y) is add(x, y); x.__radd__(y) is add(y, x)
 OPERATORS = [
@@ -60,35 +58,6 @@ def _operator(fn, reflected):
     if reflected:
         return lambda self, other: fn(other, self)
     return lambda self, other: fn(self, other)
-
-
-def _inplace(fn):
-    """``x.op_(...)``: compute ``op(x, ...)`` and write it into x (same storage, same dtype)."""
-    def method(self, *args, **kwargs):
-        source = self
-        if _recording(self, *args, *kwargs.values()):
-            source = self.clone()  # autograd saves this copy, not the tensor about to change
-        result = fn(source, *args, **kwargs)
-        _check_inplace_cast(fn.__name__ + "_", result.dtype, self.dtype)
-        if tuple(result.shape) != tuple(self.shape):
-            raise OpError(fn.__name__ + "_", f"the result's shape {tuple(result.shape)} does not "
-                          f"match the tensor's shape {tuple(self.shape)} it is written into")
-        return dispatch(OPS.copy_, self, result)
-    method.__name__ = fn.__name__ + "_"
-    return method
-
-
-def _recording(*values) -> bool:
-    from ..autograd.grad_mode import is_grad_enabled
-
-    return is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
-
-
-def _check_inplace_cast(name, result: dt.dtype, target: dt.dtype) -> None:
-    # PyTorch's rule: an in-place op cannot move a value to a lower category (float -> int)
-    if result.category > target.category:
-        raise DTypeError(name, f"the result type {result.name} cannot be cast to the tensor's "
-                         f"dtype {target.name} in place; use the out-of-place op")
 
 
 def _to(self, *args, dtype=None, device=None, copy=False):
@@ -159,10 +128,8 @@ def install() -> None:
     T.__setitem__ = setitem
 
     # in-place: compute, then copy_ into self
-    for name in ("add sub mul div pow remainder floor_divide clamp clip neg abs exp log sqrt "
-                 "sigmoid tanh relu floor ceil round trunc sign reciprocal square lerp "
-                 "masked_fill").split():
-        setattr(T, name + "_", _inplace(getattr(F, name)))
+    for name in "add sub div pow floor_divide clamp clip lerp".split():
+        setattr(T, name + "_", inplace(getattr(F, name)))
     T.__iadd__ = T.add_
     T.__isub__ = T.sub_
     T.__imul__ = T.mul_

@@ -303,25 +303,26 @@ def _norm_grad(ctx, g):
 
 def _reduction(name, kernel, rule, shape=_reduce_shape, attrs=None, dtypes=ALL, flags=(),
                attr_sets=None, decomposition=None, grad=None, domain=(-3.0, 3.0), empty=True,
-               single_dim=False, doc=""):
+               single_dim=False, doc="", kind=None):
+    """``kind``: how the backend accumulates it natively (sum prod max min all any argmax
+    argmin); None for composites."""
     return register(name=name, inputs=("self",), kernel=kernel, dtype_rule=rule, shape_rule=shape,
                     attrs={**KEEP, **(attrs or {})}, flags={RED, *flags}, dtypes=dtypes,
                     samples=samples.reduction(attr_sets, domain=domain, empty=empty,
                                               single_dim=single_dim),
-                    decomposition=decomposition, grad=grad, doc=doc)
+                    decomposition=decomposition, grad=grad, doc=doc, reduce_kind=kind)
 
 
 _reduction("sum", _with_dtype(np.sum), _accumulate_rule, attrs={"dtype": None}, grad=_sum_grad,
-           doc="bool and integer inputs sum in int64")
+           doc="bool and integer inputs sum in int64", kind="sum")
 _reduction("prod", _with_dtype(np.prod), _accumulate_rule, attrs={"dtype": None}, grad=_prod_grad,
-           domain=(-2.0, 2.0))
+           domain=(-2.0, 2.0), kind="prod")
 _reduction("amax", _wrap_dims(np.max), same_as_first, shape=_nonempty_shape, grad=_extreme_grad,
-           empty=False, doc="propagates nan")
+           empty=False, doc="propagates nan", kind="max")
 _reduction("amin", _wrap_dims(np.min), same_as_first, shape=_nonempty_shape, empty=False,
-           grad=_extreme_grad,
-           doc="propagates nan")
-_reduction("all", _wrap_dims(np.all), _bool_reduce_rule)
-_reduction("any", _wrap_dims(np.any), _bool_reduce_rule)
+           grad=_extreme_grad, doc="propagates nan", kind="min")
+_reduction("all", _wrap_dims(np.all), _bool_reduce_rule, kind="all")
+_reduction("any", _wrap_dims(np.any), _bool_reduce_rule, kind="any")
 _reduction("mean", _mean, _mean_rule, attrs={"dtype": None}, dtypes=FLOATS, grad=_mean_grad,
            flags={Flag.COMPOSITE}, decomposition=_mean_decomposition)
 _reduction("var", _var, _std_var_rule, attrs={"correction": 1}, dtypes=FLOATS,
@@ -341,4 +342,5 @@ _reduction("norm", _norm, _norm_rule, shape=_norm_shape, attrs={"p": 2.0}, dtype
            doc="vector p-norm over dim (all dims by default)")
 for _name, _kernel in (("argmax", np.argmax), ("argmin", np.argmin)):
     _reduction(_name, _arg(_kernel), fixed(dt.int64), shape=_arg_shape, empty=False,
-               single_dim=True, doc="index of the first extreme value (nan counts as the extreme)")
+               single_dim=True, doc="index of the first extreme value (nan counts as the extreme)",
+               kind=_name)

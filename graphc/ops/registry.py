@@ -2,9 +2,12 @@
 
 An ``OpDef`` says what an op is (name, inputs, attributes, category flags), how its
 result's dtype and shape follow from its inputs, how to compute it with numpy, how it
-decomposes into primitives (composites), and which sample inputs test it. Later stages
-fill the slots they own: ``emit`` (the LLVM backend's scalar emitter) and ``grad``
-(autograd's vector-Jacobian product).
+decomposes into primitives (composites), which sample inputs test it, its scalar LLVM
+emitter (``emit``, written with the backend's ``Scalar`` helpers), its gradient
+(``grad``), and the facts other stages ask about it: its accuracy class for the tests and
+the fuzzer, whether a row kernel may recompute it, its reduction kind, whether it is a
+reshape or a gather, which wrappers (``graphc.<name>``, ``Tensor.<name>``, ``F.<name>``)
+are generated for it. Nothing else keeps a table keyed by op name.
 
 Eager execution, meta execution, tracing, passes, codegen and the tests all read this
 table; passes ask ``Flag.ELEMENTWISE in op.flags``, never ``op.name == "add"``.
@@ -13,6 +16,7 @@ table; passes ask ``Flag.ELEMENTWISE in op.flags``, never ``op.name == "add"``.
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +57,40 @@ class Sample:
     data_dependent: bool = False
 
 
+EXACT, ROUNDED, APPROX = "exact", "rounded", "transcendental"
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How far a correct implementation may be from the exact result (tests and fuzzer).
+
+    ``kind`` is EXACT (0 ulp: selections, comparisons), ROUNDED (one or two roundings) or
+    APPROX (a polynomial); ``ulps`` its bound. ``operand_scaled``: the error is relative to
+    the largest operand, not to the result (round with decimals, lerp). ``reference_ulps``:
+    ulps of max(|input|, |result|) the numpy kernel itself may lose that the decomposition
+    keeps (gelu's kernel cancels for negative x).
+    """
+
+    kind: str
+    ulps: float
+    operand_scaled: bool = False
+    reference_ulps: float = 0
+
+
+@dataclass(frozen=True)
+class Expose:
+    """The thin wrappers generated for an op (``graphc/ops/expose.py``): ``function``
+    (``graphc.<name>``, inputs positional or by name, attributes by keyword), ``method``
+    (``Tensor.<name>``), ``inplace`` (``Tensor.<name>_``: compute, then copy into self),
+    ``functional`` (``graphc.nn.functional.<name>``) and other names for the function."""
+
+    function: bool = True
+    method: bool = False
+    inplace: bool = False
+    functional: bool = False
+    aliases: tuple[str, ...] = ()
+
+
 @dataclass(eq=False)
 class OpDef:
     name: str
@@ -67,17 +105,40 @@ class OpDef:
     decomposition: Callable | None = None  # composites: the same op written in graphc ops
     samples: Callable | None = None        # (dtype, rng) -> list[Sample]
     dtypes: tuple = ()                     # input dtypes the op accepts (for tests)
-    emit: Callable | None = None           # filled by the LLVM backend
+    # the LLVM scalar emitter of an elementwise op: emit(s, *args, **attrs) -> value, where
+    # ``s`` is the backend's ``Scalar`` (builder, compute dtype, math library, helpers) and
+    # args are already in the compute dtype; None: the op runs through its numpy kernel
+    emit: Callable | None = None
     # the vector-Jacobian product, written in ops: grad(ctx, grad_output) -> one entry per
     # input (None where no gradient flows). ctx.input(i) / ctx.inputs, ctx.attrs and
     # ctx.output are the forward call's; ctx.needs(i) says whether input i wants one.
     # Entries may keep broadcast shapes: autograd sums them to each input's shape.
     grad: Callable | None = None
     doc: str = ""
+    accuracy: Accuracy | None = None  # None: the policy's default for the op's kind
+    cheap: bool = False               # a row kernel recomputes it rather than keeping it
+    reduce_kind: str | None = None    # sum prod max min all any argmax argmin
+    reshape_like: bool = False        # a view that only regroups dims (fusion looks through)
+    gather: bool = False              # data movement the backend lowers to a gather kernel
+    error_site: bool = False          # its native code can set an error (integer division)
+    expose: Expose | None = None      # generated wrappers; None: written by hand (or none)
+    custom: bool = False              # declared by a user with ``graphc.ops.custom_op``
 
     def __post_init__(self):
         self.flags = frozenset(self.flags)
         self.variadic = bool(self.inputs) and self.inputs[-1].startswith("*")
+
+    def check_emitter(self) -> None:
+        """An emitter must suit the op: elementwise, and callable as emit(s, *inputs, **attrs)."""
+        if self.emit is None:
+            return
+        if Flag.ELEMENTWISE not in self.flags:
+            raise ValueError(f"op {self.name!r}: only elementwise ops take a scalar emitter")
+        try:
+            inspect.signature(self.emit).bind(None, *self.inputs, **self.attrs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"op {self.name!r}: its emitter must take (s, {', '.join(self.inputs)}"
+                             f"{''.join(f', {a}=...' for a in self.attrs)}): {e}") from None
 
     def bind_attrs(self, attrs: dict) -> dict:
         """Fill defaults and reject unknown attribute names."""
@@ -113,6 +174,9 @@ class OpTable:
             raise ValueError(f"op {op.name!r} is declared twice")
         self._ops[op.name] = op
         return op
+
+    def unregister(self, name: str) -> None:
+        del self._ops[name]
 
     def __getattr__(self, name: str) -> OpDef:
         try:

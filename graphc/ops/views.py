@@ -257,10 +257,11 @@ GRADS = {"view": _reshape_back, "reshape": _reshape_back, "permute": _permute_ba
          "slice": _slice_back, "as_strided": _as_strided_back}
 
 
-def view_op(name, rule, ref, attrs, cases, doc=""):
+def view_op(name, rule, ref, attrs, cases, doc="", reshape_like=False):
     return register(name=name, inputs=("self",), kernel=ref, dtype_rule=same_as_first,
                     view_rule=rule, attrs=attrs, flags={Flag.VIEW}, dtypes=ALL,
-                    samples=_sampler(cases), grad=GRADS[name], doc=doc)
+                    samples=_sampler(cases), grad=GRADS[name], doc=doc,
+                    reshape_like=reshape_like)
 
 
 C, T, S, N = samples.LAYOUTS
@@ -268,11 +269,11 @@ view_op("view", _view_rule, lambda a, size=(): a.reshape(size), {"size": REQUIRE
     ((3, 4), C, {"size": (12,)}), ((3, 4), C, {"size": (2, -1, 2)}), ((12,), C, {"size": (3, 4)}),
     ((), C, {"size": (1, 1)}), ((0, 4), C, {"size": (4, 0)}), ((3, 4), S, {"size": (3, 2, 2)}),
     ((3, 4), T, {"size": (3, 2, 2)}), ((4, 1), C, {"size": (4,)}),
-], doc="same data, new shape; fails where the layout needs a copy (use reshape)")
+], doc="same data, new shape; fails where the layout needs a copy (use reshape)", reshape_like=True)
 view_op("reshape", _reshape_rule, lambda a, size=(): a.reshape(size), {"size": REQUIRED}, [
     ((3, 4), C, {"size": (12,)}), ((3, 4), T, {"size": (12,)}), ((3, 4), N, {"size": (2, 6)}),
     ((2, 3, 4), S, {"size": (6, -1)}), ((), C, {"size": (1,)}), ((0, 3), C, {"size": (3, 0)}),
-], doc="a view when the layout allows, else a contiguous copy")
+], doc="a view when the layout allows, else a contiguous copy", reshape_like=True)
 view_op("permute", _permute_rule, lambda a, dims=(): np.transpose(a, dims), {"dims": REQUIRED}, [
     ((3, 4), C, {"dims": (1, 0)}), ((2, 3, 4), T, {"dims": (2, 0, 1)}), ((), C, {"dims": ()}),
     ((2, 0, 3), C, {"dims": (-1, 0, 1)}), ((4, 5), N, {"dims": (1, 0)}),
@@ -284,11 +285,11 @@ view_op("expand", _expand_rule, _expand_ref, {"size": REQUIRED}, [
 view_op("squeeze", _squeeze_rule, _squeeze_ref, {"dim": None}, [
     ((3, 1, 4, 1), C, {"dim": None}), ((3, 1, 4), C, {"dim": (1,)}), ((3, 1, 4), C, {"dim": (0,)}),
     ((1, 1), T, {"dim": (0, 1)}), ((), C, {"dim": None}), ((1, 0), C, {"dim": None}),
-], doc="drop size-1 dims (dim: which ones; others named are left alone)")
+], doc="drop size-1 dims (dim: which ones; others named are left alone)", reshape_like=True)
 view_op("unsqueeze", _unsqueeze_rule, lambda a, dim=0: np.expand_dims(a, dim), {"dim": REQUIRED}, [
     ((3, 4), C, {"dim": 0}), ((3, 4), T, {"dim": 1}), ((3, 4), C, {"dim": -1}), ((), C, {"dim": 0}),
     ((0, 2), C, {"dim": 2}),
-])
+], reshape_like=True)
 view_op("select", _select_rule, lambda a, dim=0, index=0: np.take(a, index, axis=dim),
         {"dim": REQUIRED, "index": REQUIRED}, [
     ((3, 4), C, {"dim": 0, "index": 1}), ((3, 4), T, {"dim": 1, "index": -1}),

@@ -105,9 +105,10 @@ def _uniform(t: Tensor) -> bool:
 
 
 def _fresh_name(gm: GraphModule) -> str:
-    i = 0
-    while hasattr(gm, f"_folded{i}"):
+    i = gm.__dict__.get("_next_folded", 0)  # where the last search ended: folding k
+    while hasattr(gm, f"_folded{i}"):       # constants is not k² lookups
         i += 1
+    object.__setattr__(gm, "_next_folded", i + 1)
     return f"_folded{i}"
 
 

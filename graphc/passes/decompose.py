@@ -23,13 +23,11 @@ def decompose(gm: GraphModule, keep: tuple[str, ...] = ()) -> bool:
         if not todo:
             return changed
         for node in todo:
-            before = set(graph.nodes)
-            with graph.inserting_before(node):
+            with graph.inserting_before(node) as created:
                 out = trace_into(gm, node.target.decomposition, node.args, node.kwargs)
-            for new in graph.nodes:
-                if new not in before:
-                    new.meta["location"] = node.meta.get("location")
-                    new.meta.setdefault("origin", node.meta.get("origin", node.target.name))
+            for new in created:
+                new.meta["location"] = node.meta.get("location")
+                new.meta.setdefault("origin", node.meta.get("origin", node.target.name))
             node.replace_all_uses_with(out)
             graph.erase_node(node)
             changed = True

@@ -323,13 +323,10 @@ class _Functionalizer:
         rewritten; new nodes take ``at``'s source line."""
         from ..trace.tracer import trace_into
 
-        graph = self.graph
-        before = set(graph.nodes)
-        with graph.inserting_before(self.here):
+        with self.graph.inserting_before(self.here) as created:
             out = trace_into(self.gm, fn, args)
-        for n in graph.nodes:
-            if n not in before:
-                n.meta["location"] = at.meta.get("location")
+        for n in created:
+            n.meta["location"] = at.meta.get("location")
         if not isinstance(out, Node):  # fn returned one of its arguments unchanged
             raise AssertionError(f"graphc internal error: functionalizing {at.name} gave {out!r}")
         return out
@@ -356,8 +353,9 @@ class _Functionalizer:
             kwargs = map_arg(node.kwargs, self.read)
             if args != node.args or kwargs != node.kwargs:
                 node.args, node.kwargs = args, kwargs
+        written = set(writes)
         for node in reversed(graph.nodes):  # the writes, and views nobody reads any more
-            if (node in writes or node in self.views) and not node.users:
+            if (node in written or node in self.views) and not node.users:
                 graph.erase_node(node)
         leftover = [n for n in writes if n in graph.nodes]
         if leftover:

@@ -40,8 +40,6 @@ from ..layout import same_shape
 from ..ops.registry import Flag
 from ..ops.rules import reduce_dims
 
-RESHAPE_LIKE = {"view", "reshape", "squeeze", "unsqueeze"}
-
 
 def kind_of(node: Node) -> str:
     if node.op in ("placeholder", "get_attr", "output"):
@@ -88,7 +86,7 @@ class Decision:
                 f"[{self.bytes_unfused} -> {self.bytes_fused} bytes]")
 
 
-@dataclass
+@dataclass(eq=False)  # a kernel being planned: compared (and hashed) by identity
 class Group:
     kind: str
     members: list[Node]
@@ -132,19 +130,21 @@ def _reduction_info(node: Node) -> tuple[tuple, tuple, bool]:
 
 
 class _Planner:
+    """Walks the nodes once. Questions about paths (would a join close a cycle, does a
+    kernel compute a matmul operand) are searches from the kernels in question, so their
+    cost follows the kernels' neighbourhood, not the graph's size. A cycle can only run
+    through nodes walked so far (later ones belong to no kernel yet), so the forward
+    searches follow ``exits``: for each unit (a group, or a node in none), the walked nodes
+    outside it that read it."""
+
     def __init__(self, gm: GraphModule):
         self.gm = gm
         self.graph = gm.graph
         self.group_of: dict[Node, Group] = {}
-        self.groups: list[Group] = []
+        self.groups: dict[int, Group] = {}  # id -> group, in the order they started
         self._pending: list[tuple] = []
-        self.ancestors: dict[Node, set] = {}
-        for n in self.graph.nodes:
-            acc = set()
-            for i in n.all_input_nodes:
-                acc.add(i)
-                acc |= self.ancestors[i]
-            self.ancestors[n] = acc
+        self.position = {n: i for i, n in enumerate(self.graph.nodes)}
+        self.exits: dict = {}  # unit -> {walked node reading it: None} (a few since joined it)
 
     # ---- the rules ---------------------------------------------------------------
     def admit(self, g: Group, node: Node, producer: Node) -> tuple[bool, str]:
@@ -152,7 +152,7 @@ class _Planner:
         if kind == "matmul":
             return False, "consumer is a matmul: BLAS reads materialized operands"
         if kind == "view":
-            if node.target.name not in RESHAPE_LIKE:
+            if not node.target.reshape_like:
                 return False, (f"{node.target.name} reorders or repeats the producer's elements: "
                                "the producer is materialized")
             if g.kind == "reduction":
@@ -160,7 +160,7 @@ class _Planner:
             return True, "reshape-like view keeps the element order"
         if kind == "reduction":
             src_shape, dims, row = _reduction_info(node)
-            if node.args[0] not in g.members:
+            if self.group_of.get(node.args[0]) is not g:
                 return False, "the reduction reads another value than this kernel's result"
             if g.kind == "elementwise" and same_shape(src_shape, g.domain) and not g.views_inside:
                 return True, "reduction prologue: the producer computes the reduction's input"
@@ -185,7 +185,7 @@ class _Planner:
         if same_shape(shape, keep) or same_shape(shape, drop):
             return True, "reduction epilogue on the reduced values"
         if same_shape(shape, g.domain):
-            if any(i in g.members and len(i.meta["shape"]) < len(g.domain)
+            if any(self.group_of.get(i) is g and len(i.meta["shape"]) < len(g.domain)
                    for i in node.all_input_nodes):
                 # a reduced value without its reduced dims broadcasts along the trailing
                 # (reduced) dims, not per row: (3, 3) + x.sum(1) adds column sums
@@ -196,8 +196,8 @@ class _Planner:
             return False, "reduce-then-broadcast over non-innermost dims is not fused"
         return False, "iteration spaces differ"
 
-    def mergeable(self, g: Group, other: Group) -> tuple[bool, str]:
-        """Whether a second producer's kernel can merge into the consumer's kernel."""
+    def mergeable(self, g: Group, other: Group, node: Node) -> tuple[bool, str]:
+        """Whether a second producer's kernel can merge into the kernel ``node`` joined."""
         if other.kind != "elementwise":
             return False, f"the producer's {other.kind} kernel stays separate"
         same = other.domain == g.domain or (math.prod(other.domain) == math.prod(g.domain)
@@ -210,9 +210,12 @@ class _Planner:
         if g.kind == "reduction" and other.views_inside:
             return False, "a view inside a reduction kernel is not fused"
         anchors = [m for m in g.members if kind_of(m) in ("matmul", "reduction")]
-        if g.kind == "matmul" and any(self.ancestors[a] & set(other.members) for a in anchors):
+        if g.kind == "matmul" and any(self._computes_input_of(other, a) for a in anchors):
             return False, "the other kernel computes a matmul operand: BLAS reads it materialized"
-        if not self._acyclic_with({m: g for m in other.members}):
+        # merged, the two kernels close a cycle if a path leaves one and comes back into
+        # the other through a third
+        if self._reachable(g, avoid=other).get(other) == "via" \
+                or self._reachable(other, avoid=g).get(g) == "via":
             return False, "merging the kernels would make them depend on each other"
         return True, "merged with the other producer's kernel: elementwise over the same shape"
 
@@ -221,47 +224,61 @@ class _Planner:
         g.views_inside = g.views_inside or other.views_inside
         for m in other.members:
             self.group_of[m] = g
-        self.groups.remove(other)
+        del self.groups[id(other)]
+        self.exits.setdefault(g, {}).update(self.exits.pop(other, {}))
 
     def creates_cycle(self, g: Group, node: Node) -> bool:
-        # a node whose computed inputs are all in g cannot close a cycle through it (its
-        # users come later and belong to no kernel yet): no need to walk the graph
-        if all(self.group_of.get(i) is g or kind_of(i) == "io" for i in node.all_input_nodes):
+        """Whether ``node`` joining ``g`` closes a cycle: an input of it from outside g
+        depends on g (then g -> ... -> input -> node, in g)."""
+        outside = {self._unit(i) for i in node.all_input_nodes
+                   if self.group_of.get(i) is not g and kind_of(i) != "io"}
+        if not outside:  # all its computed inputs are in g: no need to search
             return False
-        return not self._acyclic_with({node: g})
+        reached = self._reachable(g)
+        return any(u in reached for u in outside)
 
-    def _acyclic_with(self, change: dict) -> bool:
-        """Whether the kernels (and unfused nodes) still form a DAG after moving the nodes
-        in ``change`` into the given groups."""
-        def unit(n: Node):
-            g = change.get(n, self.group_of.get(n))
-            return id(g) if g is not None else id(n)
+    def _unit(self, n: Node):
+        """What ``n`` is part of in the graph of kernels: its group, or itself."""
+        return self.group_of.get(n, n)
 
-        edges: dict = {}
-        for n in self.graph.nodes:
-            u = unit(n)
-            for i in n.all_input_nodes:
-                v = unit(i)
-                if v != u:
-                    edges.setdefault(v, set()).add(u)
-        state: dict = {}  # 1: on the stack, 2: done
-        for start in list(edges):
-            if state.get(start):
+    def _reachable(self, start: Group, avoid=None) -> dict:
+        """The units (groups, or nodes in none) that depend on ``start`` through the nodes
+        walked so far: unit -> "direct" (an edge from start) or "via" (only through another
+        unit). ``avoid`` is reported but not searched through."""
+        reached: dict = {}
+        todo = [start]
+        while todo:
+            unit = todo.pop()
+            how = "direct" if unit is start else "via"
+            exits = self.exits.get(unit, {})
+            inside = []
+            for user in exits:
+                u = self._unit(user)
+                if u is unit:
+                    inside.append(user)  # it joined since (in a merge): no exit any more
+                elif u is not start and reached.get(u) not in (how, "via"):  # new, or
+                    reached[u] = how  # found directly before and now through another unit
+                    if u is not avoid:
+                        todo.append(u)
+            for user in inside:
+                del exits[user]
+        return reached
+
+    def _computes_input_of(self, other: Group, anchor: Node) -> bool:
+        """Whether a member of ``other`` is an ancestor of ``anchor`` (searched back from
+        anchor, down to other's first member: nodes before it cannot be its members)."""
+        first = min(self.position[m] for m in other.members)
+        seen: set[Node] = set()
+        todo = list(anchor.all_input_nodes)
+        while todo:
+            n = todo.pop()
+            if n in seen or self.position[n] < first:
                 continue
-            stack = [(start, iter(edges.get(start, ())))]
-            state[start] = 1
-            while stack:
-                current, it = stack[-1]
-                nxt = next(it, None)
-                if nxt is None:
-                    state[current] = 2
-                    stack.pop()
-                elif state.get(nxt) == 1:
-                    return False
-                elif not state.get(nxt):
-                    state[nxt] = 1
-                    stack.append((nxt, iter(edges.get(nxt, ()))))
-        return True
+            if self.group_of.get(n) is other:
+                return True
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+        return False
 
     def _computed_inputs(self, node: Node) -> list[Node]:
         return [i for i in node.all_input_nodes if kind_of(i) != "io"]
@@ -269,6 +286,8 @@ class _Planner:
     # ---- the walk ----------------------------------------------------------------
     def plan(self) -> None:
         for node in self.graph.nodes:
+            for i in node.all_input_nodes:
+                self.exits.setdefault(self._unit(i), {})[node] = None
             kind = kind_of(node)
             if kind in ("io", "opaque"):
                 self._log_unfused(node, "consumer is not fused (impure, data movement or I/O)")
@@ -302,7 +321,7 @@ class _Planner:
                 if target is None:
                     self._decide(p, node, False, refused[p])
                     continue
-                ok, rule = self.mergeable(target, g)
+                ok, rule = self.mergeable(target, g, node)
                 if ok:
                     self._merge(target, g)
                 self._decide(p, node, ok, rule if ok else f"{refused.get(p, '')}; {rule}".lstrip("; "))
@@ -323,7 +342,7 @@ class _Planner:
         g = Group(kind, [node], shape)
         if kind == "reduction":
             g.domain, g.reduced, g.row = _reduction_info(node)
-        self.groups.append(g)
+        self.groups[id(g)] = g
         self.group_of[node] = g
 
     def _join(self, g: Group, node: Node) -> None:
@@ -336,6 +355,7 @@ class _Planner:
             g.domain = tuple(node.meta["shape"]) if g.kind == "elementwise" else g.domain
         g.members.append(node)
         self.group_of[node] = g
+        self.exits.get(g, {}).pop(node, None)  # it read g: inside now
 
     def _decide(self, producer: Node, consumer: Node, fused: bool, rule: str) -> None:
         self._pending.append((producer, consumer, fused, rule))
@@ -344,12 +364,15 @@ class _Planner:
         """Unfused, a value is written and read back (2x its size); fused, it is written
         only if something outside the kernel still reads it."""
         out = []
+        exported: dict[Node, bool] = {}  # once per producer: a value may have 10k readers
         for producer, consumer, fused, rule in self._pending:
             size = 0 if kind_of(producer) == "view" else nbytes(producer)  # views move nothing
-            g = self.group_of.get(producer)
-            exported = g is None or any(u not in g.members for u in producer.users)
+            if producer not in exported:
+                g = self.group_of.get(producer)
+                exported[producer] = g is None or any(self.group_of.get(u) is not g
+                                                      for u in producer.users)
             d = Decision(producer.name, consumer.name, fused, rule, 2 * size,
-                         (size if exported else 0) if fused else 2 * size)
+                         (size if exported[producer] else 0) if fused else 2 * size)
             consumer.meta.setdefault("fusion", []).append(d)
             out.append(d)
         return out
@@ -360,7 +383,9 @@ class _Planner:
                 self._decide(p, node, False, rule)
 
 
-def _kernel_name(g: Group, used: set) -> str:
+def _kernel_name(g: Group, used: dict[str, int]) -> str:
+    """``E_<n>``, ``R_<kept>_<reduced>`` or ``M_<m>_<n>_<k>``; the base name's second
+    kernel gets ``_1``, and so on (``used``: base name -> kernels so far)."""
     if g.kind == "elementwise":
         base = f"E_{math.prod(g.domain)}"
     elif g.kind == "reduction":
@@ -372,11 +397,9 @@ def _kernel_name(g: Group, used: set) -> str:
         a, b = (x.meta["shape"] for x in mm.args[:2])
         m = math.prod(a[:-1]) if len(a) > 1 else 1
         base = f"M_{m}_{b[-1] if len(b) > 1 else 1}_{a[-1]}"
-    name, i = base, 1
-    while name in used:
-        name, i = f"{base}_{i}", i + 1
-    used.add(name)
-    return name
+    i = used.get(base, 0)
+    used[base] = i + 1
+    return f"{base}_{i}" if i else base
 
 
 def _input_views(node: Node, members: set, grouped: set) -> list[Node]:
@@ -393,24 +416,19 @@ def _input_views(node: Node, members: set, grouped: set) -> list[Node]:
     return chain
 
 
-def _build(gm: GraphModule, g: Group, name: str, index: int,
-           grouped: set) -> tuple[str, FusedKernel]:
+def _build(gm: GraphModule, g: Group, name: str, index: int, grouped: set,
+           position: dict[Node, int]) -> tuple[str, FusedKernel]:
+    """Replace the group's nodes by one call_module; ``position`` is each node's place in
+    the graph before fusion (the order of the nodes not yet replaced)."""
     graph = gm.graph
     members = set(g.members)
     # input views (and their chains) are copied into the kernel; their roots become inputs
-    absorbed: list[Node] = []
+    inside = set(members)
     for m in g.members:
         for i in m.all_input_nodes:
-            for v in _input_views(i, members, grouped):
-                if v not in absorbed:
-                    absorbed.append(v)
-    inside = set(absorbed) | members
-    order = [n for n in graph.nodes if n in inside]
-    inputs = []
-    for n in order:
-        for i in n.all_input_nodes:
-            if i not in inside and i not in inputs:
-                inputs.append(i)
+            inside.update(_input_views(i, members, grouped))
+    order = sorted(inside, key=position.__getitem__)
+    inputs = list(dict.fromkeys(i for n in order for i in n.all_input_nodes if i not in inside))
     outputs = [m for m in g.members if any(u not in members for u in m.users)]
     sub = Graph()
     env: dict[Node, Node] = {}
@@ -427,8 +445,7 @@ def _build(gm: GraphModule, g: Group, name: str, index: int,
     kernel = FusedKernel(sub, g.kind, name, g.domain, g.reduced)
     target = f"fused_{index}"
     gm.add_module(target, kernel)
-    last = max(graph.nodes.index(m) for m in g.members)
-    with graph.inserting_after(graph.nodes[last]):
+    with graph.inserting_after(max(g.members, key=position.__getitem__)):
         call = graph.call_module(target, tuple(inputs))
         call.meta["kernel"] = name
         results = [call]
@@ -441,8 +458,8 @@ def _build(gm: GraphModule, g: Group, name: str, index: int,
         if len(outputs) > 1:
             res.meta.update({k: out.meta[k] for k in ("shape", "dtype", "stride") if k in out.meta})
         out.replace_all_uses_with(res)
-    for n in reversed(graph.nodes):
-        if n in inside and not n.users:
+    for n in reversed(order):
+        if not n.users:
             graph.erase_node(n)
     return target, kernel
 
@@ -455,11 +472,12 @@ def fuse(gm: GraphModule) -> FusionPlan:
     planner = _Planner(gm)
     planner.plan()
     plan = FusionPlan(decisions=planner.decisions_with_bytes())
-    used: set = set()
-    grouped = {m for g in planner.groups for m in g.members}
-    for i, g in enumerate(planner.groups):
+    used: dict[str, int] = {}
+    groups = list(planner.groups.values())
+    grouped = {m for g in groups for m in g.members}
+    for i, g in enumerate(groups):
         name = _kernel_name(g, used)
-        target, kernel = _build(gm, g, name, i, grouped)
+        target, kernel = _build(gm, g, name, i, grouped, planner.position)
         plan.kernels.append((target, kernel, [m.name for m in g.members]))
     gm.graph.topological_sort()
     object.__setattr__(gm, "fusion_plan", plan)

@@ -35,7 +35,16 @@ class PassRecord:
     nodes_after: int
     changed: bool
     ir_after: str
-    diff: str
+    ir_before: str = field(repr=False, default="")
+
+    @property
+    def diff(self) -> str:
+        """The unified diff of the text IR before and after the pass ('' if unchanged).
+        Made when asked: difflib grows faster than linearly with the graph."""
+        if self.ir_after == self.ir_before:
+            return ""
+        return "\n".join(difflib.unified_diff(self.ir_before.splitlines(), self.ir_after.splitlines(),
+                                              "before", "after", lineterm="", n=0))
 
     def summary(self) -> str:
         mark = "changed" if self.changed else "no change"
@@ -136,10 +145,8 @@ class PassManager:
             if changed:
                 gm.graph.touch()
             after_ir = str(gm.graph) if changed else before_ir  # a pass says what it changed
-            diff = "" if after_ir == before_ir else "\n".join(difflib.unified_diff(
-                before_ir.splitlines(), after_ir.splitlines(), "before", "after", lineterm="", n=0))
             history.records.append(PassRecord(name, seconds, n_before, len(gm.graph.nodes),
-                                              changed, after_ir, diff))
+                                              changed, after_ir, before_ir))
             before_ir = after_ir
             if check or debug_level() >= 1:
                 gm.graph.lint(gm)
@@ -148,7 +155,8 @@ class PassManager:
                 with graphc.no_grad():
                     compare_outputs(Interpreter(gm).run(*check_inputs), expected, rtol, atol,
                                     what=f"after pass {name}")
-        show(2, "passes", history.format(ir=True))
+        if debug_level() >= 2:  # the diffs are made only to be shown
+            show(2, "passes", history.format(ir=True))
         return history
 
 

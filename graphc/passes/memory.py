@@ -11,6 +11,8 @@ tensors, inputs belong to the caller.
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 from dataclasses import dataclass, field
 
 from ..ir.graph_module import GraphModule
@@ -97,11 +99,19 @@ def plan_memory(gm: GraphModule) -> MemoryPlan:
     plan = MemoryPlan()
     free: list[int] = []
     holder: dict[Node, int] = {}
+    # (last use, when taken, value) of the values holding buffers, the first to die on top:
+    # each value is looked at when it dies, not at every step (a backward graph keeps
+    # thousands of activations live)
+    dying: list[tuple[int, int, Node]] = []
+    taken = itertools.count()
     for n, i in made:
-        for value, buf in list(holder.items()):  # buffers whose value died before n
-            if last_use.get(value, index[value]) < i and buf not in free:
-                free.append(buf)
-                del holder[value]
+        died = []
+        while dying and dying[0][0] < i:  # buffers whose value died before n
+            _, order, value = heapq.heappop(dying)
+            if value in holder:  # (not overwritten in place meanwhile)
+                died.append((order, value))
+        for _, value in sorted(died, key=lambda d: d[0]):  # freed in the order taken
+            free.append(holder.pop(value))
         size = nbytes(n)
         buf = None
         module = gm.graph.module_at(n.target) if n.op == "call_module" else None
@@ -124,6 +134,7 @@ def plan_memory(gm: GraphModule) -> MemoryPlan:
                 buf = len(plan.buffer_sizes)
                 plan.buffer_sizes.append(size)
         holder[n] = buf
+        heapq.heappush(dying, (last_use.get(n, index[n]), next(taken), n))
         plan.assignment[n.name] = buf
         plan.live[n.name] = (i, last_use.get(n, i))
         plan.unplanned_bytes += size

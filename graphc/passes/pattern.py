@@ -97,9 +97,20 @@ def replace_pattern(gm: GraphModule, pattern, replacement, example_inputs=None) 
         if isinstance(new, Node):
             new.meta.setdefault("location", m.anchor.meta.get("location"))
         m.anchor.replace_all_uses_with(new)
-        for n in reversed(gm.graph.nodes):
-            if n in m.nodes and not n.users:
-                gm.graph.erase_node(n)
+        _erase_unread(gm.graph, m.nodes)
     if matches:
         gm.graph.touch()
     return matches
+
+
+def _erase_unread(graph: Graph, nodes: list[Node]) -> None:
+    """Erase the nodes nobody reads, then those only they read, and so on (a walk over the
+    match, not over the graph)."""
+    left = dict.fromkeys(nodes)
+    dead = [n for n in left if not n.users]
+    while dead:
+        n = dead.pop()
+        inputs = n.all_input_nodes
+        graph.erase_node(n)
+        del left[n]
+        dead += [i for i in inputs if i in left and not i.users]

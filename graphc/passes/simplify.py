@@ -79,7 +79,7 @@ def _double_negation(node: Node):
     return None
 
 
-def _compose_permutes(gm, node: Node):
+def _compose_permutes(gm, node: Node, writes: bool):
     if node.target is not OPS.permute:
         return None
     x = node.args[0]
@@ -99,7 +99,7 @@ def _compose_permutes(gm, node: Node):
 _RESHAPES = ("reshape", "view")
 
 
-def _reshapes(gm, node: Node):
+def _reshapes(gm, node: Node, writes: bool):
     name = node.target.name
     if name not in _RESHAPES and name != "expand":
         return None
@@ -115,10 +115,10 @@ def _reshapes(gm, node: Node):
     return None
 
 
-def _copies(gm, node: Node):
+def _copies(gm, node: Node, writes: bool):
     copy = node.target is OPS.clone or node.target is OPS.cast or (
         node.target is OPS.pad and not any(node.kwargs.get("pad", (1,))))
-    if copy and _same_type(node, node.args[0]) and not _has_writes(gm):
+    if copy and _same_type(node, node.args[0]) and not writes:
         return node.args[0]
     return None
 
@@ -150,8 +150,8 @@ SLICE_PUSH_FRACTION = 8  # a slice is pushed into its elementwise producer when 
                          # at most 1/8 of the elements (recomputing them costs that much)
 
 
-def _slice_of_elementwise(gm, node: Node):
-    if node.target is not OPS.slice or _has_writes(gm) or "shape" not in node.meta:
+def _slice_of_elementwise(gm, node: Node, writes: bool):
+    if node.target is not OPS.slice or writes or "shape" not in node.meta:
         return None
     x = node.args[0]
     if not (isinstance(x, Node) and x.op == "call_function" and "shape" in x.meta
@@ -192,9 +192,10 @@ def _provenance(node: Node) -> dict:
     return {k: node.meta[k] for k in ("location", "origin") if k in node.meta}
 
 
+# rule(gm, node, writes) -> a replacement, or None; ``writes``: the graph writes in place
 RULES = [
-    ("identity operand", lambda gm, n: _identity_operand(n)),
-    ("double negation", lambda gm, n: _double_negation(n)),
+    ("identity operand", lambda gm, n, writes: _identity_operand(n)),
+    ("double negation", lambda gm, n, writes: _double_negation(n)),
     ("permute of permute", _compose_permutes),
     ("reshape chain / no-op reshape", _reshapes),
     ("no-op copy", _copies),
@@ -206,6 +207,7 @@ def simplify(gm: GraphModule) -> bool:
     """Apply the rules until none applies; rewritten nodes keep their meta."""
     changed = False
     progress = True
+    writes = _has_writes(gm)  # the rules neither add nor remove writes
     while progress:
         progress = False
         for node in list(gm.graph.nodes):
@@ -214,7 +216,7 @@ def simplify(gm: GraphModule) -> bool:
             if not node.args:  # factories: nothing to simplify
                 continue
             for _, rule in RULES:
-                replacement = rule(gm, node)
+                replacement = rule(gm, node, writes)
                 if replacement is None:
                     continue
                 if replacement is not node and _layout_read(node):

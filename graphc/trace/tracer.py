@@ -40,7 +40,8 @@ class Tracer(DispatchMode):
         if mode not in MODES:
             raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
         self.graph = graph if graph is not None else Graph()
-        self._taken = set(taken_names)  # attribute names the owning module already uses
+        self._taken = taken_names  # attribute names the owning module already uses (``in``)
+        self._next_constant = 0  # the next _tensor_constant<i> to try
         self.mode = mode
         self.root = root
         self.leaf_modules = tuple(leaf_modules)
@@ -74,9 +75,10 @@ class Tracer(DispatchMode):
             return x
         name = self._names.get(id(x))
         if name is None:
-            i = 0
+            i = self._next_constant
             while f"_tensor_constant{i}" in self.attrs or f"_tensor_constant{i}" in self._taken:
                 i += 1
+            self._next_constant = i + 1
             name = self._names[id(x)] = f"_tensor_constant{i}"
             proxy = self._attr(name, x)
             proxy.node.meta["constant"] = True  # not the module's: eager may make it anew
@@ -287,7 +289,7 @@ def trace_into(gm: GraphModule, fn, args: tuple, kwargs: dict | None = None):
     from ..ir.node import Node
     from ..tensor import empty_meta
 
-    tracer = Tracer(None, "symbolic", graph=gm.graph, taken_names=_attribute_names(gm),
+    tracer = Tracer(None, "symbolic", graph=gm.graph, taken_names=_AttributesOf(gm),
                     locate=False)  # the caller places the new nodes at the replaced op's line
 
     def proxy(value):
@@ -303,6 +305,13 @@ def trace_into(gm: GraphModule, fn, args: tuple, kwargs: dict | None = None):
     return result
 
 
-def _attribute_names(gm: GraphModule) -> set[str]:
-    return {name for name, _ in gm.named_buffers()} | {name for name, _ in gm.named_parameters()} \
-        | set(vars(gm))
+class _AttributesOf:
+    """``name in _AttributesOf(gm)``: whether ``gm`` has an attribute of that name, asked
+    for the few names a trace_into needs (listing every weight of the model on each call
+    made decomposing a model with many weights quadratic)."""
+
+    def __init__(self, gm: GraphModule):
+        self.gm = gm
+
+    def __contains__(self, name: str) -> bool:
+        return hasattr(self.gm, name)

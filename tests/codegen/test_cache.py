@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc.codegen import cache, cache_dir, compile_graph, target
+from graphc.codegen import cache, cache_dir, target
+from graphc.compiler import compile_graph
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,8 @@ SCRIPT = r"""
 import json, sys
 import numpy as np
 import graphc
-from graphc.codegen import cache_stats, compile_graph
+from graphc.codegen import cache_stats
+from graphc.compiler import compile_graph
 
 results = []
 for k in map(int, sys.argv[1:]):
@@ -339,11 +341,12 @@ def test_program_text_written_by_one_process_is_used_by_the_next(tmp_path):
 
 def _lower_softmax(scale: float):
     from graphc.codegen.program import lower
-    from graphc.codegen.runtime import prepare
+    from graphc.compiler.pipeline import prepare
+    from graphc.passes import plan_memory
 
     x = graphc.randn(8, 16)
     gm, _, _ = prepare(graphc.trace(lambda x: graphc.softmax(x * scale, dim=-1), x), (x,))
-    return lower(gm, (x,))
+    return lower(gm, (x,), plan_memory(gm))
 
 
 def test_program_text_from_the_cache_is_what_emission_gives(tmp_path, monkeypatch):
@@ -361,12 +364,10 @@ def test_program_text_from_the_cache_is_what_emission_gives(tmp_path, monkeypatc
 
 
 def test_changed_emitter_code_does_not_meet_an_old_text(tmp_path, monkeypatch):
-    from graphc.codegen import llvm_emit
-
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     _lower_softmax(2.0)
     misses = cache.stats.text_misses
-    monkeypatch.setattr(llvm_emit, "codegen_digest", lambda: "another version of the emitter")
+    monkeypatch.setattr(cache, "codegen_digest", lambda: "another version of the emitter")
     _lower_softmax(2.0)
     assert cache.stats.text_misses == misses + 1
     assert len(text_entries(tmp_path)) == 2
@@ -387,7 +388,7 @@ def test_damaged_program_text_is_emitted_again(tmp_path, monkeypatch, damage):
 def test_fingerprint_spells_sharing_sites_and_constants():
     from graphc import dtype as dt
     from graphc.codegen.kernel_ir import Affine, Apply, Kernel, Load, Loop, Store, Var, contiguous
-    from graphc.codegen.llvm_emit import fingerprint
+    from graphc.codegen.cache import fingerprint
     from graphc.ops.registry import OPS
 
     def kernel(shared: bool, constant: float = 2.0):
@@ -423,8 +424,7 @@ def test_a_patched_emitter_is_never_served_an_old_text(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     good = _lower_softmax(2.0).ir
     exp = OPS["exp"].emit
-    monkeypatch.setattr(OPS["exp"], "emit", lambda s, args, attrs: s.b.fadd(
-        exp(s, args, attrs), s.c(0.01)))
+    monkeypatch.setattr(OPS["exp"], "emit", lambda s, x: s.b.fadd(exp(s, x), s.c(0.01)))
     hits = cache.stats.text_hits
     patched = _lower_softmax(2.0).ir
     assert patched != good and cache.stats.text_hits == hits

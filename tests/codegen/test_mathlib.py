@@ -14,13 +14,14 @@ import math
 import re
 from functools import cache
 
-import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
 import graphc
-from graphc.codegen import compile_graph
+from graphc.compiler import compile_graph
+from graphc.codegen.target import current
 from graphc.nn import functional as F
+from tests.codegen.vectors import X86, lanes, needs_fma, packed, vector_lanes
 
 # Max error in ULPs over sweep(dtype); the comment is the value measured on x86-64 with AVX2
 # and where the worst case was. Bounds equal the measurements: a regression fails at once.
@@ -60,10 +61,6 @@ COMPOSITE_BOUNDS = {
 
 DTYPES = (np.float32, np.float64)
 WIDE = np.longdouble if np.finfo(np.longdouble).nmant >= 63 else np.float64
-HOST_FEATURES = llvm.get_host_cpu_features()
-needs_avx2 = pytest.mark.skipif(
-    not HOST_FEATURES.get("avx2", False),
-    reason="the host CPU has no AVX2: kernels are not expected to use 256-bit ymm vectors")
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -332,33 +329,37 @@ def _mul_add(x, y):
     return x * 1.5 + y
 
 
+FMA = r"vfn?m(?:add|sub)\d+{t}"
 VECTOR_CASES = [  # (id, function, number of (64, 4096) inputs, packed instruction pattern)
-    ("mul_add", _mul_add, 2, r"vmul{t}|vfn?m(?:add|sub)\d+{t}"),
-    ("sum", lambda x: x.sum(-1), 1, r"vadd{t}"),
-    *[(name, getattr(graphc, name), 1, r"vfn?m(?:add|sub)\d+{t}")
+    ("mul_add", _mul_add, 2, r"v?mul{t}|" + FMA),
+    ("sum", lambda x: x.sum(-1), 1, r"v?add{t}"),
+    *[pytest.param((name, getattr(graphc, name), 1, FMA), marks=needs_fma, id=name)
       for name in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid")],
 ]
 
 
-@needs_avx2
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c[0])
-def test_kernels_use_ymm_vectors(case, dtype):
+def test_kernels_use_the_targets_widest_vectors(case, dtype):
+    """Vectors as wide as the target in use vectorizes to (8 float32 lanes on ymm with AVX2,
+    16 on zmm with AVX-512 at 512 bits, 4 with NEON); test_target.py reads other targets'."""
     _, fn, arity, pattern = case
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(0.5, 2.0, (64, 4096)).astype(dtype) for _ in range(arity)]
     cg, _ = compiled(fn, *inputs)
-    suffix, vector = ("ps", "<8 x float>") if dtype == np.float32 else ("pd", "<4 x double>")
-    assert vector in cg.dump("llvm_opt")
-    packed = re.compile(rf"^\s*(?:{pattern.format(t=suffix)})\s+[^\n]*%ymm", re.M)
-    assert packed.search(cg.dump("asm")), f"no packed {suffix} instruction on ymm registers"
+    want = lanes(dtype)
+    assert max(vector_lanes(cg.dump("llvm_opt"), dtype), default=0) >= want > 1, current().summary()
+    if X86:
+        assert packed(cg.dump("asm"), pattern, dtype, current().vector_bits()), \
+            f"no packed instruction on {current().vector_bits()}-bit registers"
 
 
-@needs_avx2
+@needs_fma
 def test_float32_erf_vectorizes_in_float64():
     cg, _ = compiled(graphc.erf, np.linspace(-5, 5, 64 * 4096, dtype=np.float32).reshape(64, 4096))
-    assert "<4 x double>" in cg.dump("llvm_opt")
-    assert re.search(r"^\s*vfn?m(?:add|sub)\d+pd\s+[^\n]*%ymm", cg.dump("asm"), re.M)
+    assert max(vector_lanes(cg.dump("llvm_opt"), np.float64), default=0) >= lanes(np.float64) > 1
+    if X86:
+        assert packed(cg.dump("asm"), FMA, np.float64, current().vector_bits())
     assert not re.search(r"call [^\n]*@erff?\(", cg.dump("llvm_opt")), "erf became a libm call"
 
 

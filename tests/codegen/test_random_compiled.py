@@ -71,7 +71,7 @@ from hypothesis import strategies as st
 import graphc
 import graphc.nn.functional as F
 from graphc import dtype as dt
-from graphc.codegen import compile_graph
+from graphc.compiler import compile_graph
 from graphc.errors import OpError
 from graphc.ir import Interpreter
 

@@ -10,7 +10,8 @@ import pytest
 
 import graphc
 from graphc import nn
-from graphc.codegen import blas, compile_graph, find_blas
+from graphc.codegen import blas, find_blas
+from graphc.compiler import compile_graph
 from graphc.nn import functional as F
 
 

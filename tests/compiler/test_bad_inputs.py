@@ -16,7 +16,7 @@ import pytest
 
 import graphc
 import graphc.nn as nn
-from graphc.codegen import compile_graph
+from graphc.compiler import compile_graph
 
 
 def line(delta: int = 0) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 import graphc
 import graphc.nn as nn
-from graphc.cli import load_model
+from graphc.compiler.model_file import load_model
 from graphc.compiler.benchmark import CHILD_ENV, BenchmarkResult, compare, peak_bytes, rebuild_source
 
 from .test_cli import MODELS  # a file of models: MLP, build(), model, f, ...

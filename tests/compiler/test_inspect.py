@@ -91,8 +91,8 @@ def test_check_mode_passes_a_correct_graph():
 def test_check_mode_names_a_deliberately_broken_kernel(monkeypatch):
     exp = OPS["exp"].emit
 
-    def off_by_a_bit(s, args, attrs):  # exp, 0.01 too large: a wrong kernel
-        value = exp(s, args, attrs)
+    def off_by_a_bit(s, x):  # exp, 0.01 too large: a wrong kernel
+        value = exp(s, x)
         return s.b.fadd(value, s.c(0.01)) if s.is_float else value
 
     monkeypatch.setattr(OPS["exp"], "emit", off_by_a_bit)

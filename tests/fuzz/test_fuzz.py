@@ -217,8 +217,8 @@ def test_composites_allow_for_their_reference_kernels_cancellation():
 
 # ---- finding and shrinking bugs ------------------------------------------------------------------
 
-def wrong_abs(s, args, attrs):
-    return args[0]  # forgets the sign: the injected bug
+def wrong_abs(s, x):
+    return x  # forgets the sign: the injected bug
 
 
 def test_an_injected_codegen_bug_is_found_and_shrunk(monkeypatch, tmp_path):

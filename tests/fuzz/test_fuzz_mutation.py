@@ -145,8 +145,8 @@ def negate_then_scale() -> MutationCase:
                          Stmt("mul", (Ref(0), 2.0), Ref(1))], [Ref(1), Ref(0)])
 
 
-def wrong_neg(s, args, attrs):
-    return args[0]  # forgets the sign: the injected bug
+def wrong_neg(s, x):
+    return x  # forgets the sign: the injected bug
 
 
 def test_a_wrong_value_is_a_mismatch_and_shrinks(monkeypatch):

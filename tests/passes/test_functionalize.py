@@ -401,7 +401,7 @@ def test_compiled_writes_bump_version_counters_as_eager_does():
 
 
 def test_a_custom_pass_list_without_functionalize_is_refused_for_a_writing_graph():
-    from graphc.codegen import compile_graph
+    from graphc.compiler import compile_graph
     from graphc.ir.graph import GraphError
     from graphc.passes import PassManager, dce
 

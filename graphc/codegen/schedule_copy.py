@@ -1,0 +1,89 @@
+"""Copy kernels: nodes that only move data (a copy-back into an input or weight, a reshape
+that needs a copy, view_scatter, pad, unfold) as copy loops, no arithmetic."""
+
+from __future__ import annotations
+
+from ..ir.node import Node
+from ..layout import same_shape
+from ..ops.conv import _pad_widths, _window_args
+from ..tensor import Storage, Tensor
+from .kernel_ir import Const, Kernel, Ref, Store, contiguous, numel
+from .loop_space import Space, copy_nest, nest
+from .subgraph import Unsupported
+
+def _name(shape: tuple, n: Node) -> str:
+    return f"C_{'_'.join(map(str, shape))}_{n.name}"
+
+
+def schedule_copy_back(n: Node, src: Ref, dst: Ref) -> Kernel:
+    """A copy-back (``copy_(input, value)`` at the end of a functional graph): a copy loop
+    into the input's or weight's own memory, in its layout."""
+    if src.slot == dst.slot:  # the value reads the memory it overwrites (x.copy_(x.t()))
+        raise Unsupported("the copied value is read from the memory it overwrites")
+    shape = tuple(n.meta["shape"])
+    return Kernel(_name(shape, n), "copy", [src], [dst], copy_nest(src, dst.offset, dst, shape),
+                  work=numel(shape))
+
+
+def schedule_reshape_copy(n: Node, src: Ref, out: Ref) -> Kernel:
+    """A reshape that needs a copy (no view of the layout exists): the elements in
+    row-major order into out, which is contiguous."""
+    shape = tuple(src.shape)
+    body = copy_nest(src, out.offset, contiguous(out.slot, shape, out.dtype), shape)
+    return Kernel(_name(shape, n), "copy", [src], [out], body, work=numel(shape))
+
+
+def schedule_scatter(n: Node, base: Ref, src: Ref, out: Ref) -> Kernel:
+    """view_scatter as two copy loops: base into out, then src into out's window."""
+    size, stride = tuple(n.kwargs["size"]), tuple(n.kwargs["stride"])
+    if src.dtype is not out.dtype or base.dtype is not out.dtype:
+        raise Unsupported("view_scatter with a conversion")
+    if not same_shape(tuple(src.shape), size):
+        raise Unsupported("view_scatter of a broadcast source")
+    shape = tuple(n.meta["shape"])
+    window = Ref(out.slot, out.offset, size, stride, out.dtype)
+    body = copy_nest(base, out.offset, out, shape) + \
+        copy_nest(src, out.offset + n.kwargs["storage_offset"], window, size)
+    return Kernel(_name(shape, n), "copy", [base, src], [out], body,
+                  work=numel(shape) + numel(size))
+
+
+def schedule_gather(n: Node, src: Ref, out: Ref) -> Kernel:
+    """pad and unfold (im2col) as copy loops (Unsupported for another op)."""
+    if n.target.name not in GATHERS:
+        raise Unsupported(f"{n.target.name} has no LLVM lowering")
+    out_shape = tuple(n.meta["shape"])
+    return Kernel(_name(out_shape, n), "copy", [src], [out], GATHERS[n.target.name](n, src, out),
+                  work=numel(out_shape))
+
+
+def _unfold(n: Node, src: Ref, out: Ref) -> list:
+    """A copy of a strided window view of the input: no arithmetic, no bounds checks."""
+    x = Tensor._make(Storage.meta(src.dtype, 1), src.shape, src.strides)
+    w = {"dilation": 1, "padding": 0, "stride": 1,
+         **dict(zip(("kernel_size", "dilation", "padding", "stride"), n.args[1:])), **n.kwargs}
+    k, d, p, s, (oh, ow) = _window_args("unfold", x, w["kernel_size"], w["dilation"],
+                                        w["padding"], w["stride"])
+    if p != (0, 0):
+        raise Unsupported("unfold with padding (pad first)")
+    sn, sc, sh, sw = src.strides
+    domain = (src.shape[0], src.shape[1], k[0], k[1], oh, ow)
+    window = Ref(src.slot, src.offset, domain,
+                 (sn, sc, d[0] * sh, d[1] * sw, s[0] * sh, s[1] * sw), src.dtype)
+    return copy_nest(window, out.offset, contiguous(out.slot, domain, out.dtype), domain)
+
+
+def _pad(n: Node, src: Ref, out: Ref) -> list:
+    """Fill the border, then copy the inside."""
+    w = {"pad": (), "value": 0.0, **dict(zip(("pad", "value"), n.args[1:])), **n.kwargs}
+    widths = _pad_widths("pad", len(src.shape), w["pad"])
+    value = w["value"]
+    fill = Store(out, None, Const(value if out.dtype.is_floating_point else int(value), out.dtype))
+    space = Space(tuple(n.meta["shape"]))
+    space.index(fill, "index", out.offset, list(out.strides))
+    inside = out.offset + sum(lo * st for (lo, _), st in zip(widths, out.strides))
+    return nest(space.finalize("f"), [fill]) + copy_nest(src, inside, out, src.shape)
+
+
+# the index maps of the ops the op table marks ``gather`` (checked when the backend loads)
+GATHERS = {"unfold": _unfold, "pad": _pad}
