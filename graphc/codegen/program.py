@@ -22,6 +22,8 @@ fallback is listed with its reason.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 from dataclasses import dataclass, field
 
@@ -30,8 +32,7 @@ from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
 from ..layout import same_shape
-from ..passes.functionalize import COPY_BACK, aliases_input
-from ..passes.memory import MemoryPlan, read_in_place, view_root
+from ..ir.aliasing import COPY_BACK, aliases_input, read_in_place, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel, walk_expressions
 from .llvm_emit import ProgramEmitter
@@ -40,6 +41,9 @@ from .schedule_copy import (schedule_copy_back, schedule_gather, schedule_reshap
                             schedule_scatter)
 from .subgraph import Scratch, Unsupported, meta_view
 from .target import module_target
+
+if TYPE_CHECKING:  # the plan is the passes' (graphc.passes.memory); lowering only reads it
+    from ..passes.memory import MemoryPlan
 
 PARALLEL_THRESHOLD = 1 << 16  # element operations a stage needs before it uses threads
 
@@ -327,12 +331,18 @@ def _written_by_kernels(gm: GraphModule, refs: dict, out_nodes: list) -> dict[No
     (value -> copy-back), see ``_stores_into_argument``."""
     graph = gm.graph
     order = {n: i for i, n in enumerate(graph.nodes)}
+    readers: dict[Node, list[Node]] = {}  # root -> the nodes reading it (through views too)
+    for m in graph.nodes:
+        if m.op != "output" and not aliases_input(m):
+            for root in {view_root(a) for a in m.all_input_nodes}:
+                readers.setdefault(root, []).append(m)
     return {back.args[1]: back for back in graph.nodes
             if back.op == "call_function" and back.meta.get(COPY_BACK)
-            and _stores_into_argument(back, graph, order, refs, out_nodes)}
+            and _stores_into_argument(back, graph, order, readers, refs, out_nodes)}
 
 
-def _stores_into_argument(back: Node, graph, order: dict, refs: dict, out_nodes: list) -> bool:
+def _stores_into_argument(back: Node, graph, order: dict, readers: dict, refs: dict,
+                          out_nodes: list) -> bool:
     """The value is an elementwise kernel's only output (with more, another output's loads
     of the argument may come after this one's store), read by nothing but the copy-back,
     of the argument's shape and dtype; the kernel reads the argument only at the element
@@ -343,9 +353,7 @@ def _stores_into_argument(back: Node, graph, order: dict, refs: dict, out_nodes:
         return False
     if set(value.users) != {back} or value in out_nodes or not _same_type(value, dst):
         return False
-    readers = [m for m in graph.nodes if m is not back and m.op != "output"
-               and not aliases_input(m) and any(view_root(a) is dst for a in m.all_input_nodes)]
-    if any(order[m] > order[value] for m in readers):
+    if any(order[m] > order[value] for m in readers.get(dst, ()) if m is not back):
         return False
     return all(a is dst and read_in_place(module, i) for i, a in enumerate(value.args)
                if isinstance(a, Node) and view_root(a) is dst)

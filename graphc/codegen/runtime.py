@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dtype as dt
 from ..errors import OpValueError, WeightChanged
+from ..ir.aliasing import COPY_BACK
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
 from ..nn.module import Module
@@ -112,15 +113,13 @@ class _Param:
 
 def _written(gm: GraphModule, params: list) -> tuple:
     """What the program's copy-backs write: (input position or weight, eager's write count)."""
-    from ..passes.functionalize import COPY_BACK
-
-    placeholders = gm.graph.placeholders
+    position = {p: k for k, p in enumerate(gm.graph.placeholders)}
     by_target = {p.target: p for p in params}
     writes = []
     for n in gm.graph.nodes:
         if n.op == "call_function" and n.meta.get(COPY_BACK):
             dst, count = n.args[0], n.meta.get("writes", 1)
-            writes.append((placeholders.index(dst) if dst.op == "placeholder"
+            writes.append((position[dst] if dst.op == "placeholder"
                            else by_target[dst.target], count))
     return tuple(writes)
 
@@ -165,6 +164,7 @@ class Specialization:
         self.lock = threading.Lock()
         self.inputs = [(k, s.index, program.refs[gm.graph.placeholders[s.index]].dtype.itemsize)
                        for k, s in enumerate(slots) if s.kind == "input"]
+        self.argument = {p: k for k, p in enumerate(gm.graph.placeholders)}  # node -> position
         self.params: list[_Param] = []
         self.arrays: dict[int, np.ndarray] = {}  # slot -> flat bytes (buffers, scratch)
         slot_dtype = {ref.slot: ref.dtype for ref in program.refs.values()}
@@ -388,7 +388,7 @@ class Specialization:
         if n in self._call.env:
             return self._call.env[n]
         if n.op == "placeholder" and n not in refs:
-            return inputs[self.gm.graph.placeholders.index(n)]
+            return inputs[self.argument[n]]
         if n.op == "get_attr" and n not in refs:
             return fetch(self.gm, n.target)
         return self.tensor(refs[n], inputs, outputs)
@@ -403,7 +403,7 @@ class Specialization:
         def value(n: Node):
             internal = False
             if n.op == "placeholder":
-                t = inputs[self.gm.graph.placeholders.index(n)]
+                t = inputs[self.argument[n]]
             elif n.op == "get_attr":
                 t = fetch(self.gm, n.target)
             elif self._call.views and self._view_chain(n)[1] in self._call.views:

@@ -134,7 +134,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
 def _writes(gm, names, args) -> list[str]:
     """The inputs and weights the program writes into (its copy-backs), and what that means
     for calls whose arguments share memory."""
-    from ..passes.functionalize import COPY_BACK
+    from ..ir.aliasing import COPY_BACK
 
     tensor_names = [n for n, a in zip(names, args) if isinstance(a, Tensor)]
     placeholders = gm.graph.placeholders

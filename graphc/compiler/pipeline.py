@@ -14,6 +14,8 @@ strides, dtype) compile another specialisation (``codegen.runtime.Specialization
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 
 from ..codegen.program import lower
@@ -24,7 +26,7 @@ from ..ir.graph_module import GraphModule
 from ..ir.node import Node, nodes_in
 from ..passes import PassManager, fuse, plan_memory
 from ..passes.functionalize import is_functional, protect_copy_backs
-from ..passes.memory import view_root
+from ..ir.aliasing import view_root
 from ..passes.shape_prop import refresh_shapes
 from ..tensor import Tensor
 
@@ -84,7 +86,8 @@ class CompiledGraph:
         stages = {}
         gm, history, plan = prepare(self.source, layouts, self.passes, stages)
         t0 = time.perf_counter()
-        program = lower(gm, layouts, plan_memory(gm), name="graph", shape_env=shape_env)
+        program = deep_enough(_size(gm), lower, gm, layouts, plan_memory(gm), name="graph",
+                              shape_env=shape_env)
         # (it may decide on sizes, as lowering does: before the sizes are checked and frozen)
         copied = aliased_by_passes(self.source.graph, gm.graph)
         t1 = time.perf_counter()
@@ -126,6 +129,55 @@ class CompiledGraph:
                                        dump=True)
         return {"llvm": spec.compiled.ir, "llvm_opt": spec.compiled.optimized_ir,
                 "asm": spec.compiled.assembly}[stage]
+
+
+STACK_FRAMES_PER_NODE = 8  # kernel building recurses over a fused chain, a few frames per op
+SHALLOW = 100              # nodes a graph may have before its lowering needs a deeper stack
+
+
+def deep_enough(nodes: int, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with room to recurse over a graph of ``nodes`` nodes.
+
+    Scheduling and emission recurse along a fused kernel's chain of ops, and a chain of a
+    few hundred elementwise ops (an unrolled loop) would exceed Python's default limit of
+    1000 frames. A large graph is lowered on a thread of its own with a stack to match
+    (its pages are only touched as deep as the recursion goes) and a recursion limit to
+    match; exceptions reach the caller as raised.
+    """
+    frames = 1000 + STACK_FRAMES_PER_NODE * nodes
+    if nodes <= SHALLOW or frames <= sys.getrecursionlimit():
+        return fn(*args, **kwargs)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: B036  (re-raised in the caller's thread)
+            outcome["error"] = e
+
+    with _lock:
+        limit, size = sys.getrecursionlimit(), threading.stack_size()
+        sys.setrecursionlimit(frames)
+        threading.stack_size(min(frames * 4096, 1 << 30))  # ~4 KiB of C stack per frame
+        try:
+            worker = threading.Thread(target=run, name="graphc-lower")
+            worker.start()
+        finally:
+            threading.stack_size(size)
+        worker.join()
+        sys.setrecursionlimit(limit)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+_lock = threading.Lock()
+
+
+def _size(gm: GraphModule) -> int:
+    """Nodes of the graph and of its fused kernels' sub-graphs."""
+    return sum(1 + (len(gm.graph.module_at(n.target).graph) if n.op == "call_module" else 0)
+               for n in gm.graph.nodes)
 
 
 def prepare(gm: GraphModule, inputs: tuple, passes=None, stages: dict | None = None):

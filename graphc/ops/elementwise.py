@@ -106,6 +106,13 @@ def _check_gelu(name, x, approximate="none"):
     return floating_only(promote_float)(name, x)
 
 
+def _softplus(x, beta=1.0, threshold=20.0):
+    z = x * x.dtype.type(beta)
+    with np.errstate(over="ignore"):
+        soft = (np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0)) / x.dtype.type(beta)
+    return np.where(z > threshold, x, soft).astype(x.dtype)
+
+
 def _sign(x):
     if x.dtype == np.bool_:
         return x.copy()
@@ -286,6 +293,11 @@ def _silu_grad(ctx, g):
     return (g * s * (1 + x * (1 - s)),)
 
 
+def _softplus_grad(ctx, g):
+    x, beta = ctx.input(0), ctx.attrs["beta"]
+    return (F.where(x * beta > ctx.attrs["threshold"], g, g * F.sigmoid(x * beta)),)
+
+
 def _mul_grad(ctx, g):
     return (g * ctx.input(1) if ctx.needs(0) else None,
             g * ctx.input(0) if ctx.needs(1) else None)
@@ -411,6 +423,15 @@ unary("gelu", _gelu, _check_gelu, _gelu_grad, dtypes=FLOATS, attrs={"approximate
 unary("silu", lambda x: x * _sigmoid(x), floating_only(promote_float), _silu_grad, dtypes=FLOATS,
       flags={Flag.COMPOSITE}, decomposition=lambda x: x * F.sigmoid(x),
       expose=Expose(method=True, functional=True))
+unary("softplus", _softplus, floating_only(promote_float), _softplus_grad, dtypes=FLOATS,
+      attrs={"beta": 1.0, "threshold": 20.0},
+      attr_sets=[{}, {"beta": 2.0, "threshold": 1.0}, {"beta": 0.5, "threshold": 20.0}],
+      emit=lambda s, x, beta=1.0, threshold=20.0: s.b.select(
+          s.cmp(">", s.b.fmul(x, s.c(beta)), s.c(threshold)), x,
+          s.b.fdiv(s.b.fadd(s.math.log1p(s.math.exp(s.neg(s.abs(s.b.fmul(x, s.c(beta)))))),
+                            s.relu(s.b.fmul(x, s.c(beta)))), s.c(beta))),
+      accuracy=POLYNOMIAL, expose=Expose(function=False, functional=True),
+      doc="log(1 + exp(beta·x)) / beta; x itself where beta·x > threshold (as PyTorch)")
 for _name in ("floor", "ceil", "trunc"):
     unary(_name, getattr(np, _name), no_bool(same_as_first), _zero_grad, dtypes=NUMERIC,
           emit=lambda s, x, _fn=_name: s.intrinsic(_fn, x) if s.is_float else x,

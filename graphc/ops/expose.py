@@ -119,7 +119,8 @@ def functional_wrappers() -> dict:
     """The generated wrappers ``graphc.nn.functional`` takes (its own module asks once)."""
     from . import functions
 
-    return {n: getattr(functions, op.name) for op in OPS if op.expose and op.expose.functional
+    return {n: getattr(functions, op.name) if op.expose.function else function(op)
+            for op in OPS if op.expose and op.expose.functional
             for n in (op.name, *op.expose.aliases)}
 
 

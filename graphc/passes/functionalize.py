@@ -37,15 +37,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.aliasing import COPY_BACK, aliases_input, is_write
 from ..ir.graph_module import GraphModule
 from ..ir.node import Node, map_arg
-from ..layout import contiguous_strides, numel, same_shape, view_strides
+from ..layout import contiguous_strides, numel, same_shape
 from ..dtype import bool_ as dtype_bool
-from ..ops.registry import OPS, Flag
+from ..ops.registry import OPS
 from ..tensor import Tensor
 from ..trace.proxy import TraceError
 
-COPY_BACK = "copy_back"  # node.meta key marking the copy-backs this pass makes
 KEPT_VIEWS = "written_input_views"  # output.meta: positions that are views of written inputs
 
 
@@ -123,26 +123,8 @@ def written_inputs(graph) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(graph.placeholders) if p in written)
 
 
-def is_write(n: Node) -> bool:
-    """A write: returns the tensor it wrote into (its first argument)."""
-    return n.op == "call_function" and Flag.MUTATES in n.target.flags
-
-
 def _is_tensor(v) -> bool:
     return isinstance(v, Node) and "shape" in v.meta and "dtype" in v.meta
-
-
-def aliases_input(n: Node) -> bool:
-    """A view op whose result shares its input's memory (reshape may copy instead: known
-    from the strides in its input's meta; without them, taken as a view)."""
-    if n.op != "call_function" or Flag.VIEW not in n.target.flags or not _is_tensor(n.args[0]):
-        return False
-    if n.target is OPS.reshape:
-        src = n.args[0]
-        stride = src.meta.get("stride")
-        return stride is None or "shape" not in n.meta or view_strides(
-            tuple(src.meta["shape"]), tuple(stride), tuple(n.meta["shape"])) is not None
-    return True
 
 
 class _Functionalizer:

@@ -15,9 +15,9 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
+from ..ir.aliasing import read_in_place, view_root
 from ..ir.graph_module import GraphModule
 from ..ir.node import Node, nodes_in
-from ..layout import same_shape
 from ..ops.registry import Flag
 from ..symbolic import known
 from .fusion import kind_of, nbytes
@@ -45,33 +45,10 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
-def view_root(node: Node) -> Node:
-    """The value whose memory ``node`` shares: through views, and through writes (a write
-    returns the tensor it wrote)."""
-    from .functionalize import aliases_input, is_write
-
-    while aliases_input(node) or is_write(node):
-        node = node.args[0]
-    return node
-
-
 def _kernel_output(n: Node) -> bool:
     """An output of a multi-output kernel (``call[k]`` of a call_module)."""
     return n.op == "call_method" and n.target == "__getitem__" \
         and isinstance(n.args[0], Node) and n.args[0].op == "call_module"
-
-
-def read_in_place(kernel, position: int) -> bool:
-    """Whether a kernel reads its input ``position`` only at the element it writes (so it
-    may write its output over that input): no view of it, no broadcast."""
-    graph = getattr(kernel, "graph", None)
-    if graph is None:
-        return False
-    p = graph.placeholders[position]
-    out = graph.output_node.args[0]
-    shape = tuple(out.meta["shape"]) if isinstance(out, Node) else None
-    return same_shape(p.meta.get("shape", ()), shape) and all(
-        u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)
 
 
 def plan_memory(gm: GraphModule) -> MemoryPlan:
