@@ -83,6 +83,7 @@ def _prod(x, dim=None, keepdim=False, dtype=None):
 TORCH = {
     "gelu": lambda x, approximate="none": TF.gelu(x, approximate=approximate),
     "silu": TF.silu,
+    "softplus": lambda x, beta=1.0, threshold=20.0: TF.softplus(x, beta=beta, threshold=threshold),
     "round": lambda x, decimals=0: torch.round(x, decimals=decimals),
     "cast": lambda x, dtype=None: x.to(tdt(dtype)),
     "div": lambda a, b, rounding_mode=None: torch.div(a, b, rounding_mode=rounding_mode),
