@@ -16,6 +16,7 @@ import sys
 from ..errors import DTypeError, OpError, OpTypeError
 from ..tensor import Tensor
 from .dispatch import dispatch
+from .functions import operand
 from .registry import OPS, REQUIRED, OpDef
 
 
@@ -39,19 +40,13 @@ def function(op: OpDef):
                 raise OpTypeError(op.name, f"{e} (call as {op.name}{signature})") from None
             args = tuple(bound.arguments.get(n) for n in names)
             kwargs = {a: bound.arguments[a] for a in op.attrs if a in bound.arguments}
-        return dispatch(op, *[_operand(a) for a in args], **kwargs)
+        return dispatch(op, *[operand(a) for a in args], **kwargs)
 
     fn.__name__ = fn.__qualname__ = op.name
     fn.__signature__ = signature
     fn.__doc__ = op.doc or f"Elementwise {op.name} (OPS.{op.name})."
     fn.op = op
     return fn
-
-
-def _operand(x):
-    from .functions import operand
-
-    return operand(x)
 
 
 def inplace(fn):

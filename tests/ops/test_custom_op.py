@@ -230,3 +230,25 @@ def test_readme_example_runs_as_written(tmp_path):
                                                      "GRAPHC_CACHE_DIR": str(tmp_path)})
     assert run.returncode == 0, run.stderr
     assert "tensor([" in run.stdout and "(128, 128) (64, 128)" in run.stdout, run.stdout
+
+
+def test_its_inplace_method_compiles_with_writes_through_views(squareplus):
+    """x.sqp_test_() on an argument, through a view of it, and on an aliased pair of views:
+    compiled results and the arguments afterwards are eager's."""
+    def program(x, y):
+        x.sqp_test_(b=1.0)
+        x[:, 0].sqp_test_(b=2.0)
+        y.t()[1:].sqp_test_()
+        return x * 2 + y
+
+    base = graphc.randn(6, 4)
+    for make in (lambda: (base.clone(), base.clone().t().contiguous().t()),  # y transposed
+                 lambda: (lambda b: (b[:3], b[3:].t().t()))(base.clone())):  # disjoint views
+        ex, ey = make()
+        cx, cy = make()
+        want = program(ex, ey)
+        with graphc.no_grad():
+            got = graphc.compile(program)(cx, cy)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(cx.numpy(), ex.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(cy.numpy(), ey.numpy(), rtol=1e-5, atol=1e-6)
