@@ -6,7 +6,7 @@ import numpy as np
 
 from . import dtype as dt
 from .errors import OpTypeError
-from .tensor import Tensor, device, empty_meta, from_numpy, wrap_array
+from .tensor import Tensor, empty_meta, from_numpy, require_available, wrap_array
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "asarray"]
 
@@ -44,7 +44,8 @@ def _to_numpy(data, dtype: dt.dtype) -> np.ndarray:
     if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
         data = [_to_numpy(x, dtype) if isinstance(x, (Tensor, list, tuple)) else x for x in data]
     try:
-        arr = np.array(data, dtype=dtype.np)
+        with np.errstate(over="ignore"):  # 1e5 as float16 is inf, as in PyTorch
+            arr = np.array(data, dtype=dtype.np)
     except (ValueError, TypeError) as e:
         raise OpTypeError("tensor", f"could not make a tensor from the given data: {e}") from None
     if arr.dtype == object:
@@ -79,11 +80,13 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
 
 
 def _is_meta(dev) -> bool:
-    return device(dev).type == "meta"
+    return require_available("tensor", dev).type == "meta"
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares memory when it can (a tensor or numpy array of that dtype)."""
+    if device is not None:
+        require_available("as_tensor", device)
     if isinstance(data, Tensor):
         return data if dtype is None else data.to(dtype)
     if isinstance(data, np.ndarray):

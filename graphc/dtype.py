@@ -1,6 +1,11 @@
 """dtypes and PyTorch's type-promotion rules.
 
-graphc has five dtypes, ordered by promotion: bool < int32 < int64 < float32 < float64.
+graphc has five compute dtypes, ordered by promotion: bool < int32 < int64 < float32 <
+float64, and two storage-only floats, float16 (``half``) and bfloat16, between int64 and
+float32 (float16 with bfloat16 gives float32, as in PyTorch). Ops on float16/bfloat16
+compute in float32 and round the result to the storage dtype (``dtype.compute``; the
+dispatcher does the conversion), which is what PyTorch's CPU kernels do for most ops.
+bfloat16 arrays are numpy arrays of ``ml_dtypes.bfloat16``.
 Promotion follows PyTorch (c10's ResultTypeState): operands fall in three tiers —
 tensors with dimensions, zero-dimensional tensors, and Python scalars — and a lower
 tier only changes the result when it belongs to a higher category (bool < integer <
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import numbers
 
+import ml_dtypes  # numpy has no bfloat16; ml_dtypes (from the JAX project) gives it one
 import numpy as np
 
 BOOL, INTEGER, FLOATING = 0, 1, 2  # categories, in promotion order
@@ -24,15 +30,16 @@ BOOL, INTEGER, FLOATING = 0, 1, 2  # categories, in promotion order
 class dtype:
     """A graphc element type. Compare by identity: ``x.dtype is graphc.float32``."""
 
-    __slots__ = ("name", "short", "np", "itemsize", "category", "rank")
+    __slots__ = ("name", "short", "np", "itemsize", "category", "rank", "compute")
 
-    def __init__(self, name: str, short: str, np_dtype, category: int, rank: int):
+    def __init__(self, name: str, short: str, np_dtype, category: int, rank: int, compute=None):
         self.name = name
         self.short = short  # the spelling used in IR dumps: f32[8, 64]
         self.np = np.dtype(np_dtype)
         self.itemsize = self.np.itemsize
         self.category = category
         self.rank = rank
+        self.compute = self if compute is None else compute  # the dtype kernels compute in
 
     @property
     def is_floating_point(self) -> bool:
@@ -52,18 +59,23 @@ class dtype:
 bool_ = dtype("bool", "b8", np.bool_, BOOL, 0)
 int32 = dtype("int32", "i32", np.int32, INTEGER, 1)
 int64 = dtype("int64", "i64", np.int64, INTEGER, 2)
-float32 = dtype("float32", "f32", np.float32, FLOATING, 3)
-float64 = dtype("float64", "f64", np.float64, FLOATING, 4)
+float32 = dtype("float32", "f32", np.float32, FLOATING, 4)
+float64 = dtype("float64", "f64", np.float64, FLOATING, 5)
+# storage-only: one rank, so that promoting one with the other gives float32
+float16 = dtype("float16", "f16", np.float16, FLOATING, 3, compute=float32)
+bfloat16 = dtype("bfloat16", "bf16", ml_dtypes.bfloat16, FLOATING, 3, compute=float32)
 
+# the compute dtypes: the op table's declared dtypes and its test samples
 ALL_DTYPES: tuple[dtype, ...] = (bool_, int32, int64, float32, float64)
 FLOAT_DTYPES: tuple[dtype, ...] = (float32, float64)
 INT_DTYPES: tuple[dtype, ...] = (int32, int64)
 NUMERIC_DTYPES: tuple[dtype, ...] = (int32, int64, float32, float64)
-_BY_RANK = ALL_DTYPES
-_BY_NAME = {d.name: d for d in ALL_DTYPES} | {
-    "float": float32, "double": float64, "int": int32, "long": int64,
+HALF_DTYPES: tuple[dtype, ...] = (float16, bfloat16)  # stored in 16 bits, computed in float32
+STORAGE_DTYPES: tuple[dtype, ...] = ALL_DTYPES + HALF_DTYPES  # every dtype a tensor may have
+_BY_NAME = {d.name: d for d in STORAGE_DTYPES} | {
+    "float": float32, "double": float64, "int": int32, "long": int64, "half": float16,
 }
-_BY_NP = {d.np: d for d in ALL_DTYPES}
+_BY_NP = {d.np: d for d in STORAGE_DTYPES}
 
 _default_float = float32
 
@@ -99,7 +111,8 @@ def as_dtype(d) -> dtype:
         name = d.removeprefix("graphc.").removeprefix("torch.")
         if name in _BY_NAME:
             return _BY_NAME[name]
-        raise TypeError(f"unknown dtype {d!r}; expected one of {', '.join(x.name for x in ALL_DTYPES)}")
+        raise TypeError(f"unknown dtype {d!r}; expected one of "
+                        f"{', '.join(x.name for x in STORAGE_DTYPES)}")
     try:
         npd = np.dtype(d)
     except TypeError:
@@ -111,7 +124,7 @@ def from_numpy_dtype(npd) -> dtype:
     npd = np.dtype(npd)
     found = _BY_NP.get(npd) if npd.isnative else None
     if found is None:
-        supported = ", ".join(x.name for x in ALL_DTYPES)
+        supported = ", ".join(x.name for x in STORAGE_DTYPES)
         hint = ""
         if npd.kind == "f":
             hint = " (convert with .astype(np.float32))"
@@ -123,8 +136,11 @@ def from_numpy_dtype(npd) -> dtype:
 
 
 def promote_types(a: dtype, b: dtype) -> dtype:
-    """The smallest dtype both ``a`` and ``b`` convert to: bool < int32 < int64 < float32 < float64."""
-    return a if a.rank >= b.rank else b
+    """The smallest dtype both ``a`` and ``b`` convert to: bool < int32 < int64 < float16 or
+    bfloat16 < float32 < float64; float16 with bfloat16 gives float32 (neither holds the other)."""
+    if a.rank != b.rank:
+        return a if a.rank > b.rank else b
+    return a if a is b else float32
 
 
 def scalar_category(x) -> int | None:
@@ -200,3 +216,41 @@ def result_type(*operands) -> dtype:
 def to_float(d: dtype) -> dtype:
     """``d`` if floating, else the default float dtype (used by exp, sqrt, true division...)."""
     return d if d.category == FLOATING else _default_float
+
+
+class finfo:
+    """Machine limits of a floating dtype, as ``torch.finfo``: ``bits``, ``eps``, ``max``,
+    ``min``, ``tiny`` (= ``smallest_normal``), ``resolution`` and ``dtype`` (its name).
+
+        >>> graphc.finfo(graphc.float16).max
+        65504.0
+    """
+
+    def __init__(self, type=None):
+        d = _default_float if type is None else as_dtype(type)
+        if not d.is_floating_point:
+            raise TypeError(f"finfo: expected a floating-point dtype, got {d}")
+        info = ml_dtypes.finfo(d.np)  # numpy's finfo, extended to bfloat16
+        self.bits = d.itemsize * 8
+        self.eps, self.max, self.min = float(info.eps), float(info.max), float(info.min)
+        self.tiny = self.smallest_normal = float(info.tiny)
+        self.resolution = 10.0 ** -int(info.precision)
+        self.dtype = d.name
+
+    def __repr__(self) -> str:
+        return (f"finfo(resolution={self.resolution}, min={self.min}, max={self.max}, "
+                f"eps={self.eps}, smallest_normal={self.tiny}, tiny={self.tiny}, dtype={self.dtype})")
+
+
+class iinfo:
+    """Limits of an integer dtype, as ``torch.iinfo``: ``bits``, ``min``, ``max``, ``dtype``."""
+
+    def __init__(self, type):
+        d = as_dtype(type)
+        if d.category != INTEGER:
+            raise TypeError(f"iinfo: expected an integer dtype, got {d}")
+        info = np.iinfo(d.np)
+        self.bits, self.min, self.max, self.dtype = info.bits, int(info.min), int(info.max), d.name
+
+    def __repr__(self) -> str:
+        return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"

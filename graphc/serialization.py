@@ -58,7 +58,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, s
                NotImplementedError)
 _PICKLE = ("this looks like a PyTorch/pickle file; graphc never unpickles (in PyTorch, load it with "
            "torch.load(f, weights_only=True) and convert tensors with graphc.from_numpy(t.numpy()))")
-_DTYPES = {d.name: d for d in dt.ALL_DTYPES}
+_DTYPES = {d.name: d for d in dt.STORAGE_DTYPES}
 _FILE_KINDS = {"d": "directory", "c": "character device", "b": "block device", "p": "FIFO (named pipe)",
                "s": "socket"}
 

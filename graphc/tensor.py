@@ -10,6 +10,8 @@ Op methods (``x.add``, ``x + y``, ``x.sum()``, ``x.view(...)``) are attached by
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import numpy as np
 
 from . import dtype as dt
@@ -18,32 +20,71 @@ from .layout import contiguous_strides, is_contiguous, normalize_dim, numel, rea
 
 
 class device:
-    """Where a tensor's data lives: ``cpu`` (numpy) or ``meta`` (shapes and dtypes only)."""
+    """A device, as ``torch.device``: ``cpu`` (numpy) or ``meta`` (shapes and dtypes only).
 
-    __slots__ = ("type",)
-    _KNOWN = ("cpu", "meta")
+    Accelerator devices (``cuda``, ``mps``, ``xpu``) can be named, compared and printed,
+    as in a PyTorch build without them, but making or moving a tensor there raises a
+    ``DeviceError``: graphc runs on the CPU only. ``device("cpu:0")`` and
+    ``device("cpu", 0)`` have index 0 and, as in PyTorch, differ from ``device("cpu")``.
+    """
 
-    def __init__(self, type: str | device = "cpu"):
+    __slots__ = ("type", "index")
+    _KNOWN = ("cpu", "meta", "cuda", "mps", "xpu")
+    _AVAILABLE = ("cpu", "meta")
+
+    def __init__(self, type: str | device = "cpu", index: int | None = None):
         if isinstance(type, device):
-            type = type.type
-        name = str(type).split(":")[0]
+            type, index = type.type, type.index if index is None else index
+        text = str(type)
+        name, _, number = text.partition(":")
         if name not in self._KNOWN:
-            raise ValueError(f"unknown device {type!r}; graphc has 'cpu' and 'meta'")
+            raise ValueError(f"unknown device {type!r}; graphc has 'cpu' and 'meta' "
+                             "('cuda', 'mps' and 'xpu' can be named but not used)")
+        if number:
+            if index is not None or not number.isdigit():
+                raise ValueError(f"invalid device string {text!r}; expected 'type' or 'type:index'")
+            index = int(number)
+        if index is not None and (not isinstance(index, int) or index < 0):
+            raise ValueError(f"device index must be a non-negative int, got {index!r}")
         self.type = name
+        self.index = index
 
     def __eq__(self, other) -> bool:
         if isinstance(other, str):
             other = device(other)
-        return isinstance(other, device) and other.type == self.type
+        return isinstance(other, device) and other.type == self.type and other.index == self.index
 
     def __hash__(self) -> int:
-        return hash(self.type)
+        return hash((self.type, self.index))
 
     def __repr__(self) -> str:
-        return f"device(type='{self.type}')"
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{index})"
 
     def __str__(self) -> str:
-        return self.type
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+
+class DeviceError(OpError, AssertionError):
+    """A tensor made on or moved to a device graphc does not have (cuda, mps). Also an
+    ``AssertionError``, which is what a PyTorch build without CUDA raises ("Torch not
+    compiled with CUDA enabled")."""
+
+
+def require_available(call: str, dev) -> device:
+    """``dev`` as a device, if tensors can live there (cpu, meta); else a ``DeviceError``
+    naming ``call``."""
+    d = dev if isinstance(dev, device) else device(dev)
+    if d.type not in device._AVAILABLE:
+        unavailable(call, d)
+    return d
+
+
+def unavailable(call: str, dev: device | str = "cuda") -> NoReturn:
+    """Raise the ``DeviceError`` of ``call`` needing ``dev``, a device graphc does not have."""
+    raise DeviceError(call, f"device '{dev}' is not available: graphc runs on the CPU only "
+                      f"(as a PyTorch build without CUDA: 'Torch not compiled with CUDA "
+                      f"enabled'); use device='cpu' (graphc.cuda.is_available() is False)")
 
 
 CPU = device("cpu")
@@ -242,6 +283,25 @@ class Tensor:
     def is_meta(self) -> bool:
         return self._storage.array is None
 
+    is_cuda = False  # graphc tensors live on the cpu (or meta); never on an accelerator
+    is_mps = False
+
+    def get_device(self) -> int:
+        """-1: the cpu, as PyTorch answers for cpu tensors."""
+        return -1
+
+    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
+        """Always a ``DeviceError``: graphc has no CUDA (PyTorch's CPU build raises too)."""
+        unavailable("Tensor.cuda")
+
+    def pin_memory(self) -> Tensor:
+        """``self``: pinned memory only speeds copies to an accelerator, which graphc does
+        not have, so there is nothing to pin (PyTorch without one raises instead)."""
+        return self
+
+    def is_pinned(self) -> bool:
+        return False
+
     @property
     def ndim(self) -> int:
         return len(self._shape)
@@ -314,6 +374,9 @@ class Tensor:
         if self.requires_grad and not force:
             raise OpError("numpy", "can't call numpy() on a tensor that requires grad; "
                           "use tensor.detach().numpy()")
+        if self._storage.dtype is dt.bfloat16:  # numpy has no bfloat16 (PyTorch refuses too)
+            raise TypeError("numpy: got unsupported dtype bfloat16 (numpy has no bfloat16); "
+                            "convert first: tensor.float().numpy()")
         return self._data().view()  # a fresh array object: callers may change its metadata
 
     def _data(self) -> np.ndarray:

@@ -144,6 +144,8 @@ def format_values(a: np.ndarray, indent: int) -> str:
     if a.size == 0:
         return "[]"
     summarize = a.size > PRINT_OPTS.threshold
+    if a.dtype == dt.bfloat16.np:  # numpy knows it as a void kind ("V"): print its floats
+        a = a.astype(np.float32)
     floating = a.dtype.kind == "f"
     fmt = _Formatter(_summarized(a) if summarize else a, floating)
     return _nested(a, indent, summarize, fmt)

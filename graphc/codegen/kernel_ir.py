@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .. import dtype as dt
 from ..ops.registry import OpDef
+from ..symbolic import known
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,9 @@ def merge_dims(extents: list[int], maps: list[list[int]], groups: list[int] | No
     """Merge adjacent loop dims where every index map allows it (and ``groups`` agree).
 
     ``maps`` are stride lists over the dims (one per access). Dims k and k+1 merge when
-    each map has stride[k] == stride[k+1]·extent[k+1]. Returns (extents, maps, kept dim
+    each map has stride[k] == stride[k+1]·extent[k+1] for every size (decided without a
+    guard: a buffer sliced to a symbolic size, stride 32 and extent s0, stays two dims
+    rather than fixing s0 = 32). Returns (extents, maps, kept dim
     groups) with one entry per remaining dim.
     """
     groups = list(groups) if groups is not None else [0] * len(extents)
@@ -335,7 +338,8 @@ def merge_dims(extents: list[int], maps: list[list[int]], groups: list[int] | No
     groups = [groups[i] for i in keep]
     k = len(extents) - 2
     while k >= 0:
-        if groups[k] == groups[k + 1] and all(m[k] == m[k + 1] * extents[k + 1] for m in maps):
+        if groups[k] == groups[k + 1] and all(known(m[k], "==", m[k + 1] * extents[k + 1])
+                                               for m in maps):
             extents[k] *= extents[k + 1]
             for m in maps:
                 m[k] = m[k + 1]

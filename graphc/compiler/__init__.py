@@ -6,6 +6,7 @@ explain, check mode, dumps and benchmarks.
         y = model(x)
     print(graphc.explain(model, x))       # graphs, guards, fusion, kernels, fallbacks, times
     model.compiled.recompiles             # each guard miss: guard, old, new, line, fix
+    compiled_function(model).entries      # any compiled thing's record (model.compile())
     graphc.dump(model, "out/")            # every stage and a repro script with saved inputs
     graphc.benchmark(model, x)            # eager vs compiled, compile times, peak memory
 
@@ -15,12 +16,13 @@ passes, fusion, memory plan, then the backend (``graphc.codegen``).
 
 from .benchmark import BenchmarkResult, benchmark
 from .check import CheckError
-from .compiled import CaptureError, CompiledFunction, CompiledModule, EagerRun, compile
+from .compiled import (CaptureError, CompiledFunction, CompiledModule, EagerRun, compile,
+                       compiled_function)
 from .dump import dump
 from .explain import Explanation, explain
 from .guards import Guard, Recompile
 from .pipeline import CompiledGraph, Unsized, compile_graph
 
 __all__ = ["compile", "explain", "dump", "benchmark", "BenchmarkResult", "CompiledFunction",
-           "CompiledModule", "CaptureError", "EagerRun", "CheckError", "Explanation", "Guard",
-           "Recompile", "CompiledGraph", "Unsized", "compile_graph"]
+           "CompiledModule", "compiled_function", "CaptureError", "EagerRun", "CheckError",
+           "Explanation", "Guard", "Recompile", "CompiledGraph", "Unsized", "compile_graph"]

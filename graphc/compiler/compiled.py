@@ -24,6 +24,7 @@ import functools
 import inspect
 import re
 import time
+import types
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -32,13 +33,18 @@ from ..autograd.grad_mode import _state as _grad
 from ..errors import OpError, WeightChanged, user_location, user_location_in, user_stacklevel
 from ..nn.module import Module
 from ..debug import debug_level, show
-from ..tensor import Tensor
+from ..tensor import Tensor, tensors_in
 from ..codegen.sizes import SizeMismatch
+from ..ir.aliasing import view_root
+from ..ir.node import nodes_in
 from ..layout import reach
 from ..passes.functionalize import FunctionalizeError, written_inputs
-from ..trace import TensorSpec, TraceError, trace
+from ..trace import Proxy, TensorSpec, TraceError
+from ..trace.tracer import map_tensors, restore_structure, trace_bound, unbind
 from . import guards as G
 from .pipeline import Unsized, compile_graph
+from ..amp import _state as _amp_state
+from .. import dtype as dt
 
 MODES = ("static", "eager")
 CACHE_LIMIT = 8
@@ -79,6 +85,8 @@ class Entry:
     all_tensors: bool = False  # every argument is a graph input: pass them as they are
     pattern: tuple | None = None  # with symbolic sizes: the signatures it may serve
     written: tuple = ()     # the tensor arguments (positions) the program writes into
+    returned: frozenset = frozenset()  # ... and those it returns, or returns views of
+    out_structure: object = None  # the result's namedtuples, dict subclasses (tracer)
 
     @property
     def stages_ms(self) -> dict[str, float]:
@@ -100,8 +108,10 @@ class SizedPrograms:
     def __init__(self):
         self.by_pattern: dict[tuple, list] = {}
         self.served: dict[tuple, Entry] = {}
-        self.unsized: set[tuple] = set()
+        self.unsized: dict[tuple, str] = {}  # pattern -> why its sizes were all fixed
         self.miss = None  # the last call fitted a pattern but not its programs' guards
+        self.miss_entry: Entry | None = None  # (the program that refused it)
+        self.static_reason = ""  # why the last compile kept fixed sizes
 
     def find(self, sig: tuple, pattern: tuple, tensors: list) -> Entry | None:
         """The entry whose guards these inputs' sizes pass, if any (then remembered under
@@ -111,7 +121,7 @@ class SizedPrograms:
             try:
                 entry.spec.sizes.bind(tensors)
             except SizeMismatch as e:
-                self.miss = e
+                self.miss, self.miss_entry = e, entry
                 continue
             if len(self.served) > 4096:
                 self.served.clear()
@@ -145,19 +155,26 @@ class CompiledFunction:
             raise ValueError(f"graphc.compile: cache_limit must be a positive int, got "
                              f"{cache_limit!r}")
         self.fn, self.module, self.mode = fn, module, mode
+        # the module whose weights and training flag the program reads: the compiled
+        # module, or the instance of a compiled method
+        self.owner = module if module is not None else _instance_module(fn)
+        self._target = module if module is not None else fn  # what a call runs
         self.fullgraph, self.check, self.cache_limit = fullgraph, check, cache_limit
         self.dynamic = dynamic
-        self.dynamic_dims: dict[str, set] = {}  # argument -> dims compiled with symbolic sizes
+        self.dynamic_dims: dict[str, set] = {}  # tensor path -> dims with symbolic sizes
         self.static_reasons: list[EagerRun] = []  # why a dynamic compile stayed static
         self.sized = SizedPrograms()  # the entries with symbolic sizes
         self.leaf_modules, self.passes = tuple(leaf_modules), passes
         target = module.forward if module is not None else fn
-        self.params = _parameters(target)
+        self.params = list(inspect.signature(target).parameters.values())
         self.names = tuple(p.name for p in self.params)
-        self._arity = len(self.names)
+        # calls of a function with only positional parameters skip binding when complete
+        self._arity = len(self.names) if all(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in self.params) else -1
         self.entries: dict[tuple, Entry] = {}
         self.recompiles: list[G.Recompile] = []
         self.eager_runs: list[EagerRun] = []
+        self.layout_copies = 0  # calls whose strided inputs were copied to reuse a program
         self._eager: dict[tuple, EagerRun] = {}  # signatures that run eagerly, and why
         self._last: Entry | None = None
         self._warned: set[str] = set()
@@ -168,36 +185,44 @@ class CompiledFunction:
     # ---- a call --------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         if self.mode == "eager":
-            return self._eager_call(args, kwargs)
+            return self._target(*args, **kwargs)
         if kwargs or len(args) != self._arity:
             args = self._bind(args, kwargs)
-        module = self.module
+        if _amp_state.enabled:  # the traced graph would not see autocast's casts
+            return self._run_eagerly(None, args, "inside graphc.autocast: compiled graphs do not "
+                                     "autocast; the call runs eagerly", remember=False)
+        owner = self.owner
         try:
-            sig = G.signature(args, module.training if module is not None else None)
-        except TypeError as e:
-            name = next((n for n, a in zip(self.names, args) if not _guardable(a)), "?")
-            return self._run_eagerly(None, args, f"argument {name!r} cannot be guarded: {e}")
+            sig = G.signature(args, owner.training if owner is not None else None)
+        except TypeError:
+            reason = G.unguardable(self.names, args)
+            if self.fullgraph:
+                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}",
+                                   user_location()) from None
+            return self._run_eagerly(None, args, reason)
         entry = self.entries.get(sig) or self.sized.served.get(sig)
         if entry is None:
             if sig in self._eager:
                 return self._eager_call(args, {})
             entry = self._find_sized(sig, args)
+        if entry is None and self.entries:
+            entry, args = self._find_contiguous(args, owner)
         if entry is None:
             entry = self._compile(sig, args)
             if entry is None:
                 return self._eager_call(args, {})
             if type(entry) is _Eager:
                 return entry.value
-        if _grad.enabled and _needs_grad(args, entry.spec.params):
+        tensors = args if entry.all_tensors else tensors_in(args)
+        if _grad.enabled and _needs_grad(tensors, entry.spec.params):
             return self._run_eagerly(sig, args, "autograd is recording (grad mode is on and an "
                                      "input or weight requires grad); compiled graphs compute "
                                      "values only: call under graphc.no_grad() to run compiled",
                                      remember=False)
-        tensors = args if entry.all_tensors else [a for a in args if isinstance(a, Tensor)]
         if entry.written:
             shared = _sharing_memory(tensors, entry.written, entry.spec.params)
             if shared is not None:
-                names = [n for n, a in zip(self.names, args) if isinstance(a, Tensor)]
+                names = [path for path, _ in G.tensor_keys(self.names, sig)]
                 other = repr(names[shared[1]]) if type(shared[1]) is int else \
                     f"the weight {shared[1]}"
                 return self._run_eagerly(None, args, (
@@ -207,16 +232,18 @@ class CompiledFunction:
                     "compiled)"), remember=False)
         if self.check and not entry.checked:
             from .check import check_entry
-            check_entry(entry, args, lambda copies: self._eager_call(tuple(copies), {}),
-                        self.module)
+            check_entry(entry, tensors, lambda copies: self._eager_call(
+                self._with_tensors(args, copies), {}), self.owner)
             entry.checked = True
         try:
+            if entry.out_structure is not None:  # namedtuples, dict subclasses: rebuilt
+                return restore_structure(entry.spec.run(tensors), entry.out_structure)
             return entry.spec.run(tensors)
         except WeightChanged as e:
             self._forget(entry)
             fresh = self._find_sized(sig, args)
             if fresh is not None:  # compiled since with the new weight (another size)
-                return fresh.spec.run(tensors)
+                return restore_structure(fresh.spec.run(tensors), fresh.out_structure)
             self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
                                      "a weight replaced by a new tensor, or given a new shape "
                                      "or dtype, recompiles; update weights in place "
@@ -225,14 +252,50 @@ class CompiledFunction:
             entry = self._compile(sig, args, after_miss=False)
             if entry is None:
                 return self._eager_call(args, {})
-            return entry.value if type(entry) is _Eager else entry.spec.run(tensors)
+            if type(entry) is _Eager:
+                return entry.value
+            return restore_structure(entry.spec.run(tensors), entry.out_structure)
+
+    def __get__(self, obj, objtype=None):
+        """``@graphc.compile`` on a method: each instance gets its own compiled method,
+        whose module (when the instance is one) is read like ``graphc.compile(model)``'s."""
+        if obj is None:
+            return self
+        key = f"__graphc_compiled_{self.__name__}"
+        held = getattr(obj, "__dict__", None)
+        if held is None:  # no instance dict (__slots__): compiled per instance, not kept
+            return CompiledFunction(types.MethodType(self.fn, obj), **self._options())
+        bound = held.get(key)
+        if bound is None or bound._descriptor is not self:
+            bound = CompiledFunction(types.MethodType(self.fn, obj), **self._options())
+            bound._descriptor = self
+            held[key] = bound  # (a cycle through the instance: collected with it)
+        return bound
+
+    _descriptor = None  # the class attribute a compiled method came from
+
+    def __reduce__(self):
+        """Pickled or deep-copied (with the module or instance holding it) as the function
+        it compiles: the copy compiles afresh."""
+        if self._descriptor is not None:
+            return getattr, (self.fn.__self__, self.fn.__name__)
+        return _compile_again, (self.fn, self.module, self._options())
+
+    def _options(self) -> dict:
+        """The options it was compiled with (for a method's instances, or a copy)."""
+        return dict(mode=self.mode, fullgraph=self.fullgraph, dynamic=self.dynamic,
+                    check=self.check, cache_limit=self.cache_limit,
+                    leaf_modules=self.leaf_modules, passes=self.passes)
 
     def _eager_call(self, args, kwargs):
-        target = self.module if self.module is not None else self.fn
-        if not kwargs and any(p.kind == p.KEYWORD_ONLY for p in self.params):
-            kwargs = {p.name: a for p, a in zip(self.params, args) if p.kind == p.KEYWORD_ONLY}
-            args = tuple(a for p, a in zip(self.params, args) if p.kind != p.KEYWORD_ONLY)
-        return target(*args, **kwargs)
+        """Run the function eagerly on bound arguments (what ``_bind`` returns)."""
+        positional, keywords = unbind(self.params, args)
+        return self._target(*positional, **keywords)
+
+    def _with_tensors(self, args: tuple, tensors) -> tuple:
+        """Bound arguments with their tensors replaced, in order, by ``tensors``."""
+        it = iter(tensors)
+        return tuple(map_tensors(a, lambda path, t: next(it)) for a in args)
 
     def _run_eagerly(self, sig, args, reason: str, remember: bool = True):
         self._note_eager(sig if remember else None, EagerRun(reason, user_location()))
@@ -271,59 +334,122 @@ class CompiledFunction:
                 "signatures run eagerly (raise cache_limit=, or keep the varying argument to a "
                 "few sizes or values)", location))
             return None
-        if after_miss and self._last is not None:
-            miss = G.diagnose(self.names, self._last.signature, sig, location)
-            if self.sized.miss is not None:  # a program with symbolic sizes did not fit
-                miss = G.Recompile("size", miss.name, "within the compiled program's guards",
-                                   str(self.sized.miss), location,
-                                   "each range of sizes the guards allow compiles once (then "
-                                   "is cached); the guards come from size-dependent choices "
-                                   "in your code or in the compiler (GRAPHC_DEBUG=1 lists them)")
-            self.sized.miss = None
-            self._record(miss)
-            if self.dynamic is None and miss.guard == "shape":  # seen with two sizes
-                changed = G.changed_dims(self.names, self._last.signature, sig)
-                for name, dims in changed.items():
-                    self.dynamic_dims.setdefault(name, set()).update(dims)
-                miss.suggestion = (
-                    f"{miss.name} compiles with symbolic sizes from now on (a dim seen with "
-                    "two sizes becomes dynamic), so its new sizes reuse one program; "
-                    "dynamic=False keeps a program per size, dynamic=True makes every dim "
-                    "dynamic from the first call")
+        tensors = tensors_in(args)
+        keys = G.tensor_keys(self.names, sig)
+        for (path, _), a in zip(keys, tensors):
+            if a.is_meta:
+                if isinstance(a, Proxy):  # called while a caller is traced: inlined
+                    return _Eager(self._eager_call(args, {}))
+                raise ValueError(f"{self.__name__}(): argument {path!r} is a meta tensor; "
+                                 "compiled code needs data")
+        miss = None
+        if after_miss and self.entries:
+            miss, shape_miss = self._diagnose(sig, location)
+            if shape_miss is not None and self.dynamic is None:  # seen with two sizes
+                for path, dims in shape_miss.items():
+                    self.dynamic_dims.setdefault(path, set()).update(dims)
         if self.dynamic is True and not self.dynamic_dims:
-            self.dynamic_dims = {name: set(range(len(a._shape))) for name, a in
-                                 zip(self.names, args) if isinstance(a, Tensor)}
+            self.dynamic_dims = {path: set(range(len(key[1]))) for path, key in keys}
+        self.sized.static_reason = ""
+        entry = None
         if self.dynamic is not False and self.dynamic_dims:
             entry = self._compile_sized(sig, args, location)
-            if entry is not None:
-                return entry
-        tensors, concrete = [], {}
-        for name, a in zip(self.names, args):
-            if isinstance(a, Tensor):
-                if a.is_meta:
-                    raise ValueError(f"{self.__name__}(): argument {name!r} is a meta tensor; "
-                                     "compiled code needs data")
-                tensors.append(a)
-            else:
-                concrete[name] = a
+        if entry is None:
+            entry = self._compile_fixed(sig, args, tensors, location)
+        if miss is not None:
+            if miss.guard == "shape":
+                miss.suggestion = self._shape_advice(miss, sig, entry)
+            self._record(miss)
+        return entry
+
+    def _compile_fixed(self, sig, args, tensors, location) -> Entry | _Eager:
+        examples = [_canonical(t) for t in tensors]  # (size-1 strides as in the signature)
         t0 = time.perf_counter()
         try:
-            gm = trace(self.module if self.module is not None else self.fn, *tensors,
-                       concrete_args=concrete, leaf_modules=self.leaf_modules)
+            gm = trace_bound(self._target, self.params, self._with_tensors(args, examples),
+                             root=self.owner, leaf_modules=self.leaf_modules)
         except Exception as e:  # capture failed: eager runs it (and raises the user's errors)
             return self._capture_failed(e, sig, args, location)
+        half = _half_precision(gm)
+        if half:
+            return self._capture_failed(TraceError(half, location=location or ""), sig, args, location)
         trace_seconds = time.perf_counter() - t0
         if debug_level() >= 1:  # (printing a 50k-node graph is not free)
             show(1, f"{self.__name__}: traced graph", str(gm.graph))
-        cg = compile_graph(gm, passes=self.passes, watch=self.module)
+        cg = compile_graph(gm, passes=self.passes, watch=self.owner)
         try:
-            spec = cg.specialize(tuple(tensors))
+            spec = cg.specialize(tuple(examples))
         except FunctionalizeError as e:  # a write the compiled program cannot express
             return self._capture_failed(e, sig, args, location)
         _show_stages(self.__name__, spec, cg)
         self._refuse_fallbacks(spec, location)
         return self._add_entry(sig, args, gm, cg, spec,
-                               G.guards(self.names, sig, self.module is not None), trace_seconds)
+                               G.guards(self.names, sig, self.owner is not None), trace_seconds)
+
+    def _diagnose(self, sig: tuple, location) -> tuple[G.Recompile, dict | None]:
+        """Why no program served ``sig``: the guards it fails of the nearest compiled entry
+        (the fewest failures, structure counting twice; the latest of equals), dims an
+        entry with symbolic sizes covers not counted; and the dims whose size changed,
+        when a size is the first."""
+        best = None
+        for entry in reversed(list(self.entries.values())):
+            free = G.symbolic_dims(self.names, entry.pattern)
+            diffs = G.differences(self.names, entry.signature, sig, free)
+            # (a container of another type or length is further than a changed item)
+            distance = sum(2 if d.kind == "structure" else 1 for d in diffs)
+            if best is None or distance < best[0]:
+                best = (distance, diffs, free)
+        _, diffs, free = best
+        miss_of_sizes, self.sized.miss = self.sized.miss, None
+        if not diffs and miss_of_sizes is not None:  # a program's size guards refused it
+            names = self._sizes_in(str(miss_of_sizes), sig) or ", ".join(
+                f"{path}.shape[{d}]" for path, dims in free.items() for d in sorted(dims))
+            return G.Recompile("size", names, "within the compiled program's guards",
+                               str(miss_of_sizes), location,
+                               "each range of sizes the guards allow compiles once (then "
+                               "is cached); the guards come from size-dependent choices "
+                               "in your code or in the compiler (GRAPHC_DEBUG=1 lists them)"), None
+        miss = G.recompile(diffs, location)
+        shapes = {d.path: set(d.dims) for d in diffs if d.kind == "shape"}
+        return miss, (shapes if diffs and diffs[0].kind == "shape" else None)
+
+    def _sizes_in(self, refusal: str, sig: tuple) -> str:
+        """The input dims (``x.shape[0]``) whose symbols a program's refusal names."""
+        sizes = self.sized.miss_entry.spec.sizes if self.sized.miss_entry else None
+        if sizes is None:
+            return ""
+        paths = [path for path, _ in G.tensor_keys(self.names, sig)]
+        condition = refusal.split(" guard ", 1)[-1]
+        named = [sizes.sources[sizes.names.index(s)] for s in
+                 dict.fromkeys(re.findall(r"\bs\d+\b", condition)) if s in sizes.names]
+        return ", ".join(f"{paths[k]}.shape[{d}]" for k, d in named if k < len(paths))
+
+    def _shape_advice(self, miss: G.Recompile, sig: tuple, entry) -> str:
+        """What to do about a size that changed, given how the call compiled: dynamic sizes
+        are suggested only where they would serve the new sizes."""
+        keys = dict(G.tensor_keys(self.names, sig))
+        path = miss.name.split(".shape[")[0]
+        dims = {int(d) for d in re.findall(r"\.shape\[(\d+)\]", miss.name)}
+        key = keys.get(path)
+        each = f"each new size of {miss.name} compiles once (then is cached)"
+        if isinstance(entry, Entry) and entry.pattern is not None:
+            if self.dynamic is None:
+                verb = "compile" if "," in miss.name else "compiles"
+                return (f"{miss.name} {verb} with symbolic sizes from now on (a dim seen "
+                        "with two sizes becomes dynamic), so its new sizes reuse one program; "
+                        "dynamic=False keeps a program per size, dynamic=True makes every dim "
+                        "dynamic from the first call")
+            return f"{miss.name} is compiled with symbolic sizes: its new sizes reuse this program"
+        why = G.why_not_sized(key, dims) if key is not None else ""
+        if self.dynamic is False:
+            if why:
+                return (f"with dynamic=False {each}; symbolic sizes would not help here: "
+                        f"{path} {why}")
+            return (f"with dynamic=False kernels are specialised to sizes, so {each}; "
+                    f"dynamic=True or the default dynamic=None compile one program for every "
+                    f"size of a dim (or pad {path} to a few sizes)")
+        why = f"{path} {why}" if why else self.sized.static_reason or "capture failed"
+        return f"{each}: it stays a fixed size, because {why}"
 
     def _capture_failed(self, e: Exception, sig, args, location) -> _Eager:
         """Run the call eagerly, remembering why (fullgraph: raise a CaptureError)."""
@@ -343,7 +469,8 @@ class CompiledFunction:
         entry = Entry(sig, gm, cg, spec, guards, trace_seconds, example=tuple(
             weakref.ref(a) if isinstance(a, Tensor) else a for a in args),
             all_tensors=all(isinstance(a, Tensor) for a in args), pattern=pattern,
-            written=written_inputs(spec.gm.graph))
+            written=written_inputs(spec.gm.graph), returned=_returned_inputs(gm.graph),
+            out_structure=getattr(gm, "output_structure", None))
         self.entries[sig] = entry
         if pattern is not None:
             self.sized.by_pattern.setdefault(pattern, []).append(entry)
@@ -355,12 +482,38 @@ class CompiledFunction:
         self.entries.pop(entry.signature, None)
         self.sized.forget(entry)
 
+    def _find_contiguous(self, args: tuple, owner) -> tuple[Entry | None, tuple]:
+        """(a program compiled for contiguous inputs, the arguments with the strided
+        tensors copied to contiguous) when such a program serves them; else (None, args).
+
+        A window of a growing sequence (``idx[:, -block_size:]``) has new strides on every
+        step; copying it is cheaper than a program per stride. Only tensors the program
+        neither writes into nor returns a view of are copied: eager aliasing is kept."""
+        tensors = tensors_in(args)
+        strided = [i for i, t in enumerate(tensors) if not t.is_contiguous()]
+        if not strided:
+            return None, args
+        dense = list(tensors)
+        for i in strided:
+            dense[i] = tensors[i].contiguous()
+        dense_args = self._with_tensors(args, dense)
+        try:
+            sig = G.signature(dense_args, owner.training if owner is not None else None)
+        except TypeError:
+            return None, args
+        entry = self.entries.get(sig) or self.sized.served.get(sig) or \
+            self._find_sized(sig, dense_args)
+        if entry is None or any(i in entry.written or i in entry.returned for i in strided):
+            return None, args
+        self.layout_copies += 1
+        return entry, dense_args
+
     # ---- symbolic sizes ------------------------------------------------------------------
     def _find_sized(self, sig: tuple, args: tuple) -> Entry | None:
         if not self.sized.by_pattern:
             return None
         return self.sized.find(sig, G.pattern(sig, self.names, self.dynamic_dims),
-                               [a for a in args if isinstance(a, Tensor)])
+                               tensors_in(args))
 
     def _compile_sized(self, sig: tuple, args: tuple, location) -> Entry | None:
         """Compile with symbolic sizes for the dims in ``dynamic_dims``; None (and the
@@ -368,38 +521,42 @@ class CompiledFunction:
         from ..symbolic import ShapeEnv
 
         env = ShapeEnv()
-        layouts, concrete, symbolic = [], {}, False
-        for name, a in zip(self.names, args):
-            if not isinstance(a, Tensor):
-                concrete[name] = a
-                continue
-            dims = G.sized_dims(G.tensor_key(a), self.dynamic_dims.get(name))
+        layouts, symbolic = [], False
+        for (path, key), a in zip(G.tensor_keys(self.names, sig), tensors_in(args)):
+            dims = G.sized_dims(key, self.dynamic_dims.get(path))
             if dims:
                 shape = [env.symbol(n) if d in dims else n for d, n in enumerate(a._shape)]
                 layouts.append(TensorSpec(shape, a.dtype))
                 symbolic = True
             else:
-                layouts.append(a)
+                layouts.append(_canonical(a))
         pattern = G.pattern(sig, self.names, self.dynamic_dims)
-        if not symbolic or pattern in self.sized.unsized:
-            return None  # sizes 0 and 1, strided inputs, or known not to work: fixed sizes
+        if not symbolic:  # sizes 0 and 1, or strided inputs: fixed sizes
+            return None
+        if pattern in self.sized.unsized:  # known not to work: fixed sizes
+            self.sized.static_reason = self.sized.unsized[pattern]
+            return None
         t0 = time.perf_counter()
         try:
-            gm = trace(self.module if self.module is not None else self.fn, *layouts,
-                       concrete_args=concrete, leaf_modules=self.leaf_modules)
+            gm = trace_bound(self._target, self.params, self._with_tensors(args, layouts),
+                             root=self.owner, leaf_modules=self.leaf_modules)
             trace_seconds = time.perf_counter() - t0
-            cg = compile_graph(gm, passes=self.passes, watch=self.module)
+            if _half_precision(gm):
+                raise Unsized(_half_precision(gm))
+            cg = compile_graph(gm, passes=self.passes, watch=self.owner)
             metas = tuple(x.to_meta() if isinstance(x, TensorSpec) else x for x in layouts)
             spec = cg.specialize_sized(metas, env)
         except Unsized as e:  # the same for every size of this pattern: not tried again
             reason = f"compiled with fixed sizes: {e}"
-            self.sized.unsized.add(pattern)
+            self.sized.unsized[pattern] = str(e)
+            self.sized.static_reason = str(e)
         except Exception as e:  # anything symbolic sizes do not support: fixed sizes do
             reason = f"compiled with fixed sizes: {type(e).__name__}: {e}"
+            self.sized.static_reason = f"symbolic sizes failed: {type(e).__name__}: {e}"
         else:
             self._refuse_fallbacks(spec, location)
-            named = G.guards(self.names, G.symbolic_signature(sig, metas),
-                             self.module is not None)
+            named = G.guards(self.names, G.symbolic_signature(sig, self.names, metas),
+                             self.owner is not None)
             named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
                       for g in env.guards]
             entry = self._add_entry(sig, args, gm, cg, spec, named, trace_seconds, pattern)
@@ -526,8 +683,10 @@ def compile(fn_or_module=None, *, mode: str = "static", fullgraph: bool = False,
 
 
 def compiled_function(obj) -> CompiledFunction:
-    """The CompiledFunction behind ``obj``: what graphc.compile returned, or a function or
-    module compiled now."""
+    """The CompiledFunction behind ``obj``: what graphc.compile returned, a module's own
+    after ``module.compile()``, or a function or module compiled now."""
+    if isinstance(obj, Module) and obj.__dict__.get("_compiled_call") is not None:
+        obj = obj.__dict__["_compiled_call"]
     if isinstance(obj, CompiledModule):
         return obj.compiled
     if isinstance(obj, CompiledFunction):
@@ -536,21 +695,31 @@ def compiled_function(obj) -> CompiledFunction:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _parameters(fn) -> list[inspect.Parameter]:
-    params = list(inspect.signature(fn).parameters.values())
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-        name = getattr(fn, "__qualname__", fn)
-        raise TypeError(f"graphc.compile: {name} takes *args or **kwargs; compiled functions "
-                        "need named parameters")
-    return params
+def _instance_module(fn) -> Module | None:
+    """The module a bound method belongs to (``graphc.compile(model.generate_step)``)."""
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, Module) and inspect.ismethod(fn) else None
 
 
-def _guardable(value) -> bool:
-    try:
-        G.arg_key(value)
-        return True
-    except TypeError:
-        return False
+def _canonical(t: Tensor) -> Tensor:
+    """``t``, or a view of its memory with the strides of its size-1 dims as the signature
+    spells them: the program compiled for it serves every such stride."""
+    if 1 not in t._shape and 0 not in t._shape:
+        return t
+    stride = G.canonical_strides(t._shape, t._stride)
+    if stride == t._stride:
+        return t
+    return Tensor._make(t._storage, t._shape, stride, t._offset, t._base)
+
+
+def _returned_inputs(graph) -> frozenset[int]:
+    """Positions of the tensor inputs the traced program returns, or returns a view of."""
+    roots = {view_root(n) for n in nodes_in(graph.output_node.args)}
+    return frozenset(i for i, n in enumerate(graph.placeholders) if n in roots)
+
+
+def _compile_again(fn, module, options: dict) -> CompiledFunction:
+    return CompiledFunction(fn, module=module, **options)
 
 
 def _sharing_memory(tensors, written: tuple, params) -> tuple | None:
@@ -583,9 +752,8 @@ def _byte_reach(t: Tensor) -> tuple[int, int]:
     return base + lo * size, base + (hi + 1) * size
 
 
-def _needs_grad(args, params) -> bool:
-    return any(isinstance(a, Tensor) and a.requires_grad for a in args) or \
-        any(p.tensor.requires_grad for p in params)
+def _needs_grad(tensors, params) -> bool:
+    return any(a.requires_grad for a in tensors) or any(p.tensor.requires_grad for p in params)
 
 
 def _show_stages(name: str, spec, cg) -> None:
@@ -598,3 +766,15 @@ def _show_stages(name: str, spec, cg) -> None:
     if level >= 4:
         for stage in ("llvm", "llvm_opt", "asm"):
             show(4, f"{name}: {stage}", cg.dump(stage))
+
+
+def _half_precision(gm) -> str | None:
+    """Why a graph cannot compile natively: a float16 or bfloat16 value (native code
+    computes in float32 and float64 only). Such calls run eagerly (float32 compute,
+    16-bit storage), so they never give a different result from eager code."""
+    for n in gm.graph.nodes:
+        d = n.meta.get("dtype")
+        if d in dt.HALF_DTYPES:
+            return (f"%{n.name} is {d.name}: compiled code computes in float32 and float64 only; "
+                    "float16 and bfloat16 run eagerly")
+    return None

@@ -22,7 +22,7 @@ from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
 from ..passes.fusion import nbytes
 from ..symbolic import SymInt, describing
-from ..tensor import Tensor
+from ..tensor import tensors_in
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Explanation:
     fallbacks: list = field(default_factory=list)    # {node, reason, location}
     eager_runs: list = field(default_factory=list)   # str of each
     recompiles: list = field(default_factory=list)   # Recompile.as_dict() of each
+    layout_copies: int = 0              # calls whose strided inputs were copied to contiguous
     stages_ms: dict = field(default_factory=dict)    # trace, passes, fuse, lower, llvm
     sizes: dict = field(default_factory=dict)        # symbolic sizes: their values here
     writes: list = field(default_factory=list)       # str of each input or weight written
@@ -51,8 +52,13 @@ class Explanation:
         for r in self.eager_runs:
             out.append(f"  {r}")
         for r in self.recompiles:
+            also = f" (also changed: {', '.join(r['also'])})" if r["also"] else ""
             out.append(f"  recompile: {r['guard']} guard on {r['name']}: {r['old']} -> {r['new']}"
-                       f"{' at ' + r['location'] if r['location'] else ''}. {r['suggestion']}")
+                       f"{also}{' at ' + r['location'] if r['location'] else ''}. "
+                       f"{r['suggestion']}")
+        if self.layout_copies:
+            out.append(f"  {self.layout_copies} calls copied strided inputs to contiguous to reuse "
+                       "a program (instead of compiling one per stride)")
         if not self.compiled:
             return "\n".join(out)
         out.append(f"target: {self.target}")
@@ -92,13 +98,14 @@ def explain(fn, *args, **kwargs) -> Explanation:
         compiled(*args, **kwargs)
     e = Explanation(compiled.__name__, compiled=False,
                     eager_runs=[str(r) for r in compiled.eager_runs],
-                    recompiles=[r.as_dict() for r in compiled.recompiles])
+                    recompiles=[r.as_dict() for r in compiled.recompiles],
+                    layout_copies=compiled.layout_copies)
     if compiled.mode == "eager" or compiled._last is None:
         return e
     args = compiled._bind(args, kwargs)
     from . import guards as G
     try:
-        sig = G.signature(args, compiled.module.training if compiled.module is not None
+        sig = G.signature(args, compiled.owner.training if compiled.owner is not None
                           else None)
     except TypeError:
         return e
@@ -117,26 +124,25 @@ def explain(fn, *args, **kwargs) -> Explanation:
     env = spec.program.shape_env
     with describing(env):  # symbolic sizes: the estimates at this call's sizes
         if env is not None:
-            layout = spec.sizes.bind([a for a in args if isinstance(a, Tensor)])
+            layout = spec.sizes.bind(tensors_in(args))
             e.sizes = dict(zip(spec.sizes.names, layout.values))
             e.guards.append("size     " + ", ".join(f"{k} = {v}" for k, v in e.sizes.items())
                             + " in this call (the program serves every size its guards allow)")
         e.kernels = kernel_costs(spec, e.sizes)
     e.fallbacks = [dict(node=f.node.name, reason=f.reason, location=f.node.meta.get("location"))
                    for f in spec.program.fallbacks]
-    e.writes = _writes(spec.gm, compiled.names, args)
+    e.writes = _writes(spec.gm, [path for path, _ in G.tensor_keys(compiled.names, sig)])
     e.stages_ms = entry.stages_ms
     e.llvm_from_cache = bool(spec.compiled.from_cache)
     e.target = current().summary()
     return e
 
 
-def _writes(gm, names, args) -> list[str]:
+def _writes(gm, tensor_names: list) -> list[str]:
     """The inputs and weights the program writes into (its copy-backs), and what that means
-    for calls whose arguments share memory."""
+    for calls whose arguments share memory. ``tensor_names``: the tensor arguments' paths."""
     from ..ir.aliasing import COPY_BACK
 
-    tensor_names = [n for n, a in zip(names, args) if isinstance(a, Tensor)]
     placeholders = gm.graph.placeholders
     out = []
     for n in gm.graph.nodes:

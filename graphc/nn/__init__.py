@@ -13,5 +13,6 @@ from .module import Module
 from .modules import *
 from .modules import __all__ as _layers
 from .parameter import Parameter
+from . import utils  # clip_grad_norm_, parameters_to_vector, ...
 
-__all__ = ["functional", "init", "Module", "Parameter", *_layers]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", *_layers]

@@ -23,6 +23,16 @@ max_pool2d = _F.max_pool2d
 avg_pool2d = _F.avg_pool2d
 adaptive_avg_pool2d = _F.adaptive_avg_pool2d
 scaled_dot_product_attention = _F.scaled_dot_product_attention
+from ..ops.resample import interpolate, upsample, upsample_bilinear, upsample_nearest  # noqa: E402, F401
+from .functional_layers import (  # noqa: E402, F401  (re-exported)
+    adaptive_avg_pool1d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d, bilinear, conv1d,
+    conv_transpose1d, conv_transpose2d, dropout1d, dropout2d, dropout3d, instance_norm, max_pool1d,
+    pixel_shuffle, pixel_unshuffle, rms_norm)
+from ..ops.activations import relu6  # noqa: E402, F401
+from ..ops.losses import (  # noqa: E402, F401  (torch's signatures, legacy arguments too)
+    binary_cross_entropy, binary_cross_entropy_with_logits, cosine_similarity, huber_loss,
+    kl_div, l1_loss, nll_loss, normalize, one_hot, smooth_l1_loss,
+)
 
 
 def linear(input, weight, bias=None):

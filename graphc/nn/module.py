@@ -9,6 +9,7 @@ recursive query (``parameters``, ``buffers``, ``state_dict`` ...) is one walk ov
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -17,9 +18,14 @@ from .. import dtype as dt
 from ..autograd import no_grad
 from ..autograd.graph import RemovableHandle
 from ..tensor import Tensor, device
+from ..utils.hooks import BackwardHook
 from .parameter import Parameter
 
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
+_EXTRA_STATE_KEY_SUFFIX = "_extra_state"  # the state_dict key of get_extra_state()'s value
+_HOOK_REGISTRIES = ("_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+                    "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                    "_load_state_dict_post_hooks")
 
 
 class _Registry(OrderedDict):
@@ -96,6 +102,9 @@ class Module:
     """
 
     changes = 0  # assignments to any module's attributes or registries (see _Registry)
+    # the state-dict format version, saved in state_dict()._metadata; a subclass whose saved
+    # state changes bumps it and reads local_metadata["version"] in _load_from_state_dict
+    _version: int = 1
     training: bool
     _parameters: dict[str, Parameter | None]
     _buffers: dict[str, Tensor | None]
@@ -113,6 +122,8 @@ class Module:
         set_(self, "_forward_pre_hooks_with_kwargs", set())
         set_(self, "_forward_hooks", OrderedDict())
         set_(self, "_forward_hooks_with_kwargs", set())
+        for registry in _HOOK_REGISTRIES:
+            set_(self, registry, OrderedDict())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The computation; every subclass defines it."""
@@ -379,14 +390,16 @@ class Module:
                 param.grad.zero_()
 
     # ---- conversions -------------------------------------------------------------------
-    def _apply(self, fn: Callable[[Tensor], Tensor]) -> Module:
-        """Replace every parameter, gradient and buffer ``t`` of the tree by ``fn(t)``.
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Module:
+        """Replace every parameter, gradient and buffer ``t`` of the tree (of this module
+        alone without ``recurse``) by ``fn(t)``.
 
         Parameters keep their identity (optimizers hold them): their data is swapped in
         place with the ``data`` setter; buffers are replaced.
         """
-        for module in self.children():
-            module._apply(fn)
+        if recurse:
+            for module in self.children():
+                module._apply(fn)
         with no_grad():
             for param in self._parameters.values():
                 if param is None:
@@ -429,9 +442,45 @@ class Module:
         """Cast floating-point parameters and buffers to float64."""
         return self.to(dt.float64)
 
+    def half(self) -> Module:
+        """Cast floating-point parameters and buffers to float16 (ops compute in float32)."""
+        return self.to(dt.float16)
+
+    def bfloat16(self) -> Module:
+        """Cast floating-point parameters and buffers to bfloat16 (ops compute in float32)."""
+        return self.to(dt.bfloat16)
+
+    def cuda(self, device=None) -> Module:
+        """Always a ``DeviceError``: graphc runs on the CPU only (``graphc.cuda``)."""
+        from ..tensor import unavailable
+
+        unavailable("Module.cuda")
+
     def cpu(self) -> Module:
         """Move parameters and buffers to the cpu (they are there unless moved to meta)."""
         return self.to("cpu")
+
+    def type(self, dst_type: dt.dtype | str) -> Module:
+        """Cast every parameter and buffer to ``dst_type``, integer ones included (unlike
+        ``to``): a dtype, a dtype name (``"float64"``) or a legacy tensor-type name
+        (``"torch.DoubleTensor"``)."""
+        dtype = _legacy_type(dst_type)
+        return self._apply(lambda t: t.to(dtype))
+
+    def to_empty(self, *, device: device | str | None, recurse: bool = True) -> Module:
+        """Replace every parameter and buffer by an uninitialised tensor of the same shape
+        and dtype on ``device`` (how a model built on the meta device gets real memory).
+
+            >>> model = nn.Linear(4, 2, device="meta").to_empty(device="cpu")
+        """
+        from ..ops.functions import empty_like
+        return self._apply(lambda t: empty_like(t, device=device), recurse=recurse)
+
+    def share_memory(self) -> Module:
+        """Return self. PyTorch moves the tensors to shared memory for worker processes;
+        graphc's DataLoader loads in-process and graphc tensors are not sent to other
+        processes, so there is nothing to move."""
+        return self
 
     # ---- calling -----------------------------------------------------------------------
     def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
@@ -452,6 +501,31 @@ class Module:
         return self._add_hook(self._forward_hooks, self._forward_hooks_with_kwargs, hook, prepend,
                               with_kwargs)
 
+    def register_full_backward_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """Run ``hook(module, grad_input, grad_output)`` when this module's input gradients
+        are computed; a non-None result (a tuple as long as ``grad_input``) replaces them.
+
+        ``grad_input`` has one entry per positional argument of the call (None for
+        non-tensors, zeros for a tensor no gradient reached; keyword arguments are not
+        seen), ``grad_output`` one per output (None where no gradient arrived). When no
+        input requires grad the hook fires with the output gradients and ``grad_input`` all
+        None; when no output requires grad it does not fire. Inputs and outputs pass through
+        an identity node (``BackwardHookFunctionBackward``), so forward sees, and the caller
+        gets, aliases of the tensors given.
+        """
+        return self._add_hook(self._backward_hooks, set(), hook, prepend, False)
+
+    def register_full_backward_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """Run ``hook(module, grad_output)`` when the gradients of this module's outputs are
+        known, before they flow into the module; a non-None result replaces ``grad_output``."""
+        return self._add_hook(self._backward_pre_hooks, set(), hook, prepend, False)
+
+    def register_backward_hook(self, hook: Callable) -> RemovableHandle:
+        """Deprecated in PyTorch in favour of ``register_full_backward_hook``; here it *is*
+        that (PyTorch's old form reports the gradients of the last op inside the module,
+        which depend on how forward was written)."""
+        return self.register_full_backward_hook(hook)
+
     @staticmethod
     def _add_hook(hooks: OrderedDict, with_kwargs_ids: set, hook: Callable, prepend: bool,
                   with_kwargs: bool) -> RemovableHandle:
@@ -462,7 +536,25 @@ class Module:
             with_kwargs_ids.add(handle.id)
         return handle
 
+    def compile(self, **options: Any) -> None:
+        """Compile this module's calls in place (``torch.nn.Module.compile``): from now on
+        ``module(x)``, wherever it is called from (a ``generate()`` loop calling
+        ``self(...)``, a parent model), runs through ``graphc.compile(module, **options)``.
+        """
+        from ..compiler import compile as compile_
+
+        self.__dict__["_compiled_call"] = compile_(self, **options)
+        self.__dict__["_in_compiled_call"] = False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        compiled = self.__dict__.get("_compiled_call")
+        if compiled is not None and not self.__dict__["_in_compiled_call"]:
+            # the compiled call traces or falls back through this method: plain call then
+            self.__dict__["_in_compiled_call"] = True
+            try:
+                return compiled(*args, **kwargs)
+            finally:
+                self.__dict__["_in_compiled_call"] = False
         for hook_id, hook in list(self._forward_pre_hooks.items()):
             if hook_id in self._forward_pre_hooks_with_kwargs:
                 result = hook(self, args, kwargs)
@@ -475,6 +567,11 @@ class Module:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
+        backward_hook = None
+        if self.__dict__.get("_backward_hooks") or self.__dict__.get("_backward_pre_hooks"):
+            backward_hook = BackwardHook(self, list(self._backward_hooks.values()),
+                                         list(self._backward_pre_hooks.values()))
+            args = backward_hook.setup_input_hook(args)
         output = self.forward(*args, **kwargs)
         for hook_id, hook in list(self._forward_hooks.items()):
             if hook_id in self._forward_hooks_with_kwargs:
@@ -483,48 +580,224 @@ class Module:
                 result = hook(self, args, output)
             if result is not None:
                 output = result
+        if backward_hook is not None:
+            output = backward_hook.setup_output_hook(output)
         return output
 
     # ---- state dict --------------------------------------------------------------------
-    def state_dict(self, *, destination: dict | None = None, prefix: str = "",
-                   keep_vars: bool = False) -> dict[str, Tensor]:
+    def state_dict(self, *args: Any, destination: dict | None = None, prefix: str = "",
+                   keep_vars: bool = False) -> dict[str, Any]:
         """An OrderedDict of every parameter and persistent buffer, by dotted name.
 
         Values are detached (they share storage with the module) unless ``keep_vars``.
         Shared tensors appear under every name, so the dict loads back into the same tree.
+        A module that defines ``get_extra_state`` adds its value under ``<prefix>_extra_state``.
+        The dict's ``_metadata`` attribute maps each module's prefix (without the trailing
+        dot) to ``{"version": module._version}``, which ``load_state_dict`` hands to
+        ``_load_from_state_dict`` as ``local_metadata``.
         """
+        if args:  # PyTorch's deprecated positional form: (destination, prefix, keep_vars)
+            warnings.warn("Positional args are being deprecated, use kwargs instead.", FutureWarning,
+                          stacklevel=2)
+            destination = args[0] if destination is None else destination
+            if len(args) > 1 and prefix == "":
+                prefix = args[1]
+            if len(args) > 2 and keep_vars is False:
+                keep_vars = args[2]
         if destination is None:
             destination = OrderedDict()
-        for name, value in self._named_members(_state_members, remove_duplicate=False):
-            destination[prefix + name] = value if keep_vars else value.detach()
+            destination._metadata = OrderedDict()
+        local_metadata = {"version": self._version}
+        if hasattr(destination, "_metadata"):
+            destination._metadata[prefix[:-1]] = local_metadata
+        for hook in list(self._state_dict_pre_hooks.values()):
+            hook(self, prefix, keep_vars)
+        self._save_to_state_dict(destination, prefix, keep_vars)
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination=destination, prefix=prefix + name + ".",
+                                  keep_vars=keep_vars)
+        for hook in list(self._state_dict_hooks.values()):
+            result = hook(self, destination, prefix, local_metadata)
+            if getattr(hook, "_from_public_api", False):
+                if result is not None:
+                    raise RuntimeError("state_dict post-hook must return None")
+            elif result is not None:
+                destination = result
         return destination
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> _IncompatibleKeys:
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        """Put this module's own state (not its children's) into ``destination``; a subclass
+        with state of another form overrides it."""
+        for name, value in _state_members(self):
+            if value is not None:
+                destination[prefix + name] = value if keep_vars else value.detach()
+        if _overrides(self, "get_extra_state"):
+            destination[prefix + _EXTRA_STATE_KEY_SUFFIX] = self.get_extra_state()
+
+    def get_extra_state(self) -> Any:
+        """State beyond parameters and buffers, for ``state_dict``; override it together with
+        ``set_extra_state`` (the value must be something ``graphc.save`` can store)."""
+        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never be "
+                           "called: define get_extra_state() in the subclass to save extra state")
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what ``get_extra_state`` returned (called by ``load_state_dict``)."""
+        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never be "
+                           "called: define set_extra_state() in the subclass to load extra state")
+
+    def _register_state_dict_hook(self, hook: Callable) -> RemovableHandle:
+        """Run ``hook(module, state_dict, prefix, local_metadata)`` after this module's part
+        of ``state_dict``; a returned dict replaces the destination (respected at the root)."""
+        if getattr(hook, "_from_public_api", False):
+            raise RuntimeError("Cannot register the same function as the state dict post hook that "
+                               "was previously registered via register_state_dict_post_hook")
+        return RemovableHandle(self._state_dict_hooks, hook)
+
+    def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """Run ``hook(module, state_dict, prefix, local_metadata)`` after this module's part of
+        ``state_dict``; it edits ``state_dict`` in place and returns None."""
+        hook._from_public_api = True
+        return RemovableHandle(self._state_dict_hooks, hook)
+
+    def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Run ``hook(module, prefix, keep_vars)`` before this module's part of ``state_dict``."""
+        return RemovableHandle(self._state_dict_pre_hooks, hook)
+
+    def _register_load_state_dict_pre_hook(self, hook: Callable,
+                                           with_module: bool = False) -> RemovableHandle:
+        """Run ``hook(state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs)`` (``module`` first with ``with_module``) before this
+        module loads its part; it may rename or convert keys of ``state_dict`` in place."""
+        call = (lambda *args: hook(self, *args)) if with_module else hook
+        return RemovableHandle(self._load_state_dict_pre_hooks, call)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """As ``_register_load_state_dict_pre_hook(hook, with_module=True)``: the hook is
+        ``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs)``."""
+        return self._register_load_state_dict_pre_hook(hook, with_module=True)
+
+    def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """Run ``hook(module, incompatible_keys)`` after this module and its children loaded.
+
+        ``incompatible_keys.missing_keys`` and ``.unexpected_keys`` are the lists
+        ``load_state_dict`` reports: edit them in place (clearing both avoids the strict
+        error). The hook must return None.
+        """
+        return RemovableHandle(self._load_state_dict_post_hooks, hook)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict,
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        """Load this module's own parameters and persistent buffers (not its children's)
+        from the ``prefix + name`` keys of ``state_dict``; add to the three lists instead of
+        raising.
+
+        ``load_state_dict`` calls it once per module with that module's prefix; override it
+        to read an older format (``local_metadata.get("version")``) or renamed keys, e.g.
+        move ``state_dict[prefix + "w"]`` to ``prefix + "weight"`` and call super. With
+        ``local_metadata["assign_to_params_buffers"]`` the tensors are taken as they are
+        instead of copied in place.
+        """
+        for hook in list(self._load_state_dict_pre_hooks.values()):
+            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                 error_msgs)
+        own = {name: value for name, value in _state_members(self) if value is not None}
+        assign = local_metadata.get("assign_to_params_buffers", False)
+        for name, target in own.items():
+            key = prefix + name
+            if key not in state_dict:
+                if strict:
+                    missing_keys.append(key)
+                continue
+            source = state_dict[key]
+            if not isinstance(source, Tensor):
+                error_msgs.append(f'While copying the parameter named "{key}", expected graphc.Tensor '
+                                  f"from checkpoint but received {type(source).__name__}")
+                continue
+            if target.ndim == 0 and tuple(source.shape) == (1,):
+                source = source[0]  # a 0-d value saved as one element
+            if tuple(source.shape) != tuple(target.shape):
+                error_msgs.append(f"size mismatch for {key}: copying a param with shape {source.shape} "
+                                  f"from checkpoint, the shape in current model is {target.shape}.")
+                continue
+            try:
+                with no_grad():
+                    if assign:
+                        self._assign(name, target, source)
+                    else:
+                        target.copy_(source)
+            except Exception as ex:  # reported with the others, as PyTorch does
+                error_msgs.append(f'While copying the parameter named "{key}", whose dimensions in '
+                                  f"the model are {target.shape} and whose dimensions in the "
+                                  f"checkpoint are {source.shape}, an exception occurred : {ex.args}.")
+        extra_key = prefix + _EXTRA_STATE_KEY_SUFFIX
+        if _overrides(self, "set_extra_state"):
+            if extra_key in state_dict:
+                self.set_extra_state(state_dict[extra_key])
+            elif strict:
+                missing_keys.append(extra_key)
+        elif strict and extra_key in state_dict:
+            unexpected_keys.append(extra_key)
+        if strict:
+            for key in state_dict:
+                if not key.startswith(prefix) or key == extra_key:
+                    continue
+                head, dot, _ = key[len(prefix):].partition(".")
+                if (head not in self._modules) if dot else (head not in own):
+                    unexpected_keys.append(key)
+
+    def _assign(self, name: str, target: Tensor, source: Tensor) -> None:
+        """``load_state_dict(assign=True)``: ``source`` itself becomes the parameter or buffer
+        (a Parameter where the old one was, keeping the old ``requires_grad``)."""
+        if isinstance(target, Parameter):
+            if isinstance(source, Parameter):
+                source.requires_grad_(target.requires_grad)
+            else:
+                source = Parameter(source, requires_grad=target.requires_grad)
+        setattr(self, name, source)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
         """Copy tensors from ``state_dict`` into this module's parameters and buffers, in place.
 
         Values convert to each parameter's dtype. Shape mismatches are always errors; with
-        ``strict`` (default) missing and unexpected keys are too. Returns
-        ``(missing_keys, unexpected_keys)``.
+        ``strict`` (default) missing and unexpected keys are too. With ``assign=True`` the
+        state dict's tensors become the module's (their dtype kept; parameters stay
+        Parameters with their ``requires_grad``); build the optimizer afterwards. Every
+        module loads its part through ``_load_from_state_dict`` (its prefix, its
+        ``_metadata`` entry), children after parents. Returns ``(missing_keys,
+        unexpected_keys)``.
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}")
-        own = self.state_dict(keep_vars=True)
-        missing = [key for key in own if key not in state_dict]
-        unexpected = [key for key in state_dict if key not in own]
-        errors = []
-        with no_grad():
-            for key, target in own.items():
-                if key not in state_dict:
-                    continue
-                source = state_dict[key]
-                if not isinstance(source, Tensor):
-                    errors.append(f'While copying the parameter named "{key}", expected graphc.Tensor '
-                                  f"from checkpoint but received {type(source).__name__}")
-                elif tuple(source.shape) != tuple(target.shape):
-                    errors.append(f"size mismatch for {key}: copying a param with shape {source.shape} "
-                                  f"from checkpoint, the shape in current model is {target.shape}.")
-                else:
-                    target.copy_(source)
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        missing: list[str] = []
+        unexpected: list[str] = []
+        errors: list[str] = []
+        metadata = getattr(state_dict, "_metadata", None)
+        state_dict = OrderedDict(state_dict)  # hooks and overrides may edit it; the caller's stays
+        if metadata is not None:
+            state_dict._metadata = metadata
+
+        def load(module: Module, local: dict, prefix: str) -> None:
+            local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
+            if assign:
+                local_metadata["assign_to_params_buffers"] = True
+            module._load_from_state_dict(local, prefix, local_metadata, True, missing, unexpected,
+                                         errors)
+            for name, child in module._modules.items():
+                if child is not None:
+                    child_prefix = prefix + name + "."
+                    load(child, {k: v for k, v in local.items() if k.startswith(child_prefix)},
+                         child_prefix)
+            keys = _IncompatibleKeys(missing, unexpected)
+            for hook in list(module._load_state_dict_post_hooks.values()):
+                if hook(module, keys) is not None:
+                    raise AssertionError("Hooks registered with register_load_state_dict_post_hook "
+                                         "must return None; edit incompatible_keys in place instead")
+
+        load(self, state_dict, "")
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
@@ -534,7 +807,7 @@ class Module:
                     ", ".join(f'"{k}"' for k in missing)))
         if errors:
             raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-                self._get_name(), "\n\t".join(errors)))
+                type(self).__name__, "\n\t".join(errors)))
         return _IncompatibleKeys(missing, unexpected)
 
     # ---- printing ----------------------------------------------------------------------
@@ -587,3 +860,21 @@ def _parse_to(args: tuple, kwargs: dict) -> tuple[dt.dtype | None, device | None
 
 def _device_name(name: str) -> bool:
     return name.split(":")[0] in device._KNOWN
+
+
+def _overrides(module: Module, method: str) -> bool:
+    """Whether ``module``'s class defines ``method`` itself (not Module's default)."""
+    return getattr(type(module), method) is not getattr(Module, method)
+
+
+_LEGACY_TYPES = {"FloatTensor": dt.float32, "DoubleTensor": dt.float64, "LongTensor": dt.int64,
+                 "IntTensor": dt.int32, "BoolTensor": dt.bool_}
+
+
+def _legacy_type(dst_type: dt.dtype | str) -> dt.dtype:
+    """A dtype from ``Module.type``'s argument (``"torch.DoubleTensor"`` spellings included)."""
+    if isinstance(dst_type, str):
+        name = dst_type.rpartition(".")[2]
+        if name in _LEGACY_TYPES:
+            return _LEGACY_TYPES[name]
+    return dt.as_dtype(dst_type)

@@ -14,7 +14,6 @@ from .. import dtype as dt
 from .. import random as rnd
 from ..errors import DTypeError, OpIndexError, OpValueError, ShapeError
 from ..layout import broadcast_shapes, normalize_dim
-from ..tensor import wrap_array
 from . import functions as F
 from . import samples
 from .registry import REQUIRED, Flag, Sample, register
@@ -190,6 +189,34 @@ def _layer_norm_decomposition(x, weight=None, bias=None, normalized_shape=(), ep
     return y + bias if bias is not None else y
 
 
+def _rms_eps(x, eps):
+    """PyTorch's default eps of rms_norm: the input dtype's machine epsilon."""
+    if eps is not None:
+        return eps
+    return float(np.finfo(getattr(x.dtype, "np", x.dtype)).eps)  # a Tensor's or an array's
+
+
+def _rms_norm_shape(name, x, weight=None, normalized_shape=(), eps=None):
+    return _layer_norm_shape(name, x, weight, None, normalized_shape)
+
+
+def _rms_norm(x, weight=None, normalized_shape=(), eps=None):
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    if x.size == 0:
+        return x.copy()
+    xd = x.astype(np.float64)
+    y = xd / np.sqrt(np.square(xd).mean(axis=axes, keepdims=True) + _rms_eps(x, eps))
+    return _affine(y, weight, None, normalized_shape).astype(x.dtype)
+
+
+def _rms_norm_decomposition(x, weight=None, normalized_shape=(), eps=None):
+    dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    xd = x.to(dt.float64)  # the mean square in float64, as layer_norm's statistics
+    rstd = F.rsqrt(F.mean(xd * xd, dims, keepdim=True) + _rms_eps(x, eps))
+    y = x * rstd.to(x.dtype)
+    return y * weight if weight is not None else y
+
+
 def _channel_shape(x) -> tuple:
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
@@ -255,6 +282,13 @@ def _norm_samples(kind):
                     Sample((samples.with_specials(a((3, 4))), a((4,)), None),
                            {"normalized_shape": (4,)}, "special values"),
                     Sample((a((0, 4)), a((4,)), a((4,))), {"normalized_shape": (4,)}, "empty")]
+        if kind == "rms_norm":
+            return [Sample((a((4, 5)), a((5,))), {"normalized_shape": (5,)}, "affine"),
+                    Sample((a((2, 3, 4), "transposed"), None), {"normalized_shape": (3, 4),
+                           "eps": 1e-3}, "two dims, no affine"),
+                    Sample((a((3, 8)), a((8,))), {"normalized_shape": (8,), "eps": 1e-6},
+                           "eps"),
+                    Sample((a((0, 4)), a((4,))), {"normalized_shape": (4,)}, "empty")]
         if kind == "batch_norm":
             var = lambda shape: samples.array(rng, shape, dtype, 0.1, 2.0)
             return [Sample((a((4, 3)), a((3,)), var((3,)), a((3,)), a((3,))), {}, "(N, C)"),
@@ -521,8 +555,8 @@ def _sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None):
 def _sdpa_decomposition(q, k, v, attn_mask=None, is_causal=False, scale=None):
     s = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = F.matmul(q, F.transpose(k, -2, -1)) * s
-    if is_causal:
-        attn_mask = wrap_array(np.tril(np.ones((q.shape[-2], k.shape[-2]), bool)))
+    if is_causal:  # query i sees keys j <= i: an index comparison, so sizes stay symbolic
+        attn_mask = F.ge(F.unsqueeze(F.arange(q.shape[-2]), -1), F.arange(k.shape[-2]))
     if attn_mask is not None:
         scores = F.where(attn_mask, scores, -math.inf) if attn_mask.dtype is dt.bool_ \
             else scores + attn_mask
@@ -553,6 +587,12 @@ register(name="layer_norm", inputs=("input", "weight", "bias"), kernel=_layer_no
          attrs={"normalized_shape": REQUIRED, "eps": 1e-5}, flags={COMPOSITE}, dtypes=FLOATS,
          samples=_norm_samples("layer_norm"), decomposition=_layer_norm_decomposition,
          doc="normalise over the trailing normalized_shape dims (biased variance)")
+register(name="rms_norm", inputs=("input", "weight"), kernel=_rms_norm, dtype_rule=_norm_rule,
+         shape_rule=_rms_norm_shape, attrs={"normalized_shape": REQUIRED, "eps": None},
+         flags={COMPOSITE}, dtypes=FLOATS, samples=_norm_samples("rms_norm"),
+         decomposition=_rms_norm_decomposition,
+         doc="x / sqrt(mean(x²) + eps) over the trailing normalized_shape dims, times weight; "
+             "eps=None: the dtype's machine epsilon")
 register(name="batch_norm", inputs=("input", "mean", "var", "weight", "bias"), kernel=_batch_norm,
          dtype_rule=_norm_rule, shape_rule=_batch_norm_shape, attrs={"eps": 1e-5},
          flags={COMPOSITE}, dtypes=FLOATS, samples=_norm_samples("batch_norm"),

@@ -17,7 +17,8 @@ from ..errors import DTypeError, OpValueError, ShapeError
 from ..tensor import wrap_array
 from . import functions as F
 from . import samples
-from .registry import REQUIRED, Flag, Sample, register
+from .dispatch import dispatch
+from .registry import OPS, REQUIRED, Flag, Sample, register
 from .rules import (describe, floating_only, is_tensor, no_bool, promote, require_ndim,
                     same_as_first)
 
@@ -89,6 +90,92 @@ def _pad_grad(ctx, g):
         if a or b:
             g = F.narrow(g, d, a, g.shape[d] - a - b)
     return (g,)
+
+
+# ---- reflect, replicate and circular padding ---------------------------------------
+# Each is a composite: per padded dim, the border pieces are views of the input (reversed
+# slices, an expanded edge, or the opposite end), placed by constant pads and chosen by
+# constant masks, so the result compiles to copy kernels and one fused select.
+
+EDGE_MODES = {"reflection_pad": "reflect", "replication_pad": "replicate", "circular_pad": "circular"}
+
+
+def _edge_widths(name, x, pad) -> list[tuple[int, int]]:
+    """The (before, after) widths per dim of a non-constant pad, checked as PyTorch does."""
+    pad = tuple(pad)
+    k = len(pad) // 2
+    if len(pad) % 2 or not 1 <= k <= 3 or x.ndim not in (k + 1, k + 2):
+        raise OpValueError(name, f"padding of {len(pad)} values in mode {EDGE_MODES[name]!r} needs "
+                           f"a {k + 1}-D or {k + 2}-D input (1 to 3 padded trailing dims), got "
+                           f"input of shape {tuple(x.shape)}")
+    widths = _pad_widths(name, x.ndim, pad)
+    for d in range(x.ndim - k, x.ndim):
+        n, (a, b) = x.shape[d], widths[d]
+        if name == "reflection_pad" and max(a, b) >= n:
+            raise OpValueError(name, f"reflect padding ({a}, {b}) of dim {d} must be less than "
+                               f"its size {n} (input of shape {tuple(x.shape)})")
+        if name == "circular_pad" and max(a, b) > n:
+            raise OpValueError(name, f"circular padding ({a}, {b}) of dim {d} must be at most "
+                               f"its size {n} (input of shape {tuple(x.shape)})")
+        if name == "replication_pad" and n == 0 and (a or b):
+            raise OpValueError(name, f"cannot replicate the edge of empty dim {d} "
+                               f"(input of shape {tuple(x.shape)})")
+    return widths
+
+
+def _edge_rule(name, x, pad=()):
+    return floating_only(same_as_first)(name, x)
+
+
+def _edge_shape(name, x, pad=()):
+    return tuple(n + a + b for n, (a, b) in zip(x.shape, _edge_widths(name, x, pad)))
+
+
+def _edge_kernel(name):
+    def kernel(x, pad=()):
+        return np.pad(x, _edge_widths(name, x, pad),
+                      mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[
+                          EDGE_MODES[name]])
+    return kernel
+
+
+def _edge_pieces(mode, x, d, a, b):
+    """The views of x that fill the ``a`` places before and the ``b`` places after dim d."""
+    n = x.shape[d]
+    if mode == "reflect":  # positions a..1 and n-2..n-1-b
+        rev = lambda t: dispatch(OPS.slice, t, dim=d, start=None, end=None, step=-1)
+        return rev(F.narrow(x, d, 1, a)), rev(F.narrow(x, d, n - 1 - b, b))
+    if mode == "replicate":
+        grow = lambda t, m: F.expand(t, *(m if i == d else s for i, s in enumerate(t.shape)))
+        return grow(F.narrow(x, d, 0, 1), a), grow(F.narrow(x, d, n - 1, 1), b)
+    return F.narrow(x, d, n - a, a), F.narrow(x, d, 0, b)
+
+
+def _edge_decomposition(name):
+    mode = EDGE_MODES[name]
+
+    def decomposition(x, pad=()):
+        for d, (a, b) in enumerate(_edge_widths(name, x, pad)):
+            if not (a or b):
+                continue
+            n, total = x.shape[d], x.shape[d] + a + b
+            before, after = _edge_pieces(mode, x, d, a, b)
+            position = np.arange(total).reshape(tuple(total if i == d else 1 for i in range(x.ndim)))
+            out = F.pad(x, _dim_pad(x.ndim, d, a, b))
+            if a:
+                out = F.where(wrap_array(position < a), F.pad(before, _dim_pad(x.ndim, d, 0, n + b)),
+                              out)
+            if b:
+                out = F.where(wrap_array(position >= a + n),
+                              F.pad(after, _dim_pad(x.ndim, d, a + n, 0)), out)
+            x = out
+        return x
+    return decomposition
+
+
+def _dim_pad(ndim, d, a, b) -> tuple[int, ...]:
+    """F.pad's argument that pads dim d of an ndim-D tensor by (a, b) and nothing else."""
+    return (0, 0) * (ndim - 1 - d) + (a, b)
 
 
 # ---- unfold and fold ---------------------------------------------------------------
@@ -354,6 +441,34 @@ def _adaptive_avg_pool2d_decomposition(x, output_size=1):
     return F.matmul(F.matmul(ah, x), aw)
 
 
+def _bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """Adaptive pooling's bins [floor(i·n/m), ceil((i+1)·n/m))."""
+    return [((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def _adaptive_max_pool2d(x, output_size=1):
+    oh, ow = _adaptive_sizes("adaptive_max_pool2d", x, output_size)
+    if x.size == 0:
+        raise ShapeError("adaptive_max_pool2d", f"cannot pool the empty input of shape {x.shape}")
+    rows = np.stack([x[:, :, a:b].max(axis=2) for a, b in _bins(x.shape[2], oh)], axis=2)
+    return np.stack([rows[..., a:b].max(axis=3) for a, b in _bins(x.shape[3], ow)], axis=3)
+
+
+def _adaptive_max_pool2d_decomposition(x, output_size=1):
+    for d, m in zip((2, 3), _adaptive_sizes("adaptive_max_pool2d", x, output_size)):
+        n = x.shape[d]
+        if n % m == 0:  # equal bins: a reshape, natively compiled
+            x = F.amax(F.reshape(x, *x.shape[:d], m, n // m, *x.shape[d + 1:]), d + 1)
+            continue
+        # unequal bins: each padded to the widest by repeating its last position
+        bins = _bins(n, m)
+        width = max(b - a for a, b in bins)
+        index = np.array([min(a + j, b - 1) for a, b in bins for j in range(width)])
+        picked = F.index_select(x, d, wrap_array(index))
+        x = F.amax(F.reshape(picked, *x.shape[:d], m, width, *x.shape[d + 1:]), d + 1)
+    return x
+
+
 # ---- samples -----------------------------------------------------------------------
 
 def _spatial_samples(kind):
@@ -396,6 +511,11 @@ def _spatial_samples(kind):
                     Sample((a(1, 1, 7, 5),), {"kernel_size": (3, 2), "stride": 2, "ceil_mode": True},
                            "ceil mode"),
                     Sample((a(1, 1, 4, 4),), {"kernel_size": 2, "divisor_override": 3}, "divisor")]
+        if kind == "adaptive_max":
+            return [Sample((a(2, 3, 6, 8),), {"output_size": (3, 4)}, "equal bins"),
+                    Sample((a(1, 2, 7, 5, layout="transposed"),), {"output_size": (3, 2)},
+                           "uneven bins"),
+                    Sample((a(1, 1, 5, 4),), {"output_size": (None, 1)}, "keep height")]
         return [Sample((a(2, 3, 7, 9),), {"output_size": (3, 4)}, "uneven bins"),
                 Sample((a(1, 2, 6, 6, layout="transposed"),), {"output_size": 1}, "global"),
                 Sample((a(1, 1, 5, 4),), {"output_size": (None, 2)}, "keep height")]
@@ -433,3 +553,27 @@ register(name="adaptive_avg_pool2d", inputs=("self",), kernel=_adaptive_avg_pool
          attrs={"output_size": REQUIRED}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
          samples=_spatial_samples("adaptive"), decomposition=_adaptive_avg_pool2d_decomposition,
          doc="average over bins [floor(i·H/oh), ceil((i+1)·H/oh)), as two averaging matmuls")
+
+
+def _edge_samples(dtype, rng):
+    a = lambda *shape, layout="contiguous": samples.array(rng, shape, dtype, layout=layout)
+    return [Sample((a(2, 3, 5),), {"pad": (2, 3)}, "1-d"),
+            Sample((a(3, 4, layout="transposed"),), {"pad": (3, 1)}, "1-d unbatched"),
+            Sample((a(2, 2, 4, 5, layout="strided"),), {"pad": (1, 2, 3, 0)}, "2-d"),
+            Sample((a(1, 2, 3, 3, 4),), {"pad": (1, 1, 2, 0, 0, 2)}, "3-d"),
+            Sample((a(2, 3, 4, layout="negstep"),), {"pad": (0, 0, 1, 2)}, "2-d unbatched")]
+
+
+for _name, _mode in EDGE_MODES.items():
+    register(name=_name, inputs=("self",), kernel=_edge_kernel(_name), dtype_rule=_edge_rule,
+             shape_rule=_edge_shape, attrs={"pad": REQUIRED}, flags={Flag.COMPOSITE},
+             dtypes=FLOATS, samples=_edge_samples, decomposition=_edge_decomposition(_name),
+             doc=f"F.pad(mode={_mode!r}): pad holds (before, after) pairs from the last dim, "
+                 "for 1 to 3 trailing dims")
+register(name="adaptive_max_pool2d", inputs=("self",), kernel=_adaptive_max_pool2d,
+         dtype_rule=floating_only(same_as_first),
+         shape_rule=lambda name, x, output_size=1: (x.shape[0], x.shape[1],
+                                                   *_adaptive_sizes(name, x, output_size)),
+         attrs={"output_size": REQUIRED}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
+         samples=_spatial_samples("adaptive_max"), decomposition=_adaptive_max_pool2d_decomposition,
+         doc="maximum over bins [floor(i·H/oh), ceil((i+1)·H/oh)); equal bins are a reshape")

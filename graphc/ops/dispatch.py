@@ -130,6 +130,8 @@ def run_backend(op: OpDef, inputs: tuple, attrs: dict):
         outs = tuple(empty_meta(s, d) for s, d in zip(shapes, out_dtypes))
         return outs[0] if op.outputs == 1 else outs
     arrays = [_as_kernel_input(op, x, c) for x, c in zip(inputs, casts)]
+    if Flag.MUTATES in op.flags:  # the kernel writes into this very array, whatever its dtype
+        arrays[0] = inputs[0]._data()
     with np.errstate(all="ignore"):
         result = op.kernel(*arrays, **attrs)
     if Flag.MUTATES in op.flags:
@@ -158,13 +160,20 @@ def _contiguous_copy(x: Tensor) -> Tensor:
 
 
 def _as_kernel_input(op: OpDef, x, cast: dt.dtype | None):
+    """The array a kernel reads. float16 and bfloat16 (the only 2-byte dtypes) compute in
+    float32: kernels see float32 and ``_wrap_output`` rounds the result to the op's dtype."""
     if isinstance(x, Tensor):
         a = x._data()
-        return a if cast is None or a.dtype == cast.np else a.astype(cast.np)
+        if cast is None:
+            if a.itemsize != 2:
+                return a
+            cast = dt.float32
+        target = cast.compute.np
+        return a if a.dtype == target else a.astype(target)
     if cast is None or x is None or isinstance(x, (tuple, list)):
         return x
     try:
-        return np.asarray(x, dtype=cast.np)
+        return np.asarray(x, dtype=cast.compute.np)
     except OverflowError:
         raise OpValueError(op.name, f"value {x!r} cannot be converted to {cast} without overflow") from None
 
@@ -175,7 +184,8 @@ def _wrap_output(op: OpDef, result, shape, out_dtype: dt.dtype, arrays) -> Tenso
         raise AssertionError(f"graphc internal error: {op.name} kernel returned shape "
                              f"{result.shape} but its shape rule says {tuple(shape)}")
     if result.dtype != out_dtype.np:
-        result = result.astype(out_dtype.np)
+        with np.errstate(over="ignore"):  # float32 -> float16 overflows to inf, silently
+            result = result.astype(out_dtype.np)
     elif any(isinstance(a, np.ndarray) and np.may_share_memory(result, a) for a in arrays):
         result = result.copy()  # an out-of-place op never returns its input's memory
     return wrap_array(result, out_dtype)

@@ -391,6 +391,9 @@ unary("log", np.log, grad=_on_x(lambda x, g: g / x), domain=POSITIVE,
       emit=lambda s, x: s.math.log(x), accuracy=POLYNOMIAL, expose=INPLACE)
 unary("log2", np.log2, grad=_on_x(lambda x, g: g / (x * LN2)), domain=POSITIVE,
       emit=lambda s, x: s.b.fmul(s.math.log(x), s.c(1 / LN2)), accuracy=POLYNOMIAL, expose=METHOD)
+unary("log10", np.log10, grad=_on_x(lambda x, g: g / (x * math.log(10.0))), domain=POSITIVE,
+      emit=lambda s, x: s.b.fmul(s.math.log(x), s.c(1 / math.log(10.0))), accuracy=POLYNOMIAL,
+      expose=INPLACE)
 unary("log1p", np.log1p, grad=_on_x(lambda x, g: g / (1 + x)), domain=(-0.9, 4.0),
       emit=lambda s, x: s.math.log1p(x), accuracy=POLYNOMIAL, expose=METHOD)
 unary("expm1", np.expm1, grad=_on_out(lambda out, g: g * (out + 1)),
@@ -422,7 +425,7 @@ unary("gelu", _gelu, _check_gelu, _gelu_grad, dtypes=FLOATS, attrs={"approximate
       doc="x·Φ(x); approximate='tanh' uses 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))")
 unary("silu", lambda x: x * _sigmoid(x), floating_only(promote_float), _silu_grad, dtypes=FLOATS,
       flags={Flag.COMPOSITE}, decomposition=lambda x: x * F.sigmoid(x),
-      expose=Expose(method=True, functional=True))
+      expose=ACTIVATION)  # F.silu(x, inplace=True), as in PyTorch
 unary("softplus", _softplus, floating_only(promote_float), _softplus_grad, dtypes=FLOATS,
       attrs={"beta": 1.0, "threshold": 20.0},
       attr_sets=[{}, {"beta": 2.0, "threshold": 1.0}, {"beta": 0.5, "threshold": 20.0}],

@@ -49,6 +49,56 @@ def function(op: OpDef):
     return fn
 
 
+def functional(op: OpDef):
+    """``graphc.nn.functional.<op>`` as PyTorch spells it: attributes may also come
+    positionally (``F.leaky_relu(x, 0.2)``), and an op with an in-place form takes
+    ``inplace=False`` last (``F.relu(x, inplace=True)`` writes into x and returns it)."""
+    base = function(op)
+    write = inplace(base) if op.expose.inplace else None
+    names = tuple("input" if n == "self" else n for n in op.inputs)
+    kind = inspect.Parameter
+    params = [kind(n, kind.POSITIONAL_OR_KEYWORD) for n in names]
+    for a, d in op.attrs.items():  # a required attribute after one with a default: keyword only
+        keyword = any(p.default is not kind.empty for p in params) and d is REQUIRED
+        params.append(kind(a, kind.KEYWORD_ONLY if keyword else kind.POSITIONAL_OR_KEYWORD,
+                           **({} if d is REQUIRED else {"default": d})))
+    if write is not None:
+        params.append(kind("inplace", kind.POSITIONAL_OR_KEYWORD, default=False))
+    signature = inspect.Signature(params)
+    count = len(names)
+
+    def fn(*args, **kwargs):
+        if len(args) == count and not kwargs.keys() - op.attrs.keys():
+            return base(*args, **kwargs)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise OpTypeError(op.name, f"{e} (call as {op.name}{signature})") from None
+        given = bound.arguments
+        inputs = [given.get(n) for n in names]
+        attrs = {a: given[a] for a in op.attrs if a in given}
+        return (write if given.get("inplace") else base)(*inputs, **attrs)
+
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__signature__ = signature
+    fn.__doc__ = base.__doc__
+    fn.op = op
+    return fn
+
+
+def functional_inplace(op: OpDef):
+    """``graphc.nn.functional.<op>_``: the in-place form, attributes positional or by name."""
+    fn = functional(op)
+
+    def fn_(input, *args, **kwargs):
+        return fn(input, *args, **kwargs, inplace=True)
+
+    fn_.__name__ = fn_.__qualname__ = op.name + "_"
+    fn_.__doc__ = f"In-place {op.name}: writes the result into input and returns it."
+    fn_.op = op
+    return fn_
+
+
 def inplace(fn):
     """``x.<name>_(...)``: compute ``fn(x, ...)`` and write it into x (same storage, same dtype)."""
     name = fn.__name__ + "_"
@@ -95,14 +145,17 @@ def install(op: OpDef, namespaces=()) -> None:
         targets += [(Tensor, n) for n in names]
     if e.inplace:
         targets.append((Tensor, op.name + "_"))
-    functional = sys.modules.get("graphc.nn.functional")
-    if e.functional and functional is not None:
-        targets += [(functional, n) for n in names]
+    functional_module = sys.modules.get("graphc.nn.functional")
+    wrappers = _functional_wrappers(op) if e.functional and functional_module is not None else {}
+    targets += [(functional_module, n) for n in wrappers]
     taken = [f"{getattr(t, '__name__', t)}.{n}" for t, n in targets if _defined(t, n)]
     if taken:
         raise ValueError(f"op {op.name!r}: {', '.join(taken)} already exists")
     for target, name in targets:
-        setattr(target, name, inplace(fn) if name == op.name + "_" and target is Tensor else fn)
+        if target is functional_module:
+            setattr(target, name, wrappers[name])
+        else:
+            setattr(target, name, inplace(fn) if name == op.name + "_" and target is Tensor else fn)
 
 
 def _defined(target, name: str) -> bool:
@@ -112,11 +165,17 @@ def _defined(target, name: str) -> bool:
 
 def functional_wrappers() -> dict:
     """The generated wrappers ``graphc.nn.functional`` takes (its own module asks once)."""
-    from . import functions
+    return {n: fn for op in OPS if op.expose and op.expose.functional
+            for n, fn in _functional_wrappers(op).items()}
 
-    return {n: getattr(functions, op.name) if op.expose.function else function(op)
-            for op in OPS if op.expose and op.expose.functional
-            for n in (op.name, *op.expose.aliases)}
+
+def _functional_wrappers(op: OpDef) -> dict:
+    """F.<name> (and its aliases), and F.<name>_ for an op with an in-place form."""
+    fn = functional(op)
+    out = {n: fn for n in (op.name, *op.expose.aliases)}
+    if op.expose.inplace:
+        out[op.name + "_"] = functional_inplace(op)
+    return out
 
 
 def install_all() -> None:

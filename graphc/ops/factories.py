@@ -16,6 +16,7 @@ from .. import random as rnd
 from ..errors import OpValueError
 from ..layout import as_shape
 from ..symbolic import SymInt
+from ..tensor import require_available
 from .registry import REQUIRED, Flag, Sample, register
 
 FACTORY = Flag.FACTORY
@@ -23,9 +24,11 @@ RANDOM = {Flag.FACTORY, Flag.RANDOM, Flag.IMPURE}
 DEVICE = {"dtype": None, "device": None}
 
 
-def _dtype_attr(name, dtype=None, **attrs):
+def _dtype_attr(name, dtype=None, device=None, **attrs):
     if dtype is None:
         raise OpValueError(name, "dtype is required (the public functions fill it in)")
+    if device is not None:  # 'cpu', 'cpu:0', 'meta' or a graphc.device; 'cuda' raises here
+        require_available(name, device)
     return (), (dt.as_dtype(dtype),)
 
 

@@ -21,6 +21,21 @@ from ..tensor import Tensor, from_numpy
 from .dispatch import dispatch
 from .registry import OPS
 
+# The public, torch-named functions: what ``from graphc.ops.functions import *`` (and so
+# ``graphc``) takes. Adding a public function? Append its name here (or in an
+# ``__all__ +=`` after its import at the end of this file). Generated op wrappers
+# (``expose``) are added by graphc/ops/__init__.py; helpers (operand, cast, view_scatter,
+# pad ...: not torch.<name> API) stay out.
+__all__ = """
+    softmax log_softmax add sub subtract rsub true_divide floor_divide div divide pow where
+    clamp clip lerp sum prod mean amax amin all any argmax argmin max min var std logsumexp norm
+    matmul mm bmm dot outer ger cat concat concatenate stack gather index_select index_put
+    index_put_ reshape permute transpose swapaxes swapdims t squeeze unsqueeze flatten
+    unflatten narrow select unbind split chunk movedim as_strided broadcast_to conv2d
+    max_pool2d full zeros ones empty zeros_like ones_like full_like empty_like arange linspace
+    eye rand randn randint rand_like randn_like normal
+""".split()
+
 
 def operand(x):
     """numpy arrays take part in ops as tensors (zero-copy); everything else passes as is."""
@@ -493,9 +508,16 @@ def _batched(fn, input, *args, **kwargs):
 
 
 def pad(input, pad, mode: str = "constant", value=None):
-    """Constant padding; ``pad`` holds (before, after) pairs starting from the last dim."""
+    """Padding; ``pad`` holds (before, after) pairs starting from the last dim. ``mode`` is
+    'constant' (``value``), or 'reflect', 'replicate', 'circular' for 1 to 3 trailing dims."""
     if mode != "constant":
-        raise OpValueError("pad", f"only mode='constant' is supported, got {mode!r}")
+        op = {"reflect": OPS.reflection_pad, "replicate": OPS.replication_pad,
+              "circular": OPS.circular_pad}.get(mode)
+        if op is None or value is not None:
+            raise OpValueError("pad", f"mode must be 'constant', 'reflect', 'replicate' or "
+                               f"'circular' (only 'constant' takes a value), got mode={mode!r}"
+                               f"{'' if value is None else f', value={value!r}'}")
+        return dispatch(op, input, pad=tuple(pad))
     return dispatch(OPS.pad, input, pad=tuple(pad), value=0.0 if value is None else value)
 
 
@@ -544,8 +566,12 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale=None, *, generator=None):
-    """softmax(query @ keyᵀ · scale + mask) @ value (dropout_p > 0 drops attention weights)."""
+                                 is_causal: bool = False, scale=None, enable_gqa: bool = False, *,
+                                 generator=None):
+    """softmax(query @ keyᵀ · scale + mask) @ value (dropout_p > 0 drops attention weights);
+    ``enable_gqa``: key and value heads (dim -3) repeat for each group of query heads."""
+    if enable_gqa:
+        key, value = _repeat_heads(query, key), _repeat_heads(query, value)
     if dropout_p == 0.0:
         return dispatch(OPS.scaled_dot_product_attention, query, key, value, attn_mask,
                         is_causal=is_causal, scale=scale)
@@ -558,6 +584,18 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
             else scores + attn_mask
     weights = dispatch(OPS.dropout, softmax(scores, -1), p=float(dropout_p), generator=generator)
     return matmul(weights, value)
+
+
+def _repeat_heads(query, kv):
+    """kv's heads (dim -3) each repeated Hq / Hkv times in place (repeat_interleave)."""
+    if query.ndim < 3 or kv.ndim < 3 or query.shape[-3] % kv.shape[-3]:
+        raise ShapeError("scaled_dot_product_attention", f"enable_gqa needs (..., heads, L, E) inputs "
+                         f"with query heads a multiple of key/value heads, got query "
+                         f"{tuple(query.shape)} and {tuple(kv.shape)}")
+    *batch, heads, length, e = kv.shape
+    groups = query.shape[-3] // heads
+    grown = expand(unsqueeze(kv, -3), *batch, heads, groups, length, e)
+    return reshape(grown, *batch, heads * groups, length, e)
 
 
 def tril_mask(rows: int, cols: int) -> Tensor:
@@ -701,3 +739,26 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, generator=N
         raise OpTypeError("normal", "size is required when mean and std are numbers")
     return dispatch(OPS.normal, size=as_shape("normal", size), mean=float(mean), std=float(std),
                     dtype=_float_dtype(dtype), device=device, generator=generator)
+
+
+# functions declared beside their ops, in modules of their own
+from .numerics import (allclose, count_nonzero, diff, equal, isclose,  # noqa: E402, F401
+                       nan_to_num, std_mean, var_mean)
+from .products import einsum  # noqa: E402, F401
+from .queries import _assert, is_floating_point, is_tensor, numel  # noqa: E402, F401
+from .shaping import (diag, diagonal, flip, fliplr, flipud, meshgrid, repeat,  # noqa: E402, F401
+                      repeat_interleave, roll, tensor_split, tile)
+from .ordering import (Sorted, TopK, argsort, bernoulli, multinomial,  # noqa: E402, F401
+                       randperm, sort, topk)
+from .scans import cumprod, cumsum  # noqa: E402, F401
+from .scatter import (index_add, index_fill, scatter, scatter_add,  # noqa: E402, F401
+                      take_along_dim)
+from .triangular import tril, triu  # noqa: E402, F401
+
+__all__ += """
+    allclose count_nonzero diff equal isclose nan_to_num std_mean var_mean einsum
+    _assert is_floating_point is_tensor numel diag diagonal flip fliplr flipud meshgrid
+    repeat_interleave roll tensor_split tile
+    sort argsort topk multinomial randperm bernoulli cumsum cumprod scatter scatter_add
+    take_along_dim index_fill index_add tril triu
+""".split()  # (repeat is Tensor.repeat only, as in PyTorch)

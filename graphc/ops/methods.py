@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import dtype as dt
 from ..errors import DTypeError, OpError, OpTypeError
 from ..layout import size_args
-from ..tensor import CPU, META, Storage, Tensor, device
+from ..tensor import CPU, META, Storage, Tensor, device, require_available
 from . import functions as F
 from .dispatch import dispatch
 from .expose import inplace
@@ -25,6 +25,10 @@ SAME_NAME = """
     matmul mm bmm dot outer gather index_select index_put index_put_
     reshape view permute transpose swapaxes swapdims t squeeze unsqueeze flatten unflatten
     narrow select unbind split chunk movedim as_strided expand broadcast_to contiguous
+    tril triu sort argsort topk multinomial bernoulli cumsum cumprod scatter scatter_add
+    take_along_dim index_fill index_add
+    flip fliplr flipud roll repeat repeat_interleave tile diagonal diag tensor_split
+    isclose allclose equal nan_to_num count_nonzero diff
 """.split()  # and those an op's ``expose`` field generates (exp, mul, eq, ...: see expose.py)
 
 # (method, function, reflected): x.__add__(y) is add(x, y); x.__radd__(y) is add(y, x)
@@ -60,8 +64,9 @@ def _operator(fn, reflected):
     return lambda self, other: fn(self, other)
 
 
-def _to(self, *args, dtype=None, device=None, copy=False):
-    """``to(dtype)``, ``to(device)``, ``to(other_tensor)``; returns self when nothing changes."""
+def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+    """``to(dtype)``, ``to(device)``, ``to(other_tensor)``; returns self when nothing changes.
+    ``non_blocking`` is accepted and has no effect (every copy is synchronous on the cpu)."""
     for a in args:
         if isinstance(a, Tensor):
             dtype, device = a.dtype, a.device
@@ -70,8 +75,8 @@ def _to(self, *args, dtype=None, device=None, copy=False):
         else:
             dtype = a
     target = dt.as_dtype(dtype) if dtype is not None else self.dtype
-    dev = self.device if device is None else type(CPU)(device)
-    if dev != self.device:
+    dev = self.device if device is None else require_available("to", device)
+    if dev.type != self.device.type:  # cpu:0 is the cpu
         return _to_device(self, dev, target)
     if target is self.dtype and not copy:
         return self
@@ -98,6 +103,13 @@ def _requires_grad_(self, requires_grad: bool = True):
         raise DTypeError("requires_grad_", f"only floating-point tensors can require gradients, "
                          f"got {self.dtype.name}")
     self.requires_grad = requires_grad
+    return self
+
+
+def _detach_(self):
+    """Cut this tensor from the autograd graph in place (it becomes a leaf); returns self."""
+    self.grad_fn = None
+    self.requires_grad = False
     return self
 
 
@@ -128,8 +140,12 @@ def install() -> None:
     T.__setitem__ = setitem
 
     # in-place: compute, then copy_ into self
-    for name in "add sub div pow floor_divide clamp clip lerp".split():
+    for name in "add sub div pow floor_divide clamp clip lerp nan_to_num".split():
         setattr(T, name + "_", inplace(getattr(F, name)))
+    for name in "tril triu cumsum cumprod scatter scatter_add index_fill index_add".split():
+        setattr(T, name + "_", inplace(getattr(F, name)))
+    from .ordering import bernoulli_
+    T.bernoulli_ = bernoulli_
     T.__iadd__ = T.add_
     T.__isub__ = T.sub_
     T.__imul__ = T.mul_
@@ -156,10 +172,12 @@ def install() -> None:
     T.to = _to
     T.type = lambda self, dtype=None: self.dtype.name if dtype is None else _to(self, dtype)
     for name, d in (("float", dt.float32), ("double", dt.float64), ("int", dt.int32),
-                    ("long", dt.int64), ("bool", dt.bool_)):
+                    ("long", dt.int64), ("bool", dt.bool_), ("half", dt.float16),
+                    ("bfloat16", dt.bfloat16)):
         setattr(T, name, lambda self, _d=d: _to(self, _d))
     T.cpu = lambda self: self if self.device == CPU else _to(self, device=CPU)
     T.requires_grad_ = _requires_grad_
+    T.detach_ = _detach_
     T.view_as = lambda self, other: F.view(self, tuple(other.shape))
     T.reshape_as = lambda self, other: F.reshape(self, tuple(other.shape))
     T.expand_as = lambda self, other: F.expand(self, *tuple(other.shape))

@@ -1,4 +1,5 @@
-"""Optimizers, as ``torch.optim``: SGD, Adam, AdamW on graphc tensors.
+"""Optimizers, as ``torch.optim``: SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta on graphc
+tensors, and learning-rate schedules in ``graphc.optim.lr_scheduler``.
 
 Updates run under ``no_grad`` and write into the parameters in place, so a parameter
 keeps its identity and its views see every step::
@@ -11,8 +12,12 @@ keeps its identity and its views see every step::
         opt.step()
 """
 
+from . import lr_scheduler
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .optimizer import Optimizer
+from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "lr_scheduler"]

@@ -13,7 +13,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
+from .. import dtype as dt
 from ..autograd import enable_grad, no_grad
+from ..creation import tensor
 from ..tensor import Tensor
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
@@ -221,3 +225,56 @@ def _copied(value: Any, key: str, param: Tensor) -> Any:
     if key != "step" and value.is_floating_point() and value.dtype is not param.dtype:
         value = value.to(param.dtype)
     return value
+
+
+# PyTorch's pointwise updates with its rounding. Its vectorised CPU kernels compute
+# ``add(x, alpha=a)``, ``addcmul`` and ``lerp`` with a fused multiply-add (one rounding),
+# and multiply by the scalar (cast to the tensor's dtype) before the second tensor. For
+# float32 an FMA is exact here: the product of two float32 values is exact in float64, so
+# only the final add rounds (to float64, then float32: a double rounding that differs from
+# one rounding only when the float64 sum lands on a float32 tie). Float64 falls back to two
+# roundings (a product and a sum).
+
+def _fma(x: Tensor, y: Tensor | float, z: Tensor) -> Tensor:
+    """``x * y + z`` with one rounding where possible (a new tensor of ``z``'s dtype)."""
+    if z.dtype is dt.float32 and x.dtype is dt.float32:
+        y64 = float(np.float32(y)) if not isinstance(y, Tensor) else y.double()
+        return (x.double() * y64 + z.double()).to(dt.float32)
+    return z + x * y
+
+
+def add_scaled(t: Tensor, x: Tensor, alpha: float) -> Tensor:
+    """``t.add(x, alpha=alpha)`` as PyTorch rounds it (a new tensor)."""
+    return _fma(x, alpha, t)
+
+
+def add_scaled_(t: Tensor, x: Tensor, alpha: float) -> Tensor:
+    """``t.add_(x, alpha=alpha)`` as PyTorch rounds it."""
+    return t.copy_(_fma(x, alpha, t))
+
+
+def addcmul_(t: Tensor, t1: Tensor, t2: Tensor, value: float = 1.0) -> Tensor:
+    """``t.addcmul_(t1, t2, value=value)``: ``t += value * t1 * t2``."""
+    return t.copy_(_fma(t1 if value == 1 else t1 * value, t2, t))
+
+
+def addcdiv_(t: Tensor, t1: Tensor, t2: Tensor, value: float = 1.0) -> Tensor:
+    """``t.addcdiv_(t1, t2, value=value)``: ``t += value * t1 / t2`` (no FMA in PyTorch)."""
+    return t.add_((t1 if value == 1 else t1 * value) / t2)
+
+
+def lerp_(t: Tensor, end: Tensor, weight: float) -> Tensor:
+    """``t.lerp_(end, weight)``: from ``t`` for small weights, from ``end`` for large ones."""
+    diff = end - t
+    if abs(weight) < 0.5:
+        return t.copy_(_fma(diff, weight, t))
+    return t.copy_(_fma(diff, -(1 - weight), end))
+
+
+def step_tensor(state: dict[str, Any]) -> Tensor:
+    """``state["step"]`` as the 0-d float32 tensor PyTorch keeps (a number from a hand-made
+    state dict is converted)."""
+    step = state.get("step", 0.0)
+    if not isinstance(step, Tensor):
+        step = state["step"] = tensor(float(step), dtype=dt.float32)
+    return step

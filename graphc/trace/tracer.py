@@ -16,7 +16,9 @@ Two modes:
 
 from __future__ import annotations
 
+import copy
 import inspect
+import re
 from contextlib import contextmanager
 
 from ..autograd import no_grad
@@ -205,21 +207,16 @@ def _intercept_module_calls(tracer: Tracer):
         Module.__call__ = original
 
 
-def _signature(fn) -> list[inspect.Parameter]:
-    params = list(inspect.signature(fn).parameters.values())
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-        raise TraceError(f"cannot trace {getattr(fn, '__name__', fn)}: *args/**kwargs inputs are "
-                         "not supported; give the function named parameters", location="")
-    return params
-
-
 def trace(fn_or_module, *example_inputs, concrete_args: dict | None = None, leaf_modules=(),
           mode: str = "symbolic") -> GraphModule:
     """Capture ``fn_or_module`` into a GraphModule.
 
-    ``example_inputs`` are tensors, meta tensors or ``TensorSpec(shape, dtype)``, one per
-    tensor parameter, in order; ``concrete_args`` fixes other parameters by name (their
-    values are baked into the graph). ``leaf_modules`` is a tuple of Module classes kept
+    ``example_inputs`` are tensors, meta tensors or ``TensorSpec(shape, dtype)`` (or nested
+    tuples, lists and dicts of them), one per parameter that is not in ``concrete_args``,
+    in order; the ones past the named parameters go to ``*args``. ``concrete_args`` fixes
+    other parameters by name (their values are baked into the graph; names that are not
+    parameters go to ``**kwargs``). Each tensor becomes a placeholder named by its path
+    (``x``, ``args_0``, ``batch_mask``). ``leaf_modules`` is a tuple of Module classes kept
     as ``call_module``. With ``mode='example'`` the example inputs' values are used and
     the GraphModule's ``specializations`` lists the value-dependent decisions taken.
 
@@ -229,50 +226,157 @@ def trace(fn_or_module, *example_inputs, concrete_args: dict | None = None, leaf
     root = fn_or_module if isinstance(fn_or_module, Module) else None
     fn = fn_or_module.forward if root is not None else fn_or_module
     concrete = dict(concrete_args or {})
-    params = _signature(fn)
-    tracer = Tracer(root, mode, leaf_modules)
-    args, remaining = [], list(example_inputs)
+    params = list(inspect.signature(fn).parameters.values())
+    bound, remaining = [], list(example_inputs)
+    names = {p.name for p in params}
     for p in params:
-        if p.name in concrete:
-            args.append(concrete.pop(p.name))
+        if p.kind == p.VAR_POSITIONAL:
+            bound.append(tuple(_example(p.name, v) for v in remaining))
+            remaining = []
+        elif p.kind == p.VAR_KEYWORD:
+            bound.append({k: v for k, v in concrete.items() if k not in names})
+            concrete[p.name] = None  # baked, as concrete_args are
+        elif p.name in concrete:
+            bound.append(concrete[p.name])
         elif remaining:
-            value = remaining.pop(0)
-            if not isinstance(value, (Tensor, TensorSpec)):
-                raise TraceError(f"input {p.name!r} is a {type(value).__name__}, not a tensor; "
-                                 f"pass it as concrete_args={{{p.name!r}: {value!r}}}", location="")
-            node = tracer.graph.placeholder(p.name)
-            payload = as_meta(value) if mode == "symbolic" or isinstance(value, TensorSpec) \
-                else value.detach()
-            record_meta(node, payload)
-            args.append(Proxy.wrap(payload, node, tracer))
+            bound.append(_example(p.name, remaining.pop(0)))
         elif p.default is not p.empty:
-            args.append(p.default)
+            bound.append(p.default)
         else:
             raise TraceError(f"no example input for parameter {p.name!r} of "
                              f"{getattr(fn, '__qualname__', fn)}", location="")
-    if remaining or concrete:
+    unknown = set() if any(p.kind == p.VAR_KEYWORD for p in params) else set(concrete) - names
+    if remaining or unknown:
         extra = [f"{len(remaining)} extra inputs"] if remaining else []
-        extra += [f"unknown concrete_args {sorted(concrete)}"] if concrete else []
+        extra += [f"unknown concrete_args {sorted(unknown)}"] if unknown else []
         raise TraceError(f"trace: {', '.join(extra)}", location="")
-    positional = [a for p, a in zip(params, args) if p.kind != p.KEYWORD_ONLY]
-    keywords = {p.name: a for p, a in zip(params, args) if p.kind == p.KEYWORD_ONLY}
+    return trace_bound(fn_or_module, params, tuple(bound), root=root, baked=set(concrete),
+                       leaf_modules=leaf_modules, mode=mode)
+
+
+def _example(name: str, value):
+    if isinstance(value, (Tensor, TensorSpec, tuple, list, dict)):
+        return value
+    raise TraceError(f"input {name!r} is a {type(value).__name__}, not a tensor; pass it as "
+                     f"concrete_args={{{name!r}: {value!r}}}", location="")
+
+
+def trace_bound(call, params: list, bound: tuple, *, root: Module | None = None, baked=(),
+                leaf_modules=(), mode: str = "symbolic") -> GraphModule:
+    """Capture ``call`` applied to ``bound``: one value per parameter of ``params`` (a
+    tuple for ``*args``, a dict for ``**kwargs``). Every tensor or TensorSpec in a value
+    (through nested tuples, lists and dicts, in order) becomes a placeholder named by its
+    path; other values, and the parameters named in ``baked``, are baked into the graph.
+    ``root`` is the module whose parameters and buffers are read by name (``get_attr``):
+    the module itself, or the instance of a compiled method."""
+    if mode not in MODES:
+        raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
+    tracer = Tracer(root, mode, leaf_modules)
+
+    def placeholder(path: str, value):
+        node = tracer.graph.placeholder(re.sub(r"\W+", "_", path).strip("_") or "input")
+        payload = as_meta(value) if mode == "symbolic" or isinstance(value, TensorSpec) \
+            else value.detach()
+        record_meta(node, payload)
+        return Proxy.wrap(payload, node, tracer)
+
+    args = tuple(a if p.name in baked else map_tensors(a, placeholder, p.name)
+                 for p, a in zip(params, bound))
+    positional, keywords = unbind(params, args)
     with no_grad(), _intercept_module_calls(tracer), tracer:  # a root module's hooks run too
-        out = (root if root is not None else fn)(*positional, **keywords)
+        out = call(*positional, **keywords)
     tracer.graph.output(map_arg(_lift_output(tracer, out), lambda n: n))
-    name = type(root).__name__ if root is not None else getattr(fn, "__name__", "GraphModule")
+    name = type(root).__name__ if call is root else getattr(call, "__name__", "GraphModule")
     gm = GraphModule(tracer.attrs, tracer.graph, class_name=name)
     gm.training = root.training if root is not None else False
     object.__setattr__(gm, "specializations", tracer.specializations)
     object.__setattr__(gm, "trace_mode", mode)
+    object.__setattr__(gm, "output_structure", output_structure(out))
     tracer.graph.lint(gm)
     return gm
+
+
+def unbind(params: list, bound: tuple) -> tuple[list, dict]:
+    """(positional, keyword) arguments that call a function of ``params`` with ``bound``."""
+    positional, keywords = [], {}
+    for p, a in zip(params, bound):
+        if p.kind == p.VAR_POSITIONAL:
+            positional.extend(a)
+        elif p.kind == p.VAR_KEYWORD:
+            keywords.update(a)
+        elif p.kind == p.KEYWORD_ONLY:
+            keywords[p.name] = a
+        else:
+            positional.append(a)
+    return positional, keywords
+
+
+# ---- nested arguments and results -----------------------------------------------------------
+# Tensors inside tuples (namedtuples too), lists and dicts are found in the order
+# ``graphc.tensor.tensors_in`` lists them; compiled programs take them in that order.
+
+def map_tensors(value, fn, path: str = ""):
+    """``value`` with each tensor (or TensorSpec) ``t`` in its nested tuples, lists and dicts
+    replaced by ``fn(path, t)``; ``path`` spells where it is (``x[1]['mask']``, ``p.pos``)."""
+    if isinstance(value, (Tensor, TensorSpec)):
+        return fn(path, value)
+    if isinstance(value, tuple):
+        fields = getattr(type(value), "_fields", None)
+        items = [map_tensors(v, fn, f"{path}.{fields[i]}" if fields else f"{path}[{i}]")
+                 for i, v in enumerate(value)]
+        return rebuild(value, items)
+    if isinstance(value, list):
+        return rebuild(value, [map_tensors(v, fn, f"{path}[{i}]") for i, v in enumerate(value)])
+    if isinstance(value, dict):
+        return rebuild(value, [map_tensors(v, fn, f"{path}[{k!r}]") for k, v in value.items()])
+    return value
+
+
+def rebuild(like, items: list):
+    """A container of ``like``'s type (and keys) holding ``items``."""
+    t = type(like)
+    if isinstance(like, dict):
+        if t is dict:
+            return dict(zip(like, items))
+        new = copy.copy(like)  # a subclass (OrderedDict, defaultdict): its type and factory
+        new.update(zip(like, items))
+        return new
+    if t is tuple or t is list:
+        return t(items)
+    if hasattr(t, "_fields"):  # a namedtuple
+        return t(*items)
+    return t(items)
+
+
+def output_structure(value):
+    """What a traced result's containers need to be given back after the graph (which
+    keeps plain tuples, lists and dicts): None when that is all they are, else a tree of
+    (container, children)."""
+    if isinstance(value, (tuple, list, dict)):
+        items = list(value.values()) if isinstance(value, dict) else list(value)
+        children = [output_structure(v) for v in items]
+        if type(value) in (tuple, list, dict) and not any(c is not None for c in children):
+            return None
+        template = rebuild(value, [None] * len(items))  # no traced values kept alive
+        return template, children
+    return None
+
+
+def restore_structure(value, structure):
+    """``value`` (a graph's result) with the container types ``structure`` recorded."""
+    if structure is None:
+        return value
+    template, children = structure
+    items = list(value.values()) if isinstance(value, dict) else list(value)
+    return rebuild(template, [restore_structure(v, c) for v, c in zip(items, children)])
 
 
 def _lift_output(tracer: Tracer, value):
     if isinstance(value, Tensor):
         return tracer.lift(value).node
     if isinstance(value, (tuple, list)):
-        return type(value)(_lift_output(tracer, v) for v in value)
+        return type(value)(_lift_output(tracer, v) for v in value) \
+            if type(value) in (tuple, list) else tuple(_lift_output(tracer, v) for v in value)
     if isinstance(value, dict):
         return {k: _lift_output(tracer, v) for k, v in value.items()}
     return value

@@ -213,6 +213,9 @@ def test_op_is_native_or_an_explained_fallback(op):
 # one of these that gains a lowering, fails here (update the list with the reason).
 NO_LOWERING = {  # no native kernel at all: numpy runs them inside compiled programs
     "cat", "stack", "gather", "index", "index_put", "index_select", "fold", "view_scatter",
+    # a sort, scans and a scatter by index: numpy kernels (sequential or data-dependent order)
+    "argsort", "cumsum", "cumprod", "scatter",
+    "assert_true",  # a check that raises: run by numpy, in order, on every call
 }
 SOME_SAMPLES = {  # native for most samples; the reason for the others
     "as_strided": "as_strided sets an absolute storage offset",
@@ -228,6 +231,12 @@ SOME_SAMPLES = {  # native for most samples; the reason for the others
     "group_norm": "a reduction over non-innermost dims",
     "cross_entropy": "its gather and index_select, and a non-innermost sum",
     "embedding": "its index_select",
+    "upsample_nearest": "its index_select, for sizes that are not a whole multiple or divisor",
+    "adaptive_max_pool2d": "its index_select, for bins of unequal sizes",
+    "nll_loss": "its gather and index_select, and a non-innermost sum",
+    "take_along_dim": "every sample: its gather (no lowering)",
+    "index_fill": "every sample: its index_put (no lowering)",
+    "index_add": "every sample: its index_put (no lowering)",
 }
 
 
@@ -360,6 +369,11 @@ ATTRS = {
     "round": [{}, {"decimals": 2}],
     "gelu": [{}, {"approximate": "tanh"}],
     "div": [{}, {"rounding_mode": "floor"}, {"rounding_mode": "trunc"}],
+    "threshold": [{"threshold": 0.5, "value": -2.0}],
+    "hardtanh": [{}, {"min_val": 0.0, "max_val": 6.0}],
+    "leaky_relu": [{}, {"negative_slope": 0.2}],
+    "elu": [{}, {"alpha": 0.5}],
+    "celu": [{}, {"alpha": 2.0}],
 }
 
 

@@ -59,6 +59,10 @@ COMPOSITE_BOUNDS = {
     ("gelu_tanh", "float64"): (3, 1.25),  # measured 3 (x = -0.9983), 1.13 (x = 1.168)
     ("silu", "float32"): (3, 1.25),       # measured 3 (x = -0.7922), 1.16 (x = 8.685)
     ("silu", "float64"): (3, 1.25),       # measured 3 (x = -0.8116), 1.17 (x = 18.16)
+    ("elu", "float32"): (1, 1.0),         # measured 1 (x = -5.97e-8), 0.95 (x = -0.3591)
+    ("elu", "float64"): (2, 1.25),        # measured 2 (x = -0.4242), 1.21 (x = -0.3470)
+    ("mish", "float32"): (4, 1.6),        # measured 4 (x = 3.93e-4), 1.59 (x = 4.426)
+    ("mish", "float64"): (5, 1.65),       # measured 5 (x = -0.6086), 1.61 (x = 4.377)
 }
 
 DTYPES = (np.float32, np.float64)
@@ -180,12 +184,16 @@ REFERENCES = {
     "silu": lambda x: x * _sigmoid(x),
     # PyTorch's definition: x itself above the threshold (20), where log1p(exp(-x)) < 2e-9
     "softplus": lambda x: np.where(x > 20, x, np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    # softplus without PyTorch's threshold switch (tanh(x) is 1 there, in any precision)
+    "mish": lambda x: x * np.tanh(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))),
 }
 
 ULP_OPS = sorted({op for op, _ in ULP_BOUNDS})
 COMPOSITES = sorted({op for op, _ in COMPOSITE_BOUNDS})
 FUNCTIONS = {name: getattr(graphc, name, None) or getattr(F, name) for name in ULP_OPS} | {
-    "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu}
+    "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu,
+    "elu": F.elu, "mish": F.mish}
 
 
 def exact(name: str, x: np.ndarray) -> np.ndarray:

@@ -145,8 +145,8 @@ def test_conv2d_argument_errors():
         nn.Conv2d(3, 4, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match="invalid padding string 'full'"):
         nn.Conv2d(3, 4, 3, padding="full")
-    with pytest.raises(NotImplementedError, match="padding_mode='reflect' is not supported by graphc"):
-        nn.Conv2d(3, 4, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="only 'zeros' padding mode is supported for ConvTranspose2d"):
+        nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")  # (Conv2d takes reflect since F.pad does)
     with pytest.raises(ValueError, match="padding_mode must be one of"):
         nn.Conv2d(3, 4, 3, padding_mode="mirror")
     with pytest.raises(graphc.ShapeError, match=r"Conv2d\(in_channels=3\): got input of shape "

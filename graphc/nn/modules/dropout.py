@@ -1,4 +1,5 @@
-"""``Dropout``: zero random values during training; the identity in evaluation."""
+"""``Dropout`` (single values) and ``Dropout1d/2d/3d`` (whole channels): zero at random during
+training; the identity in evaluation."""
 
 from __future__ import annotations
 
@@ -23,3 +24,28 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class _ChannelDropout(Dropout):
+    _fn = None
+
+    def forward(self, input: Tensor) -> Tensor:
+        return type(self)._fn(input, self.p, self.training, self.inplace)
+
+
+class Dropout1d(_ChannelDropout):
+    """Zero whole channels of (N, C, L) or (C, L) input with probability ``p`` in training."""
+
+    _fn = staticmethod(nnF.dropout1d)
+
+
+class Dropout2d(_ChannelDropout):
+    """Zero whole channels of (N, C, H, W) or (C, H, W) input with probability ``p`` in training."""
+
+    _fn = staticmethod(nnF.dropout2d)
+
+
+class Dropout3d(_ChannelDropout):
+    """Zero whole channels of (N, C, D, H, W) or (C, D, H, W) input with probability ``p`` in training."""
+
+    _fn = staticmethod(nnF.dropout3d)

@@ -1,4 +1,4 @@
-"""Normalization layers: LayerNorm, BatchNorm1d/2d, InstanceNorm2d, GroupNorm.
+"""Normalization layers: LayerNorm, RMSNorm, BatchNorm1d/2d/3d, InstanceNorm1d/2d, GroupNorm.
 
 BatchNorm keeps running statistics as buffers (``running_mean``, ``running_var``,
 ``num_batches_tracked``): training normalises with the batch's statistics and moves the
@@ -161,12 +161,22 @@ class BatchNorm2d(_BatchNorm):
     _layout = "(N, C, H, W)"
 
 
-class InstanceNorm2d(_NormBase):
-    """Normalise each (sample, channel) plane of (N, C, H, W) or (C, H, W) input on its own.
+class BatchNorm3d(_BatchNorm):
+    """Batch normalisation of (N, C, D, H, W) input over the batch and spatial dims."""
+
+    _ranks = (5,)
+    _layout = "(N, C, D, H, W)"
+
+
+class _InstanceNorm(_NormBase):
+    """Normalise each (sample, channel) of the input on its own (``_spatial`` dims after C).
 
     With ``track_running_stats=True`` training also keeps running averages of the
     per-instance statistics, which evaluation then uses.
     """
+
+    _spatial = 2
+    _layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False, device=None, dtype=None, *,
@@ -174,28 +184,64 @@ class InstanceNorm2d(_NormBase):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        self._check_input(input, (3, 4), "(N, C, H, W) or (C, H, W)", channel_dim=input.ndim - 3)
-        if input.ndim == 3:
+        n = self._spatial
+        self._check_input(input, (n + 1, n + 2), self._layout, channel_dim=input.ndim - n - 1)
+        if input.ndim == n + 1:
             return F.squeeze(self._normalize(F.unsqueeze(input, 0)), 0)
         return self._normalize(input)
 
     def _normalize(self, input: Tensor) -> Tensor:
-        if self.training or not self.track_running_stats:
-            if self.training and self.track_running_stats:
-                self._update_running_stats(input)
-            return nnF.group_norm(input, input.shape[1], self.weight, self.bias, self.eps)
-        return nnF.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
-                              False, 0.0, self.eps)
-
-    def _update_running_stats(self, input: Tensor) -> None:
         # PyTorch averages the per-instance statistics (variance unbiased) over the batch;
         # momentum=None means 0 here (PyTorch's InstanceNorm keeps no batch count)
-        m = 0.0 if self.momentum is None else self.momentum
-        with no_grad():
-            mean = F.mean(F.mean(input, (2, 3)), 0)
-            var = F.mean(F.var(input, (2, 3), correction=1), 0)
-            self.running_mean.copy_(self.running_mean * (1 - m) + mean * m)
-            self.running_var.copy_(self.running_var * (1 - m) + var * m)
+        use_input_stats = self.training or not self.track_running_stats
+        return nnF.instance_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
+                                 use_input_stats, 0.0 if self.momentum is None else self.momentum,
+                                 self.eps)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, C, L) or (C, L) input."""
+
+    _spatial = 1
+    _layout = "(N, C, L) or (C, L)"
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation of (N, C, H, W) or (C, H, W) input."""
+
+    _spatial = 2
+    _layout = "(N, C, H, W) or (C, H, W)"
+
+
+class RMSNorm(Module):
+    """Divide by the root mean square over the trailing ``normalized_shape`` dims, then scale
+    elementwise; ``eps=None`` is the input dtype's machine epsilon (as PyTorch)."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float | None = None,
+                 elementwise_affine: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        _register_affine(self, self.normalized_shape, elementwise_affine, False, device, dtype)
+        del self._parameters["bias"]  # RMSNorm has no bias entry at all
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+
+    def forward(self, input: Tensor) -> Tensor:
+        n = len(self.normalized_shape)
+        if tuple(input.shape[input.ndim - n:]) != self.normalized_shape or input.ndim < n:
+            raise ShapeError(f"RMSNorm(normalized_shape={self.normalized_shape})",
+                             f"got input of shape {tuple(input.shape)}; expected its last {n} dim(s) "
+                             f"to be {self.normalized_shape}")
+        return nnF.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class GroupNorm(Module):

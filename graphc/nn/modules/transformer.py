@@ -1,4 +1,4 @@
-"""Attention layers: ``MultiheadAttention`` and ``TransformerEncoderLayer``.
+"""Attention layers: ``MultiheadAttention``, ``TransformerEncoderLayer`` and ``TransformerEncoder``.
 
 Shapes follow PyTorch: sequences are (L, N, E) by default, (N, L, E) with
 ``batch_first=True``, or (L, E) unbatched. Masks follow PyTorch's MultiheadAttention: a
@@ -8,6 +8,7 @@ bool mask is True where attention is NOT allowed (the opposite of
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ from .. import functional as nnF
 from .. import init
 from ..module import Module
 from ..parameter import Parameter
+from .container import ModuleList
 from .dropout import Dropout
 from .linear import Linear, NonDynamicallyQuantizableLinear
 from .normalization import LayerNorm
@@ -235,3 +237,30 @@ class TransformerEncoderLayer(Module):
 
     def _ff_block(self, x: Tensor) -> Tensor:
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoder(Module):
+    """``num_layers`` deep copies of ``encoder_layer`` applied in turn, then ``norm`` if given.
+
+        >>> layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, batch_first=True)
+        >>> encoder = nn.TransformerEncoder(layer, num_layers=2)
+    """
+
+    def __init__(self, encoder_layer: Module, num_layers: int, norm: Module | None = None,
+                 enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
+        self.norm = norm
+        self.enable_nested_tensor = False  # (no nested tensors: padded batches stay dense)
+        self.mask_check = mask_check
+
+    def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool | None = None) -> Tensor:
+        # is_causal=None: PyTorch detects a causal mask and only then takes the hint; the
+        # mask itself gives the same result, so the hint is passed only when set
+        output = src
+        for layer in self.layers:
+            output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
+                           is_causal=bool(is_causal))
+        return self.norm(output) if self.norm is not None else output
