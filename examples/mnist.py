@@ -78,7 +78,7 @@ def test(model, loader) -> tuple[float, int]:
     return loss / len(loader.dataset), correct
 
 
-def run(epochs: int = 2, n: int = 1200, seed: int = 1, log_every: int = 0):
+def run(epochs: int = 2, n: int = 600, seed: int = 1, log_every: int = 0):
     """Train and test from ``seed``; returns (per-epoch train losses, test loss, correct)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)

@@ -14,7 +14,7 @@ from . import ops  # declares the ops and attaches the Tensor methods
 from . import autograd, nn
 from . import optim
 from . import utils  # graphc.utils.data (DataLoader ...), graphc.utils.hooks
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import as_tensor, asarray, from_numpy, tensor
 from .dtype import (bool_, float32, float64, get_default_dtype, int32, int64, promote_types,
                     result_type, set_default_dtype)

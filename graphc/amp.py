@@ -11,9 +11,10 @@ says float16) and a few numerically touchy ops run in float32; every other op is
 What is cast (the subset of PyTorch's CPU autocast lists whose ops graphc has):
 
 - to the autocast dtype: ``LOWER_PRECISION_OPS`` — linear, matmul (``@``, ``mm``, and
-  ``dot``, which graphc runs as matmul: PyTorch keeps ``dot`` in float32), bmm, conv2d,
-  scaled_dot_product_attention;
-- to float32: ``FLOAT32_OPS`` — mse_loss, cross_entropy, prod.
+  ``dot``, which graphc runs as matmul: PyTorch keeps ``dot`` in float32), bmm, addmm,
+  baddbmm, conv2d, scaled_dot_product_attention;
+- to float32: ``FLOAT32_OPS`` — the losses (mse, cross_entropy, nll, l1, smooth_l1, huber,
+  kl_div, binary_cross_entropy_with_logits) and prod.
 
 Only floating-point tensors other than float64 are cast, as in PyTorch. Casts are
 recorded by autograd, so gradients reach float32 weights in float32. Differences: casted
@@ -42,8 +43,10 @@ from .tensor import Tensor
 __all__ = ["autocast", "GradScaler", "is_autocast_enabled", "get_autocast_dtype",
            "LOWER_PRECISION_OPS", "FLOAT32_OPS"]
 
-LOWER_PRECISION_OPS = frozenset({"linear", "matmul", "bmm", "conv2d", "scaled_dot_product_attention"})
-FLOAT32_OPS = frozenset({"mse_loss", "cross_entropy", "prod"})
+LOWER_PRECISION_OPS = frozenset({"linear", "matmul", "bmm", "addmm", "baddbmm", "conv2d",
+                                 "scaled_dot_product_attention"})
+FLOAT32_OPS = frozenset({"mse_loss", "cross_entropy", "nll_loss", "l1_loss", "smooth_l1_loss",
+                         "huber_loss", "kl_div", "binary_cross_entropy_with_logits", "prod"})
 _DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "meta")
 
 

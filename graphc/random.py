@@ -86,12 +86,20 @@ def _rng(generator: Generator | None) -> np.random.Generator:
 # The draws every random op makes, so an op and its decomposition see the same values.
 
 def uniform(shape, np_dtype, low=0.0, high=1.0, generator: Generator | None = None) -> np.ndarray:
-    """Values in [low, high); drawn in float32 for float32 so that 1.0 is never reached."""
+    """Values in [low, high); drawn in float32 for float32 so that 1.0 is never reached.
+    (A 16-bit float rounds draws near ``high`` up to it: those become the largest value
+    below ``high``.)"""
     draw_dtype = np.float32 if np.dtype(np_dtype) == np.float32 else np.float64
     u = _rng(generator).random(shape, dtype=draw_dtype)
     if low == 0.0 and high == 1.0:
-        return u.astype(np_dtype, copy=False)
-    return (low + (high - low) * u.astype(np.float64)).astype(np_dtype)
+        out = u.astype(np_dtype, copy=False)
+    else:
+        out = (low + (high - low) * u.astype(np.float64)).astype(np_dtype)
+    if np.dtype(np_dtype).itemsize == 2 and low < high:
+        top = np.array(high, np_dtype)
+        below = np.nextafter(top, np.array(low, np_dtype))
+        out = np.where(out.astype(np.float64) >= high, below, out)
+    return out
 
 
 def normal(shape, np_dtype, mean=0.0, std=1.0, generator: Generator | None = None) -> np.ndarray:

@@ -14,11 +14,23 @@ Every symbol is at least 2 (sizes 0 and 1 change broadcasting, so they are compi
 constants), so comparisons that this bound decides (``s0 != 1``, ``4*s0 > 0``) need no
 guard.
 
+A floor division by a positive int that does not divide exactly (a strided window's
+output size, ``(s0 - 1) // 2 + 1``) names a *derived symbol* instead of a guard:
+``d0 = (s0 - 1) // 2``, whose hint is its value in the compiling call. Downstream it is a
+symbol like any other (shapes, strides, loop bounds, guards); the runtime computes it from
+the input symbols before checking the guards. It is made only where its hint is at least
+2, and the runtime refuses a call where it is below 2 as it does for an input symbol (see
+``codegen.sizes``), so "every symbol is at least 2" holds for derived symbols too and the
+bound's decisions stay true (it ignores how d0 relates to s0: what it decides holds for
+every pair of values, the related ones among them). ``%`` by the same int is then
+``s0 - 1 - 2*d0``, and a ceiling division ``-(-n // k)`` is ``d = (n + k - 1) // k``.
+
     env = ShapeEnv()
     n = env.symbol(8)         # s0, hint 8
     (4 * n + 4) // 4          # s0 + 1 (exact)
     n > 6                     # True, guard "s0 > 6"
     env.guards                # ['s0 > 6']
+    (n - 1) // 3              # d0 (= (s0 - 1) // 3, hint 2), no guard
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+import re
 import sys
 from contextlib import contextmanager, nullcontext
 
@@ -41,15 +54,53 @@ class ShapeEnv:
         self._seen: set[str] = set()
         self.specialized: list[str] = []  # why a symbol was fixed to its value
         self.fixed: dict = {}  # symbol -> what a guard pins it to (an int, or a SymInt)
+        # derived symbol -> (numerator, divisor): its value is numerator // divisor, of the
+        # symbols named before it (hints holds both kinds, in the order they were made)
+        self.derived: dict[str, tuple[SymInt, int]] = {}
+        self._quotients: dict[tuple, str] = {}  # (numerator's terms, divisor) -> its name
+        self.deriving = True  # False once the program's size slots are laid out
         self.frozen = False
         self._describing = False
 
     def symbol(self, hint: int) -> SymInt:
         if hint < MIN_SIZE:
             raise ValueError(f"a symbolic size needs a hint of at least {MIN_SIZE}, got {hint}")
-        name = f"s{len(self.hints)}"
+        name = f"s{len(self.hints) - len(self.derived)}"
         self.hints[name] = int(hint)
         return SymInt({(name,): 1}, self)
+
+    def quotient(self, numerator: SymInt, divisor: int):
+        """``numerator // divisor`` (a positive int that does not divide it exactly) as a
+        derived symbol, without a guard; None where it cannot be one: its hint is below
+        ``MIN_SIZE``, or no new symbol may be made now (a frozen env, after the size slots
+        are laid out, or while describing)."""
+        key = (tuple(sorted(numerator.terms.items())), divisor)
+        name = self._quotients.get(key)
+        if name is None:
+            hint = numerator.hint // divisor
+            if hint < MIN_SIZE or not self.deriving or self.frozen or self._describing:
+                return None
+            name = f"d{len(self.derived)}"
+            self.hints[name] = hint
+            self.derived[name] = (numerator, divisor)
+            self._quotients[key] = name
+        return SymInt._make({(name,): 1}, self)
+
+    def definition(self, name: str) -> str:
+        """The text computing a derived symbol from the symbols before it."""
+        numerator, divisor = self.derived[name]
+        return f"({numerator}) // {divisor}"
+
+    def roots(self, text: str) -> list[str]:
+        """The input symbols (not derived) that the symbols named in ``text`` (a guard,
+        a size) are computed from, in order of first mention."""
+        out: dict[str, None] = {}
+        for name in re.findall(r"\b[sd]\d+\b", text):
+            if name in self.derived:
+                out.update(dict.fromkeys(self.roots(str(self.derived[name][0]))))
+            elif name in self.hints:
+                out[name] = None
+        return list(out)
 
     @contextmanager
     def describing(self):
@@ -72,9 +123,9 @@ class ShapeEnv:
             self.guards.append(condition)
 
     def free(self) -> list[str]:
-        """The symbols no guard has pinned (to a number, or to the other symbols): the
-        sizes really left dynamic."""
-        return [n for n in self.hints if n not in self.fixed]
+        """The input symbols no guard has pinned (to a number, or to the other symbols):
+        the sizes really left dynamic (a derived symbol follows from them)."""
+        return [n for n in self.hints if n not in self.fixed and n not in self.derived]
 
     def checker(self):
         """A function of the symbols' values (in order s0, s1, ...) that is True where every
@@ -269,6 +320,9 @@ class SymInt:
             return SymInt._make(exact, self.env)
         if not isinstance(other, (int, SymInt)):
             return NotImplemented
+        derived = self._quotient(other)
+        if derived is not None:
+            return derived
         value = self.hint // _hint(other)
         self.env.guard(f"({self}) // ({other}) == {value}")
         return value
@@ -287,6 +341,9 @@ class SymInt:
             return 0
         if not isinstance(other, (int, SymInt)):
             return NotImplemented
+        derived = self._quotient(other)
+        if derived is not None:
+            return self - other * derived
         value = self.hint % _hint(other)
         self.env.guard(f"({self}) % ({other}) == {value}")
         return value
@@ -297,6 +354,23 @@ class SymInt:
         value = other % self.hint
         self.env.guard(f"{other} % ({self}) == {value}")
         return value
+
+    def _quotient(self, divisor):
+        """``self // divisor`` as a derived symbol (a non-zero int divisor), or None. A
+        negative quotient is named by its ceiling: floor(p / q) = -((q - 1 - p) // q), so
+        ``-(-n // 2)`` is ``(n + 1) // 2``."""
+        if type(divisor) is not int or divisor == 0:
+            return None
+        p, q = (self, divisor) if divisor > 0 else (-self, -divisor)
+        if not isinstance(p, SymInt):
+            return None
+        if p.hint >= 0:
+            return p.env.quotient(p, q)
+        ceiling = q - 1 - p
+        if not isinstance(ceiling, SymInt):
+            return None
+        derived = p.env.quotient(ceiling, q)
+        return None if derived is None else -derived
 
     def __divmod__(self, other):
         return self // other, self % other
@@ -450,7 +524,8 @@ def exact_div(a, b):
 
 def _divide(terms: dict, divisor):
     """``terms / divisor`` where a positive single-term divisor divides every term exactly
-    (``128*s0*s1 / s0*s1 = 128``); else None."""
+    (``128*s0*s1 / s0*s1 = 128``), or a divisor positive for every size divides the
+    polynomial (``(8*d0*d1 + 8*d1) / (8*d0 + 8) = d1``); else None."""
     if isinstance(divisor, int):
         if divisor <= 0:
             return None
@@ -459,6 +534,9 @@ def _divide(terms: dict, divisor):
         (dm, dc), = divisor.terms.items()
         if dc <= 0:
             return None
+    elif isinstance(divisor, SymInt):
+        least = divisor._least()
+        return _long_divide(terms, divisor.terms) if least is not None and least > 0 else None
     else:
         return None
     out = {}
@@ -472,6 +550,34 @@ def _divide(terms: dict, divisor):
             return None
         out[tuple(rest)] = c // dc
     return out
+
+
+def _long_divide(terms: dict, divisor: dict):
+    """The polynomial ``q`` with integer coefficients and ``terms == q * divisor``, else
+    None. Long division by leading terms in graded lexicographic order: where ``divisor``
+    divides exactly, each remainder's leading term is the quotient's next term times the
+    divisor's leading term, so the division never stops early."""
+    names = sorted({n for m in list(terms) + list(divisor) for n in m})
+
+    def order(m):  # graded lex: total degree, then the exponents in name order
+        return (len(m), tuple(m.count(n) for n in names))
+
+    lead = max(divisor, key=order)
+    rest, quotient = dict(terms), {}
+    while rest:
+        m = max(rest, key=order)
+        c = rest[m]
+        left = list(m)
+        for name in lead:
+            if name not in left:
+                return None
+            left.remove(name)
+        if c % divisor[lead]:
+            return None
+        term = {tuple(left): c // divisor[lead]}
+        _accumulate(quotient, tuple(left), c // divisor[lead])
+        rest = _add(rest, _mul(term, divisor), -1)
+    return quotient
 
 
 def bare_symbol(value) -> str | None:

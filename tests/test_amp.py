@@ -50,6 +50,11 @@ def test_autocast_matches_torch():
                  "sdpa": F.scaled_dot_product_attention(*(graphc.tensor(q),) * 3),
                  "cross_entropy": F.cross_entropy(F.linear(graphc.tensor(x), graphc.tensor(w)),
                                                   graphc.tensor(target)),
+                 "addmm": graphc.addmm(graphc.tensor(b), graphc.tensor(x), graphc.tensor(w).T),
+                 "nll_loss": F.nll_loss(F.linear(graphc.tensor(x), graphc.tensor(w)),
+                                        graphc.tensor(target)),
+                 "l1_loss": F.l1_loss(F.linear(graphc.tensor(x), graphc.tensor(w)),
+                                      graphc.tensor(x[:, :4])),
                  "exp": graphc.tensor(x).exp()}
         with torch.autocast("cpu", dtype=tdt):
             t = {"linear": torch.nn.functional.linear(torch.tensor(x), torch.tensor(w), torch.tensor(b)),
@@ -58,6 +63,11 @@ def test_autocast_matches_torch():
                  "sdpa": torch.nn.functional.scaled_dot_product_attention(*(torch.tensor(q),) * 3),
                  "cross_entropy": torch.nn.functional.cross_entropy(
                      torch.nn.functional.linear(torch.tensor(x), torch.tensor(w)), torch.tensor(target)),
+                 "addmm": torch.addmm(torch.tensor(b), torch.tensor(x), torch.tensor(w).T),
+                 "nll_loss": torch.nn.functional.nll_loss(
+                     torch.nn.functional.linear(torch.tensor(x), torch.tensor(w)), torch.tensor(target)),
+                 "l1_loss": torch.nn.functional.l1_loss(
+                     torch.nn.functional.linear(torch.tensor(x), torch.tensor(w)), torch.tensor(x[:, :4])),
                  "exp": torch.tensor(x).exp()}
         for name in g:
             assert g[name].dtype.name == str(t[name].dtype).removeprefix("torch."), (dtype, name)

@@ -230,6 +230,16 @@ def test_promotion_matches_torch():
 
 
 @pytest.mark.parametrize("d", HALVES, ids=str)
+def test_rand_stays_below_high_in_16_bit_floats(d):
+    """Draws near 1 round up to 1.0 in 16 bits; rand's interval is [0, 1) as in torch."""
+    graphc.manual_seed(0)
+    for low, high in ((0.0, 1.0), (-2.0, 0.3)):
+        x = graphc.empty(100_000, dtype=d).uniform_(low, high).float() if low else \
+            graphc.rand(100_000, dtype=d).float()
+        assert x.min().item() >= low and x.max().item() < high, (low, high)
+
+
+@pytest.mark.parametrize("d", HALVES, ids=str)
 def test_ops_compute_in_float32_and_round_once(d):
     rng = np.random.default_rng(0)
     a32 = rng.standard_normal((4, 5)).astype(np.float32).astype(NP[d]).astype(np.float32)

@@ -280,3 +280,9 @@ def test_empty_views_and_zero_dims():
     s = graphc.tensor(5.0)
     assert s.shape == () and s.stride() == () and s.unsqueeze(0).shape == (1,)
     assert s.view(1, 1).shape == (1, 1) and s.reshape(-1).shape == (1,)
+
+
+def test_where_method_keeps_self_where_the_condition_holds():
+    x = graphc.tensor([1.0, -2.0, 3.0])
+    assert x.where(x > 0, 0.0).tolist() == [1.0, 0.0, 3.0]
+    assert x.where(x < 0, graphc.full((3,), 9.0)).tolist() == [9.0, -2.0, 9.0]

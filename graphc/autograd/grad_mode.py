@@ -58,7 +58,34 @@ class enable_grad(_GradMode):
         super().__init__(True)
 
 
-inference_mode = no_grad
+class inference_mode(_GradMode):
+    """``torch.inference_mode(mode=True)``: as ``no_grad`` here (graphc keeps no separate
+    inference tensors); ``mode=False`` leaves grad mode as it is. Also a decorator, with
+    or without the call: ``@inference_mode`` and ``@inference_mode()``."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # @inference_mode without parentheses
+            return cls(True)(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode: bool = True):
+        super().__init__(False)
+        self.active = bool(mode)
+
+    def __enter__(self):
+        self.prev = _state.enabled
+        if self.active:
+            _state.enabled = False
+        return self
+
+    def __call__(self, fn):
+        active = self.active
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(active):
+                return fn(*args, **kwargs)
+        return wrapper
 
 
 class set_grad_enabled(_GradMode):

@@ -2,9 +2,10 @@
 
 Values live in buffers the program knows by slot (an index into its pointer table); a
 ``Ref`` adds the element offset, shape, strides and dtype, so transposed, sliced,
-negative-step and broadcast (stride 0) views are read in place. An ``Affine`` index is
-``offset + Σ var·stride``; an ``Unravel`` index first forms a flat position and splits it
-along another shape (a reshape of an intermediate inside a kernel).
+negative-step and broadcast (stride 0) views are read in place; an ``ArangeRef`` is read
+the same way but computes its elements (``start + k·step``) instead of loading them. An
+``Affine`` index is ``offset + Σ var·stride``; an ``Unravel`` index first forms a flat
+position and splits it along another shape (a reshape of an intermediate inside a kernel).
 
     kernel R_4096_1024  (in0: f32[4096, 1024] @slot 0, out0: f32[4096, 1024] @slot 1)
       parallel for r0 in 0..4096:
@@ -46,6 +47,22 @@ class Ref:
 
     def __str__(self) -> str:
         return f"{self.dtype.short}[{', '.join(map(str, self.shape))}]@{self.slot}"
+
+
+@dataclass(frozen=True)
+class ArangeRef(Ref):
+    """Elements that are not in memory: element k of the 1-d base is ``start + k·step``,
+    computed where it is read (an ``arange`` inside a kernel; a view of it is an ArangeRef
+    with the view's offset, shape and strides, so broadcasting costs nothing). The sum is
+    formed as eager ``arange`` forms it: in float64 when ``in_float`` (then converted to
+    ``dtype``), else in int64. ``slot`` is None: no buffer holds it."""
+
+    start: object = 0
+    step: object = 1
+    in_float: bool = False
+
+    def __str__(self) -> str:
+        return f"arange({self.start}, step {self.step}) as {super().__str__().rpartition('@')[0]}"
 
 
 def contiguous(slot: int, shape: tuple, dtype: dt.dtype, offset: int = 0) -> Ref:
@@ -223,6 +240,8 @@ class Kernel:
 
 
 def _ref_name(ref: Ref, names: dict) -> str:
+    if isinstance(ref, ArangeRef):
+        return f"arange({ref.start}, step {ref.step})"
     return names.get(ref.slot, f"buf{ref.slot}")
 
 

@@ -30,8 +30,8 @@ from llvmlite import ir
 from .. import dtype as dt
 from . import cache
 from .emitters import F32, F64, I1, I8, I32, I64, Scalar, convert, lltype, memtype
-from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, Const, Gemm, Kernel, Load,
-                        Loop, Reduce, Store, Unravel, Var)
+from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, ArangeRef, Const, Gemm,
+                        Kernel, Load, Loop, Reduce, Store, Unravel, Var)
 from ..symbolic import SymInt
 from .schedule_reduce import identity
 from .target import PREFIX
@@ -235,10 +235,24 @@ class FunctionEmitter:
         return self.b.gep(self.pointer(ref.slot, ref.dtype), [self.index(idx)], inbounds=True)
 
     def load(self, ref, idx) -> ir.Value:
+        if isinstance(ref, ArangeRef):
+            return self.arange_element(ref, self.index(idx))
         v = self.b.load(self.address(ref, idx), align=ref.dtype.itemsize)
         if ref.dtype is dt.bool_:
             return self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
         return v
+
+    def arange_element(self, ref: ArangeRef, k: ir.Value) -> ir.Value:
+        """``start + k·step`` as eager ``arange`` computes it: in float64 (no FMA: the
+        product is rounded before the sum), or in int64; then converted to the dtype."""
+        b = self.b
+        if ref.in_float:
+            f64 = dt.float64
+            v = b.fadd(self.constant(ref.start, f64), b.fmul(self.constant(ref.step, f64),
+                                                             b.sitofp(k, F64)))
+            return convert(b, v, f64, ref.dtype)
+        v = b.add(self.c64(ref.start), b.mul(k, self.c64(ref.step)))
+        return convert(b, v, dt.int64, ref.dtype)
 
     def store(self, ref, idx, value, value_dtype: dt.dtype) -> None:
         value = convert(self.b, value, value_dtype, ref.dtype)

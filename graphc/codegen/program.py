@@ -140,6 +140,8 @@ class _Lowering:
         self.slots: list[Slot] = []
         self.refs: dict[Node, Ref] = {}
         self.dest: dict[Node, Ref] = {}
+        if shape_env is not None:  # a derived symbol made from here on would have no slot
+            shape_env.deriving = False
         size_slots = {symbol: self.new_slot(Slot("size", index=k))
                       for k, symbol in enumerate(shape_env.hints if shape_env is not None else ())}
         self._place_arguments(inputs)

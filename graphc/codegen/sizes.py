@@ -3,12 +3,14 @@
 A program compiled with symbolic sizes (``graphc.symbolic``) has shapes, strides, buffer
 sizes and output layouts that are polynomials of its size symbols. ``SizeBinding`` reads
 the symbols' values off a call's inputs (the first input dim that is exactly a symbol),
-checks every input's shape and strides against the compiled layout and the program's
-guards, and gives the call's concrete layout: the table's size slots, the bytes each
-buffer needs, and each value's Ref with integers. Layouts are cached per distinct set of
-values (the most recently used ``MAX_LAYOUTS``, in an ``LRUCache``, which also bounds the
-runtime's pools of output memory by bytes), so a repeated size costs one dict lookup after
-reading the inputs' shapes.
+computes the derived symbols from them (``d0 = (s0 - 1) // 2``, in the order they were
+made), refuses values below 2 for either kind (the compiler decided on that bound), checks
+every input's shape and strides against the compiled layout and the program's guards, and
+gives the call's concrete layout: the table's size slots, the bytes each buffer needs, and
+each value's Ref with integers. Layouts are cached per distinct set of values (the most
+recently used ``MAX_LAYOUTS``, in an ``LRUCache``, which also bounds the runtime's pools
+of output memory by bytes), so a repeated size costs one dict lookup after reading the
+inputs' shapes.
 """
 
 from __future__ import annotations
@@ -90,13 +92,20 @@ class SizeBinding:
             self.inputs.append((k, ref.shape, ref.strides))
             for d, n in enumerate(ref.shape):
                 name = bare_symbol(n)
+                if name in env.derived:
+                    continue
                 if name is not None and self.sources[self.names.index(name)] is None:
                     self.sources[self.names.index(name)] = (k, d)
-        missing = [n for n, src in zip(self.names, self.sources) if src is None]
+        missing = [n for n, src in zip(self.names, self.sources)
+                   if src is None and n not in env.derived]
         if missing:
             raise ValueError(f"symbolic sizes {missing} are not the size of any input dim")
-        self.values_of = eval("lambda inputs: (" + "".join(  # the sizes, read off the inputs
-            f"inputs[{k}]._shape[{d}], " for k, d in self.sources) + ")", {})
+        # the sizes, read off the inputs or computed from the ones before (text built here
+        # from polynomials): lambda inputs: ((s0 := inputs[0]._shape[2]), (d0 := (s0 - 1) // 2),)
+        read = [env.definition(name) if src is None else f"inputs[{src[0]}]._shape[{src[1]}]"
+                for name, src in zip(self.names, self.sources)]
+        self.values_of = eval("lambda inputs: (" + "".join(
+            f"({name} := {value}), " for name, value in zip(self.names, read)) + ")", {})
         env.frozen = True  # from here on, a decision on a symbol is a bug, not a guard
         self.guards = env.checker()
         self.check_inputs = env.evaluator([(shape, strides) for _, shape, strides in self.inputs])
@@ -129,8 +138,14 @@ class SizeBinding:
 
     def _layout(self, values: tuple) -> Layout:
         if min(values) < 2:
-            raise SizeMismatch(f"sizes {dict(zip(self.names, values))}: symbolic sizes are at "
-                               "least 2 (sizes 0 and 1 compile as constants)")
+            names = dict(zip(self.names, values))
+            low = [n for n in self.env.derived if names[n] < 2]
+            if low:  # (_sizes_in in compiler/compiled.py reads the text after " guard ")
+                raise SizeMismatch(f"sizes {names} fail the program's guard {low[0]} >= 2 "
+                                   f"({low[0]} = {self.env.definition(low[0])} was "
+                                   f"{self.env.hints[low[0]]} when compiled)")
+            raise SizeMismatch(f"sizes {names}: symbolic sizes are at least 2 (sizes 0 and 1 "
+                               "compile as constants)")
         if not self.guards(*values):
             names = dict(zip(self.names, values))
             failed = next(g for g in self.env.guards if not eval(g, {}, names))

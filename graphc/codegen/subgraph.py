@@ -9,12 +9,14 @@ sub-graph, the sharing of computed values and the ops' dtype rules are here, onc
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..ir.fused import FusedKernel
 from ..ir.node import Node
 from ..ops.registry import OPS, Flag
 from ..tensor import Storage, Tensor, empty_meta
 from .. import dtype as dt
-from .kernel_ir import Apply, Const, Ref, contiguous, numel
+from .kernel_ir import Apply, ArangeRef, Const, Ref, contiguous, numel
 from .loop_space import copy_nest
 
 
@@ -50,7 +52,20 @@ def meta_view(ref: Ref, node: Node) -> Ref:
     if results[0] != results[1]:  # the view does not move with its base (as_strided)
         raise Unsupported(f"{node.target.name} sets an absolute storage offset")
     shape, stride, offset = results[0]
-    return Ref(ref.slot, offset, shape, stride, ref.dtype)
+    return dataclasses.replace(ref, offset=offset, shape=shape, strides=stride)
+
+
+def arange_ref(node: Node) -> ArangeRef:
+    """An ``arange`` node's values, computed where read (see ArangeRef)."""
+    attrs = {**node.target.attrs, **node.kwargs}
+    start, end, step = attrs["start"], attrs["end"], attrs["step"]
+    d = node.meta["dtype"]
+    if d not in dt.ALL_DTYPES:
+        raise Unsupported(f"arange of {d} inside a kernel")
+    # eager arange's rule (ops/factories.py ``_arange``): float64 when the dtype or any
+    # of start, end, step is floating, else int64
+    in_float = d.is_floating_point or any(isinstance(v, float) for v in (start, end, step))
+    return ArangeRef(None, 0, tuple(node.meta["shape"]), (1,), d, start, step, in_float)
 
 
 def dtype_rule(node: Node) -> tuple:
@@ -92,14 +107,27 @@ class SubGraph:
         self.graph = fk.graph
         self.refs: dict[Node, Ref] = dict(zip(self.graph.placeholders, in_refs))
         self.copies: list = []
+        # index values: computed from aranges alone (no input), so the same at every
+        # position they broadcast to; Values computes them where they are used
+        self.index_values: set[Node] = set()
         for n in self.graph.nodes:  # views of inputs are read in place
-            if n.op == "call_function" and Flag.VIEW in n.target.flags and n.args[0] in self.refs:
+            if n.op != "call_function":
+                continue
+            if n.target is OPS.arange:
+                self.refs[n] = arange_ref(n)
+                self.index_values.add(n)
+            elif Flag.ELEMENTWISE in n.target.flags and n.all_input_nodes and \
+                    all(i in self.index_values for i in n.all_input_nodes):
+                self.index_values.add(n)
+            if Flag.VIEW in n.target.flags and n.args[0] in self.refs:
                 try:
                     self.refs[n] = meta_view(self.refs[n.args[0]], n)
                 except Unsupported:
                     if scratch is None:
                         raise
                     self.refs[n] = meta_view(self._copy(self.refs[n.args[0]], scratch), n)
+                if n.args[0] in self.index_values:
+                    self.index_values.add(n)
         out = self.graph.output_node.args[0]
         self.outputs = list(out) if isinstance(out, tuple) else [out]
         self.out_refs = dict(zip(self.outputs, out_refs))
@@ -160,6 +188,8 @@ class Values:
         if not isinstance(n, Node):
             return None if n is None else Const(n, dt.scalar_dtype(n))
         key = self.key(n)
+        if n in self.sub.index_values:  # the same everywhere: built where each use reads it
+            key = key, use_shape
         if key in self.memo:
             return self.memo[key]
         if n in self.sub.refs and not self.keep_reads:
@@ -176,6 +206,7 @@ class Values:
         if self.views and Flag.VIEW in n.target.flags:  # a reshape-like view inside
             return self.of(n.args[0], self.sub.shape(n.args[0]))
         if self.computable(n):
-            shape = self.sub.shape(n)
+            # an index value may broadcast where it is used: its operands are read there
+            shape = use_shape if n in self.sub.index_values else self.sub.shape(n)
             return apply(n, tuple(self.operand(a, shape) for a in n.args))
         raise Unsupported(f"{n.target.name} {self.where}")

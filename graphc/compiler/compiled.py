@@ -35,7 +35,7 @@ from ..nn.module import Module
 from ..debug import debug_level, show
 from ..tensor import Tensor, tensors_in
 from ..codegen.sizes import SizeMismatch
-from ..ir.aliasing import view_root
+from ..ops.registry import Flag
 from ..ir.node import nodes_in
 from ..layout import reach
 from ..passes.functionalize import FunctionalizeError, written_inputs
@@ -420,8 +420,7 @@ class CompiledFunction:
             return ""
         paths = [path for path, _ in G.tensor_keys(self.names, sig)]
         condition = refusal.split(" guard ", 1)[-1]
-        named = [sizes.sources[sizes.names.index(s)] for s in
-                 dict.fromkeys(re.findall(r"\bs\d+\b", condition)) if s in sizes.names]
+        named = [sizes.sources[sizes.names.index(s)] for s in sizes.env.roots(condition)]
         return ", ".join(f"{paths[k]}.shape[{d}]" for k, d in named if k < len(paths))
 
     def _shape_advice(self, miss: G.Recompile, sig: tuple, entry) -> str:
@@ -433,13 +432,14 @@ class CompiledFunction:
         key = keys.get(path)
         each = f"each new size of {miss.name} compiles once (then is cached)"
         if isinstance(entry, Entry) and entry.pattern is not None:
+            reuse = _reuse(entry.spec.sizes.env)
             if self.dynamic is None:
                 verb = "compile" if "," in miss.name else "compiles"
                 return (f"{miss.name} {verb} with symbolic sizes from now on (a dim seen "
-                        "with two sizes becomes dynamic), so its new sizes reuse one program; "
+                        f"with two sizes becomes dynamic), so {reuse}; "
                         "dynamic=False keeps a program per size, dynamic=True makes every dim "
                         "dynamic from the first call")
-            return f"{miss.name} is compiled with symbolic sizes: its new sizes reuse this program"
+            return f"{miss.name} is compiled with symbolic sizes: {reuse}"
         why = G.why_not_sized(key, dims) if key is not None else ""
         if self.dynamic is False:
             if why:
@@ -488,7 +488,8 @@ class CompiledFunction:
 
         A window of a growing sequence (``idx[:, -block_size:]``) has new strides on every
         step; copying it is cheaper than a program per stride. Only tensors the program
-        neither writes into nor returns a view of are copied: eager aliasing is kept."""
+        neither writes into nor returns a view of, and that share no memory with another
+        argument or a weight, are copied: eager aliasing is kept."""
         tensors = tensors_in(args)
         strided = [i for i, t in enumerate(tensors) if not t.is_contiguous()]
         if not strided:
@@ -505,6 +506,9 @@ class CompiledFunction:
             self._find_sized(sig, dense_args)
         if entry is None or any(i in entry.written or i in entry.returned for i in strided):
             return None, args
+        if any(_overlap(tensors[i], b) for i in strided
+               for b in [*tensors[:i], *tensors[i + 1:], *(p.tensor for p in entry.spec.params)]):
+            return None, args  # a copy would not see the program's writes through the alias
         self.layout_copies += 1
         return entry, dense_args
 
@@ -557,8 +561,7 @@ class CompiledFunction:
             self._refuse_fallbacks(spec, location)
             named = G.guards(self.names, G.symbolic_signature(sig, self.names, metas),
                              self.owner is not None)
-            named += [G.Guard("size", ", ".join(sorted(set(re.findall(r"\bs\d+\b", g)))), g)
-                      for g in env.guards]
+            named += [G.Guard("size", ", ".join(sorted(env.roots(g))), g) for g in env.guards]
             entry = self._add_entry(sig, args, gm, cg, spec, named, trace_seconds, pattern)
             if debug_level() >= 1:
                 show(1, f"{self.__name__}: traced graph, symbolic sizes {env.free()}",
@@ -601,6 +604,22 @@ class CompiledFunction:
         return (f"<compiled {self.__name__}: mode={self.mode}, {len(self.entries)} compiled "
                 f"signatures, {len(self.recompiles)} recompiles, {len(self.eager_runs)} eager "
                 f"runs>")
+
+
+def _reuse(env) -> str:
+    """Which new sizes a program with symbolic sizes serves, as its guards say: all, the
+    ones its guards allow, or (a guard pins a size computed from them) only those that
+    keep that size."""
+    pins = [g for g in env.guards if re.fullmatch(r".* == -?\d+", g)]
+    if pins:
+        why = env.specialized[0] if env.specialized else f"the guard {pins[0]}"
+        return (f"its new sizes reuse one program only where its guards hold, and {len(pins)} "
+                f"of them pin a size ({why}): a size that changes it compiles again "
+                "(GRAPHC_DEBUG=1 lists the guards)")
+    if env.guards:
+        return (f"its new sizes reuse one program wherever its {len(env.guards)} size guards "
+                f"hold ({'; '.join(env.guards[:2])}; GRAPHC_DEBUG=1 lists them)")
+    return "its new sizes reuse one program"
 
 
 class CompiledModule(Module):
@@ -713,8 +732,13 @@ def _canonical(t: Tensor) -> Tensor:
 
 
 def _returned_inputs(graph) -> frozenset[int]:
-    """Positions of the tensor inputs the traced program returns, or returns a view of."""
-    roots = {view_root(n) for n in nodes_in(graph.output_node.args)}
+    """Positions of the tensor inputs the traced program returns, or may return a view of
+    (every reshape counted as a view: with symbolic sizes, asking would be a new guard)."""
+    def root(n):
+        while n.op == "call_function" and n.target.flags & {Flag.VIEW, Flag.MUTATES} and n.args:
+            n = n.args[0]
+        return n
+    roots = {root(n) for n in nodes_in(graph.output_node.args)}
     return frozenset(i for i, n in enumerate(graph.placeholders) if n in roots)
 
 

@@ -70,7 +70,20 @@ INT_SCALARS = (0, 1, -1, 2, 3, -7, 5)
 
 
 def fuzzable(op: OpDef) -> bool:
-    return not (op.flags & SKIP_FLAGS) and op.outputs == 1 and op.samples is not None
+    return not (op.flags & SKIP_FLAGS) and op.outputs == 1 and op.samples is not None \
+        and not data_dependent(op)
+
+
+_DATA_DEPENDENT: dict[str, bool] = {}
+
+
+def data_dependent(op: OpDef) -> bool:
+    """Whether every sample's output size depends on its values (nonzero): a compiled
+    program runs such an op eagerly, so there is nothing to compare."""
+    if op.name not in _DATA_DEPENDENT:
+        drawn = op.samples(op.dtypes[0], np.random.default_rng(0)) if op.samples else []
+        _DATA_DEPENDENT[op.name] = bool(drawn) and all(s.data_dependent for s in drawn)
+    return _DATA_DEPENDENT[op.name]
 
 
 def fuzzed_ops() -> list[OpDef]:

@@ -12,7 +12,7 @@ from . import init
 from .module import Module
 from .modules import *
 from .modules import __all__ as _layers
-from .parameter import Parameter
+from .parameter import Buffer, Parameter
 from . import utils  # clip_grad_norm_, parameters_to_vector, ...
 
-__all__ = ["functional", "init", "utils", "Module", "Parameter", *_layers]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Buffer", *_layers]

@@ -19,7 +19,7 @@ from ..autograd import no_grad
 from ..autograd.graph import RemovableHandle
 from ..tensor import Tensor, device
 from ..utils.hooks import BackwardHook
-from .parameter import Parameter
+from .parameter import Buffer, Parameter
 
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
 _EXTRA_STATE_KEY_SUFFIX = "_extra_state"  # the state_dict key of get_extra_state()'s value
@@ -201,6 +201,10 @@ class Module:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
                                 "(graphc.nn.Parameter or None expected)")
             self.register_parameter(name, value)
+        elif isinstance(value, Buffer):
+            self._forget(name, keep="_buffers")
+            self.register_buffer(name, Tensor._make(value._storage, value._shape, value._stride,
+                                                    value._offset), persistent=value.persistent)
         elif isinstance(value, Module):
             self._registry("_modules", f"Module '{name}'")
             self._forget(name, keep="_modules")

@@ -1,4 +1,5 @@
-"""``Parameter``: a tensor that a ``Module`` registers as one of its learnable weights.
+"""``Parameter``: a tensor that a ``Module`` registers as one of its learnable weights;
+``Buffer``: one it registers as a buffer.
 
 A Parameter is a leaf tensor (``requires_grad=True`` by default) that shares its storage
 with the tensor it was made from. Assigning one as a module attribute registers it, so it
@@ -46,3 +47,20 @@ class Parameter(Tensor):
         result = type(self)(F.clone(self.detach()), self.requires_grad)
         memo[id(self)] = result
         return result
+
+
+class Buffer(Tensor):
+    """A tensor that, assigned as a module attribute, is registered as a buffer
+    (``torch.nn.Buffer``): ``self.mask = nn.Buffer(mask, persistent=False)`` is
+    ``self.register_buffer("mask", mask, persistent=False)``. The module keeps a plain
+    tensor sharing ``data``'s storage."""
+
+    def __new__(cls, data: Tensor, *, persistent: bool = True) -> Buffer:
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Buffer(data) expects a graphc.Tensor, got {type(data).__name__}")
+        buf = cls._make(data._storage, data._shape, data._stride, data._offset)
+        buf.persistent = persistent
+        return buf
+
+    def __init__(self, data: Tensor, *, persistent: bool = True) -> None:
+        pass  # everything happens in __new__

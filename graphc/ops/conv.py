@@ -337,9 +337,13 @@ def _pool_geometry(name, x, kernel_size, stride, padding, dilation=1, ceil_mode=
     if min(o) <= 0:
         raise ShapeError(name, f"the {k[0]}x{k[1]} window does not fit the input of shape "
                          f"{tuple(x.shape)}")
-    # right/bottom padding so that every window (ceil mode's last one too) lies in the array
-    extra = tuple(max((o[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - (x.shape[2 + i] + 2 * p[i]), 0)
-                  for i in range(2))
+    # right/bottom padding so that ceil mode's last window lies in the array (in floor
+    # mode (o-1)*s <= size + 2p - d(k-1) - 1 by the floor: none, and no decision on a size)
+    extra = (0, 0)
+    if ceil_mode:
+        over = [(o[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - (x.shape[2 + i] + 2 * p[i])
+                for i in range(2)]
+        extra = tuple(int(e) if e > 0 else 0 for e in over)  # (pad widths are ints)
     return k, s, p, d, o, extra
 
 
@@ -405,6 +409,11 @@ def _avg_pool2d_decomposition(x, kernel_size=1, stride=None, padding=0, ceil_mod
                                           ceil_mode)
     xp = F.pad(x, (p[1], p[1] + extra[1], p[0], p[0] + extra[0]))
     cols = F.reshape(F.unfold(xp, k, stride=s), x.shape[0], x.shape[1], k[0] * k[1], -1)
+    if divisor_override or extra == (0, 0) and (count_include_pad or p == (0, 0)):
+        # every window counts k[0]*k[1] places (none reaches past the padding): one number,
+        # for any output size
+        return F.reshape(F.sum(cols, 2) / float(divisor_override or k[0] * k[1]),
+                         x.shape[0], x.shape[1], *o)
     divisor = _avg_divisor(x, k, s, p, o, count_include_pad, divisor_override).reshape(-1)
     return F.reshape(F.sum(cols, 2) / wrap_array(divisor.astype(x.dtype.np)),
                      x.shape[0], x.shape[1], *o)
@@ -436,6 +445,10 @@ def _adaptive_avg_pool2d(x, output_size=1):
 
 def _adaptive_avg_pool2d_decomposition(x, output_size=1):
     oh, ow = _adaptive_sizes("adaptive_avg_pool2d", x, output_size)
+    h, w = x.shape[2:]
+    if h % oh == 0 and w % ow == 0:  # equal bins: a mean over windows, for any size of them
+        windows = F.reshape(x, x.shape[0], x.shape[1], oh, h // oh, ow, w // ow)
+        return F.mean(windows, (3, 5))
     ah = wrap_array(_averaging(x.shape[2], oh, x.dtype.np))
     aw = wrap_array(_averaging(x.shape[3], ow, x.dtype.np).T.copy())
     return F.matmul(F.matmul(ah, x), aw)
@@ -542,14 +555,17 @@ register(name="max_pool2d", inputs=("self",), kernel=_max_pool2d,
          dtype_rule=floating_only(same_as_first), shape_rule=_pool_shape,
          attrs={**POOL, "dilation": (1, 1)}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
          samples=_spatial_samples("max_pool2d"), decomposition=_max_pool2d_decomposition)
+def _adaptive_shape(name, x, output_size=1):
+    return (x.shape[0], x.shape[1], *_adaptive_sizes(name, x, output_size))
+
+
 register(name="avg_pool2d", inputs=("self",), kernel=_avg_pool2d,
          dtype_rule=floating_only(same_as_first), shape_rule=_pool_shape, attrs=dict(AVG),
          flags={Flag.COMPOSITE}, dtypes=FLOATS, samples=_spatial_samples("avg_pool2d"),
          decomposition=_avg_pool2d_decomposition)
 register(name="adaptive_avg_pool2d", inputs=("self",), kernel=_adaptive_avg_pool2d,
          dtype_rule=floating_only(same_as_first),
-         shape_rule=lambda name, x, output_size=1: (x.shape[0], x.shape[1],
-                                                   *_adaptive_sizes(name, x, output_size)),
+         shape_rule=_adaptive_shape,
          attrs={"output_size": REQUIRED}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
          samples=_spatial_samples("adaptive"), decomposition=_adaptive_avg_pool2d_decomposition,
          doc="average over bins [floor(i·H/oh), ceil((i+1)·H/oh)), as two averaging matmuls")
@@ -572,8 +588,7 @@ for _name, _mode in EDGE_MODES.items():
                  "for 1 to 3 trailing dims")
 register(name="adaptive_max_pool2d", inputs=("self",), kernel=_adaptive_max_pool2d,
          dtype_rule=floating_only(same_as_first),
-         shape_rule=lambda name, x, output_size=1: (x.shape[0], x.shape[1],
-                                                   *_adaptive_sizes(name, x, output_size)),
+         shape_rule=_adaptive_shape,
          attrs={"output_size": REQUIRED}, flags={Flag.COMPOSITE}, dtypes=FLOATS,
          samples=_spatial_samples("adaptive_max"), decomposition=_adaptive_max_pool2d_decomposition,
          doc="maximum over bins [floor(i·H/oh), ceil((i+1)·H/oh)); equal bins are a reshape")

@@ -434,7 +434,7 @@ def split(tensor, split_size_or_sections, dim: int = 0):
     """Views of ``split_size`` along ``dim`` (the last may be smaller), or of the given sizes."""
     d = normalize_dim("split", dim, tensor.ndim)
     size = tensor.shape[d]
-    if isinstance(split_size_or_sections, int):
+    if not isinstance(split_size_or_sections, (list, tuple)):  # an int, or a symbolic one
         step = split_size_or_sections
         if step <= 0 and size:
             raise OpValueError("split", f"split_size must be positive, got {step}")
@@ -745,7 +745,8 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, generator=N
 from .numerics import (allclose, count_nonzero, diff, equal, isclose,  # noqa: E402, F401
                        nan_to_num, std_mean, var_mean)
 from .products import einsum  # noqa: E402, F401
-from .queries import _assert, is_floating_point, is_tensor, numel  # noqa: E402, F401
+from .queries import (_assert, argwhere, is_floating_point, is_tensor,  # noqa: E402, F401
+                      nonzero, numel)
 from .shaping import (diag, diagonal, flip, fliplr, flipud, meshgrid, repeat,  # noqa: E402, F401
                       repeat_interleave, roll, tensor_split, tile)
 from .ordering import (Sorted, TopK, argsort, bernoulli, multinomial,  # noqa: E402, F401
@@ -757,7 +758,7 @@ from .triangular import tril, triu  # noqa: E402, F401
 
 __all__ += """
     allclose count_nonzero diff equal isclose nan_to_num std_mean var_mean einsum
-    _assert is_floating_point is_tensor numel diag diagonal flip fliplr flipud meshgrid
+    _assert argwhere nonzero is_floating_point is_tensor numel diag diagonal flip fliplr flipud meshgrid
     repeat_interleave roll tensor_split tile
     sort argsort topk multinomial randperm bernoulli cumsum cumprod scatter scatter_add
     take_along_dim index_fill index_add tril triu

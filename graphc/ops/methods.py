@@ -28,7 +28,7 @@ SAME_NAME = """
     tril triu sort argsort topk multinomial bernoulli cumsum cumprod scatter scatter_add
     take_along_dim index_fill index_add
     flip fliplr flipud roll repeat repeat_interleave tile diagonal diag tensor_split
-    isclose allclose equal nan_to_num count_nonzero diff
+    isclose allclose equal nan_to_num count_nonzero diff nonzero argwhere
 """.split()  # and those an op's ``expose`` field generates (exp, mul, eq, ...: see expose.py)
 
 # (method, function, reflected): x.__add__(y) is add(x, y); x.__radd__(y) is add(y, x)
@@ -136,6 +136,7 @@ def install() -> None:
     T.__ror__ = lambda s, o: _bool_only("__or__", F.logical_or)(s, o, True)
     T.__xor__ = lambda s, o: _bool_only("__xor__", F.logical_xor)(s, o)
     T.__rxor__ = lambda s, o: _bool_only("__xor__", F.logical_xor)(s, o, True)
+    T.where = lambda self, condition, other: F.where(condition, self, other)
     T.__getitem__ = getitem
     T.__setitem__ = setitem
 

@@ -20,7 +20,7 @@ from ..tensor import Tensor
 from . import functions as F
 from . import samples
 from .dispatch import dispatch
-from .registry import OPS, ROUNDED, Accuracy, Expose, Flag, Sample, register
+from .registry import APPROX, OPS, ROUNDED, Accuracy, Expose, Flag, Sample, register
 from .rules import (broadcast, check_inputs, compare, describe, floating_only, no_none, promote,
                     reduced_shape, same_as_first)
 
@@ -232,7 +232,9 @@ def _diff_samples(dtype, rng):
 register(name="hypot", inputs=("self", "other"), kernel=np.hypot,
          dtype_rule=no_none(floating_only(promote)), shape_rule=broadcast, flags={EW, COMPOSITE},
          dtypes=FLOATS, samples=samples.elementwise(2), decomposition=_hypot_decomposition,
-         grad=_hypot_grad, accuracy=Accuracy(ROUNDED, 4), expose=Expose(method=True, inplace=True),
+         # the decomposition rounds 5 times (2 ulp measured); the kernel is libm's hypot
+         grad=_hypot_grad, accuracy=Accuracy(APPROX, 4, reference_ulps=2),
+         expose=Expose(method=True, inplace=True),
          doc="sqrt(input² + other²) without overflow")
 register(name="nan_to_num", inputs=("self",), kernel=_nan_to_num, dtype_rule=no_none(same_as_first),
          shape_rule=broadcast, attrs={"nan": 0.0, "posinf": None, "neginf": None},

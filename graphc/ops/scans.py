@@ -22,16 +22,12 @@ from . import functions as F
 from . import samples
 from .dispatch import dispatch
 from .registry import OPS, REQUIRED, Sample, register
-from .rules import check_inputs
+from .reductions import _accumulate_rule
 
 
 def _scan_rule(name, x, dim=0, dtype=None):
-    check_inputs(name, (x,))
-    if dtype is not None:
-        out = dt.as_dtype(dtype)
-    else:
-        out = dt.int64 if x.dtype.category != dt.FLOATING else x.dtype
-    return (out,), (out,)
+    """As sum and prod: bool and integers accumulate in int64; ``dtype`` overrides."""
+    return _accumulate_rule(name, x, dtype=dtype)
 
 
 def _scan_shape(name, x, dim=0, dtype=None):

@@ -15,6 +15,13 @@ topological order, a consumer joins the group of one of its producers when a rul
     would double the bytes)
     view        <- elementwise/matmul   reshape-like views keep the element order: they join
 
+Index values (``index_values``: an ``arange``, views of it, elementwise ops of them, such
+as a causal mask) belong to no kernel: each kernel reading one computes it where it reads
+it (an arange's element is start + i·step), so a mask broadcast over a batch is a few
+integer ops per element instead of a stored buffer. One is stored, by a kernel of its own,
+only where a reader cannot compute it (a graph output, an unfused op, a matmul operand;
+reduction kernels compute aranges and their views, not ops of them).
+
 Everything else starts a kernel of its own: matmul operands are materialized for BLAS,
 impure ops are never fused, views that reorder or repeat elements (permute, expand,
 slice) of an intermediate end its kernel, and a join that would make the kernels
@@ -37,7 +44,7 @@ from ..ir.graph import Graph
 from ..ir.graph_module import GraphModule
 from ..ir.node import Node, map_arg
 from ..layout import same_shape
-from ..ops.registry import Flag
+from ..ops.registry import OPS, Flag
 from ..ops.rules import reduce_dims
 
 
@@ -46,6 +53,8 @@ def kind_of(node: Node) -> str:
         return "io"
     if node.op != "call_function":
         return "opaque"
+    if node.target is OPS.arange:  # elementwise with no inputs: element i is start + i·step
+        return "elementwise"
     flags = node.target.flags
     if Flag.IMPURE in flags or Flag.COMPOSITE in flags and Flag.MATMUL not in flags:
         return "opaque"
@@ -64,6 +73,24 @@ def _widens(node: Node) -> bool:
     src = node.args[0] if node.args else None
     return node.target.name == "cast" and isinstance(src, Node) and \
         node.meta["dtype"].itemsize > src.meta["dtype"].itemsize
+
+
+def index_values(graph: Graph) -> dict[Node, bool]:
+    """The values computed from aranges alone: node -> True for an arange or a view of one
+    (read like an input, by every kind of kernel), False for an elementwise op of them."""
+    index: dict[Node, bool] = {}
+    for n in graph.nodes:
+        if n.op != "call_function":
+            continue
+        if n.target is OPS.arange or kind_of(n) == "view" and index.get(n.args[0]) is True:
+            index[n] = True
+        elif kind_of(n) == "elementwise" and n.all_input_nodes and \
+                all(i in index for i in n.all_input_nodes):
+            index[n] = False
+    return index
+
+
+INDEX_RULE = "index value: computed where the kernel reads it (nothing stored)"
 
 
 def nbytes(node: Node) -> int:
@@ -145,6 +172,8 @@ class _Planner:
         self._pending: list[tuple] = []
         self.position = {n: i for i, n in enumerate(self.graph.nodes)}
         self.exits: dict = {}  # unit -> {walked node reading it: None} (a few since joined it)
+        self.index = index_values(self.graph)  # in no kernel, unless stored (``stored``)
+        self.stored: dict[Node, str] = {}      # index value -> why a kernel stores it
 
     # ---- the rules ---------------------------------------------------------------
     def admit(self, g: Group, node: Node, producer: Node) -> tuple[bool, str]:
@@ -292,6 +321,10 @@ class _Planner:
             if kind in ("io", "opaque"):
                 self._log_unfused(node, "consumer is not fused (impure, data movement or I/O)")
                 continue
+            if node in self.index:  # computed by the kernels reading it (see _store_index)
+                for p in node.all_input_nodes:
+                    self._decide(p, node, True, INDEX_RULE)
+                continue
             producers = [p for p in self._computed_inputs(node) if p in self.group_of]
             # a reduction's or matmul's kernel first: an elementwise producer's kernel can
             # merge into it afterwards, but not the other way round, so the order of the
@@ -326,7 +359,9 @@ class _Planner:
                     self._merge(target, g)
                 self._decide(p, node, ok, rule if ok else f"{refused.get(p, '')}; {rule}".lstrip("; "))
             for p in node.all_input_nodes:
-                if kind_of(p) == "view" and p not in self.group_of:
+                if p in self.index:
+                    self._decide(p, node, True, INDEX_RULE)
+                elif kind_of(p) == "view" and p not in self.group_of:
                     self._decide(p, node, True, "view of a value computed outside the kernel: "
                                  "read in place (a free view, copied into each kernel using it)")
                 elif kind_of(p) != "io" and p not in self.group_of:
@@ -335,6 +370,41 @@ class _Planner:
                                  "movement or I/O)")
             if target is None and kind != "view":
                 self._start(node)
+        self._store_index()
+
+    def _store_index(self) -> None:
+        """A kernel of its own for each index value some reader cannot compute. A view of
+        an arange is stored through the arange (the view then reads it in place); an op
+        reading a stored value is stored too (a kernel computes an index value at the
+        shape it broadcasts to, which only values of aranges alone allow)."""
+        for n, is_ref in self.index.items():
+            reason = next(filter(None, (self._unreadable(n, is_ref, u) for u in n.users)), None)
+            while reason and kind_of(n) == "view":
+                n = n.args[0]
+            if reason and n not in self.stored:
+                self.stored[n] = reason
+        for n, is_ref in list(self.index.items()):  # in topological order
+            if n not in self.stored and all(i in self.index for i in n.all_input_nodes):
+                continue
+            del self.index[n]
+            if not is_ref and n not in self.stored:
+                self.stored[n] = "it reads a stored index value"
+        for n in self.stored:
+            self._start(n)
+
+    def _unreadable(self, n: Node, is_ref: bool, user: Node) -> str | None:
+        """Why ``user`` cannot compute the index value ``n`` in its kernel (None: it can)."""
+        if user in self.index:
+            return None
+        g = self.group_of.get(user)
+        if g is None:
+            what = user.target.name if user.op == "call_function" else user.op
+            return f"{what} reads it from memory"
+        if kind_of(user) == "matmul":
+            return "a matmul operand: BLAS reads it from memory"
+        if not is_ref and g.kind == "reduction":
+            return "reduction kernels compute aranges and views of them, not ops of them"
+        return None
 
     def _start(self, node: Node) -> None:
         kind = kind_of(node)
@@ -367,12 +437,17 @@ class _Planner:
         exported: dict[Node, bool] = {}  # once per producer: a value may have 10k readers
         for producer, consumer, fused, rule in self._pending:
             size = 0 if kind_of(producer) == "view" else nbytes(producer)  # views move nothing
+            if rule is INDEX_RULE and producer in self.stored:
+                fused, rule = False, f"index value stored: {self.stored[producer]}"
+            elif rule is INDEX_RULE and producer not in self.index:  # views of a stored one
+                rule = "view of a stored index value: read in place"
             if producer not in exported:
                 g = self.group_of.get(producer)
                 exported[producer] = g is None or any(self.group_of.get(u) is not g
                                                       for u in producer.users)
+            moved = 0 if rule is INDEX_RULE else size if exported[producer] else 0
             d = Decision(producer.name, consumer.name, fused, rule, 2 * size,
-                         (size if exported[producer] else 0) if fused else 2 * size)
+                         moved if fused else 2 * size)
             consumer.meta.setdefault("fusion", []).append(d)
             out.append(d)
         return out
@@ -417,15 +492,21 @@ def _input_views(node: Node, members: set, grouped: set) -> list[Node]:
 
 
 def _build(gm: GraphModule, g: Group, name: str, index: int, grouped: set,
-           position: dict[Node, int]) -> tuple[str, FusedKernel]:
+           position: dict[Node, int], index_nodes: dict) -> tuple[str, FusedKernel]:
     """Replace the group's nodes by one call_module; ``position`` is each node's place in
     the graph before fusion (the order of the nodes not yet replaced)."""
     graph = gm.graph
     members = set(g.members)
-    # input views (and their chains) are copied into the kernel; their roots become inputs
+    # input views (and their chains) and index values are copied into the kernel; the
+    # views' roots become inputs
     inside = set(members)
-    for m in g.members:
-        for i in m.all_input_nodes:
+    todo = [i for m in g.members for i in m.all_input_nodes]
+    while todo:
+        i = todo.pop()
+        if i in index_nodes and i not in inside:
+            inside.add(i)
+            todo.extend(i.all_input_nodes)
+        elif i not in inside:
             inside.update(_input_views(i, members, grouped))
     order = sorted(inside, key=position.__getitem__)
     inputs = list(dict.fromkeys(i for n in order for i in n.all_input_nodes if i not in inside))
@@ -477,7 +558,7 @@ def fuse(gm: GraphModule) -> FusionPlan:
     grouped = {m for g in groups for m in g.members}
     for i, g in enumerate(groups):
         name = _kernel_name(g, used)
-        target, kernel = _build(gm, g, name, i, grouped, planner.position)
+        target, kernel = _build(gm, g, name, i, grouped, planner.position, planner.index)
         plan.kernels.append((target, kernel, [m.name for m in g.members]))
     gm.graph.topological_sort()
     object.__setattr__(gm, "fusion_plan", plan)

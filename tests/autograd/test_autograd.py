@@ -268,3 +268,22 @@ def test_gradcheck_catches_a_wrong_rule():
     finally:
         OPS.sin.grad = original
     assert autograd.gradcheck(graphc.sin, [leaf(0.3, 1.2)])
+
+
+def test_inference_mode_as_context_and_decorator():
+    w = graphc.ones(2, requires_grad=True)
+    with graphc.inference_mode():
+        assert not (w * 2).requires_grad
+    with graphc.inference_mode(False):
+        assert (w * 2).requires_grad
+
+    @graphc.inference_mode
+    def bare(x):
+        return x * 2
+
+    @graphc.inference_mode()
+    def called(x):
+        return x * 2
+
+    assert not bare(w).requires_grad and not called(w).requires_grad
+    assert graphc.is_grad_enabled()

@@ -148,7 +148,10 @@ SKIPPED_FLAGS = {Flag.MUTATES, Flag.RANDOM}  # writes and random draws are not g
 
 
 def compiled_op(op: OpDef) -> bool:
-    return not op.flags & SKIPPED_FLAGS
+    """Ops whose result size depends on the data (nonzero) are not graph values either:
+    capture refuses them (test_a_data_dependent_size_runs_eagerly_with_the_reason)."""
+    return not op.flags & SKIPPED_FLAGS and not all(
+        s.data_dependent for s in samples_of(op, op.dtypes[0]))
 
 
 @functools.cache
@@ -572,3 +575,12 @@ def test_contiguous_then_transposed_input_specialises_twice():
     assert {sig[0][1] for sig in cg.specializations} == {(7, 1), (1, 5)}
     for spec in cg.specializations.values():
         assert spec.program.kernels and not spec.program.fallbacks, spec.program.explain()
+
+
+def test_a_data_dependent_size_runs_eagerly_with_the_reason():
+    f = graphc.compile(lambda x: graphc.nonzero(x > 0) * 2)
+    x = graphc.tensor([[1.0, -1.0], [0.5, 2.0]])
+    with graphc.no_grad(), pytest.warns(UserWarning, match="nonzero: the result's shape"):
+        got = f(x)
+    assert got.tolist() == (graphc.nonzero(x > 0) * 2).tolist()
+    assert len(f.eager_runs) == 1 and "depends on tensor values" in str(f.eager_runs[0])

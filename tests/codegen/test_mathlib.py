@@ -36,6 +36,8 @@ ULP_BOUNDS = {
     ("log", "float64"): 3,      # measured 3 (x = 1.1299)
     ("log2", "float32"): 4,     # measured 4 (x = 1.4140: log's error times 1/ln2, rounded again)
     ("log2", "float64"): 3,     # measured 3 (x = 1.0205)
+    ("log10", "float32"): 4,    # measured 4 (x = 1.0081: log's error times 1/ln10, rounded again)
+    ("log10", "float64"): 5,    # measured 5 (x = 0.9917; log10(100) is 2 - 1 ulp, as log2(8))
     ("log1p", "float32"): 3,    # measured 3 (x = 8.88e-4)
     ("log1p", "float64"): 3,    # measured 3 (x = 0.0311)
     ("tanh", "float32"): 3,     # measured 3 (x = -0.2541)
@@ -177,7 +179,7 @@ def _erfc(x):
 
 REFERENCES = {
     "exp": np.exp, "exp2": np.exp2, "expm1": np.expm1, "log": np.log, "log2": np.log2,
-    "log1p": np.log1p, "tanh": np.tanh, "sigmoid": _sigmoid, "erf": _erf,
+    "log10": np.log10, "log1p": np.log1p, "tanh": np.tanh, "sigmoid": _sigmoid, "erf": _erf,
     # no cancellation: gelu as x·erfc(-x/√2)/2, its tanh form as x·sigmoid(2z)
     "gelu": lambda x: 0.5 * x * _erfc(-x * math.sqrt(0.5)),
     "gelu_tanh": lambda x: x * _sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)),
@@ -295,6 +297,8 @@ SPECIAL_VALUES = {  # op: (input, exact result) pairs; not a dict, which merges 
             (-DENORMAL, NAN), (-MAX, NAN), (1.0, 0.0)],
     "log2": [(NAN, NAN), (INF, INF), (-INF, NAN), (0.0, -INF), (-0.0, -INF), (-1.0, NAN),
              (1.0, 0.0)],
+    "log10": [(NAN, NAN), (INF, INF), (-INF, NAN), (0.0, -INF), (-0.0, -INF), (-1.0, NAN),
+              (1.0, 0.0)],
     "log1p": [(NAN, NAN), (INF, INF), (-INF, NAN), (-1.0, -INF), (-2.0, NAN), (-MAX, NAN),
               (0.0, 0.0), (-0.0, -0.0), (DENORMAL, DENORMAL), (-DENORMAL, -DENORMAL)],
     "tanh": [(NAN, NAN), (INF, 1.0), (-INF, -1.0), (0.0, 0.0), (-0.0, -0.0), (MAX, 1.0),

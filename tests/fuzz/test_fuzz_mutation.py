@@ -213,7 +213,7 @@ def test_a_write_through_an_output_must_reach_the_input(monkeypatch):
 def test_an_eager_fallback_is_not_a_pass(monkeypatch):
     def refuse(*args, **kwargs):
         raise TraceError("capture refused by the test")
-    monkeypatch.setattr(compiled_module, "trace", refuse)
+    monkeypatch.setattr(compiled_module, "trace_bound", refuse)
     outcome = check_mutation_case(negate_then_scale())
     assert outcome.kind == FALLBACK and not outcome.failed, outcome
     assert "capture refused by the test" in outcome.message

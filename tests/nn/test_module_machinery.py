@@ -474,3 +474,38 @@ def test_parameters_to_vector_and_back():
     assert a.tolist() == [[0.0, 0.0], [0.0, 0.0]]  # views of the vector, as in PyTorch
     with pytest.raises(TypeError, match="expected graphc.Tensor"):
         graphc.nn.utils.vector_to_parameters([1.0], [a])
+
+
+def test_a_version_1_batch_norm_checkpoint_without_num_batches_tracked_loads():
+    """BatchNorm's state_dict version is 2 (as torch's); a version-1 checkpoint has no
+    num_batches_tracked, and strict loading still succeeds with the count at 0."""
+    bn = nn.BatchNorm2d(3)
+    state = bn.state_dict()
+    assert state._metadata[""]["version"] == 2
+    old = OrderedDict((k, v) for k, v in state.items() if k != "num_batches_tracked")
+    old._metadata = {"": {"version": 1}}
+    fresh = nn.BatchNorm2d(3)
+    fresh.num_batches_tracked.fill_(7)
+    fresh.load_state_dict(old)
+    assert fresh.num_batches_tracked.item() == 0
+    new = OrderedDict((k, v) for k, v in state.items() if k != "num_batches_tracked")
+    new._metadata = {"": {"version": 2}}
+    with pytest.raises(RuntimeError, match="num_batches_tracked"):
+        nn.BatchNorm2d(3).load_state_dict(new)
+
+
+def test_buffer_assigned_as_an_attribute_registers_a_buffer():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.kept = nn.Buffer(graphc.ones(2))
+            self.scratch = nn.Buffer(graphc.zeros(3), persistent=False)
+
+    m = M()
+    assert dict(m.named_buffers()).keys() == {"kept", "scratch"}
+    assert list(m.state_dict()) == ["kept"]
+    assert type(m.kept) is graphc.Tensor and not m.kept.requires_grad
+    m.kept.fill_(5.0)  # the module's tensor is the buffer
+    assert m.state_dict()["kept"].tolist() == [5.0, 5.0]
+    with pytest.raises(TypeError, match="Buffer"):
+        nn.Buffer([1.0])

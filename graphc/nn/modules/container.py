@@ -193,17 +193,21 @@ class ModuleDict(Module):
 
     def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
         """Add (or replace) modules from a mapping or an iterable of (name, module) pairs."""
-        if isinstance(modules, (Mapping, ModuleDict)):
-            pairs = list(modules.items())
-        else:
-            pairs = []
-            for j, pair in enumerate(modules):
-                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                    raise ValueError(f"ModuleDict update sequence element #{j} should be a (name, module) "
-                                     f"pair, got {pair!r}")
-                pairs.append(tuple(pair))
-        for key, module in pairs:
+        for key, module in _pairs(modules, ModuleDict, "(name, module)"):
             self[key] = module
+
+
+def _pairs(items, cls: type, what: str) -> list[tuple]:
+    """The (key, value) pairs of a mapping or of an iterable of pairs, for ``cls.update``."""
+    if isinstance(items, (Mapping, cls)):
+        return list(items.items())
+    pairs = []
+    for j, pair in enumerate(items):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"{cls.__name__} update sequence element #{j} should be a {what} "
+                             f"pair, got {pair!r}")
+        pairs.append(tuple(pair))
+    return pairs
 
 
 def _as_parameter(value: Any) -> Any:
@@ -338,17 +342,9 @@ class ParameterDict(Module):
 
     def update(self, parameters: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """Add (or replace) entries from a mapping or an iterable of (key, value) pairs."""
-        if isinstance(parameters, (Mapping, ParameterDict)):
-            pairs = list(parameters.items())
-            if isinstance(parameters, dict) and not isinstance(parameters, OrderedDict):
-                pairs = sorted(pairs)  # PyTorch sorts a plain dict's keys
-        else:
-            pairs = []
-            for j, pair in enumerate(parameters):
-                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                    raise ValueError(f"ParameterDict update sequence element #{j} should be a "
-                                     f"(key, value) pair, got {pair!r}")
-                pairs.append(tuple(pair))
+        pairs = _pairs(parameters, ParameterDict, "(key, value)")
+        if isinstance(parameters, dict) and not isinstance(parameters, OrderedDict):
+            pairs = sorted(pairs)  # PyTorch sorts a plain dict's keys
         for key, value in pairs:
             self[key] = value
 

@@ -70,6 +70,9 @@ class LayerNorm(Module):
 class _NormBase(Module):
     """Per-channel affine parameters and running statistics (BatchNorm's and InstanceNorm's state)."""
 
+    _version = 2  # version 1 checkpoints (before num_batches_tracked) still load
+
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None, dtype=None, *,
                  bias: bool = True) -> None:
@@ -89,6 +92,15 @@ class _NormBase(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        key = prefix + "num_batches_tracked"
+        if (local_metadata.get("version") or 1) < 2 and self.track_running_stats \
+                and key not in state_dict:
+            state_dict[key] = F.zeros((), dtype=dt.int64)  # an old checkpoint: no count kept
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def reset_running_stats(self) -> None:
         """running_mean = 0, running_var = 1, num_batches_tracked = 0."""

@@ -7,15 +7,17 @@ from .. import functional as nnF
 from ..module import Module
 
 
-class MaxPool2d(Module):
+class _MaxPoolNd(Module):
     """The maximum over each ``kernel_size`` window (``stride`` defaults to ``kernel_size``)."""
 
-    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-                 padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1,
+    _fn = None  # the functional form
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__()
         if return_indices:
-            raise NotImplementedError("MaxPool2d(return_indices=True) is not supported by graphc")
+            raise NotImplementedError(f"{type(self).__name__}(return_indices=True) is not "
+                                      "supported by graphc")
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -24,12 +26,24 @@ class MaxPool2d(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: Tensor) -> Tensor:
-        return nnF.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+        return type(self)._fn(input, self.kernel_size, self.stride, self.padding, self.dilation,
                               ceil_mode=self.ceil_mode)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class MaxPool2d(_MaxPoolNd):
+    """Max pooling of (N, C, H, W) or (C, H, W) input; sizes are ints or pairs."""
+
+    _fn = staticmethod(nnF.max_pool2d)
+
+
+class MaxPool1d(_MaxPoolNd):
+    """Max pooling of (N, C, L) or (C, L) input."""
+
+    _fn = staticmethod(nnF.max_pool1d)
 
 
 class AvgPool2d(Module):
@@ -66,30 +80,6 @@ class AdaptiveAvgPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
-
-
-class MaxPool1d(Module):
-    """The maximum over each ``kernel_size`` window of (N, C, L) or (C, L) input."""
-
-    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
-        super().__init__()
-        if return_indices:
-            raise NotImplementedError("MaxPool1d(return_indices=True) is not supported by graphc")
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
-        self.dilation = dilation
-        self.return_indices = return_indices
-        self.ceil_mode = ceil_mode
-
-    def forward(self, input: Tensor) -> Tensor:
-        return nnF.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                              ceil_mode=self.ceil_mode)
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
 class AvgPool1d(Module):
