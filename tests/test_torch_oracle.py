@@ -209,6 +209,8 @@ TORCH = {
         torch.eye(n, n if m is None else m, dtype=tdt(dtype)),
     "repeat": lambda x, repeats=(): x.repeat(repeats),
     "einsum": lambda *ts, equation="": torch.einsum(equation, *ts),
+    "assert_true": lambda c, message="": (torch._assert(c.all(), message),
+                                          torch.ones((), dtype=torch.bool))[1],
 }
 
 # Where graphc deliberately differs from PyTorch (each stated in the op's docs or README):

@@ -98,7 +98,8 @@ class _NormBase(Module):
         key = prefix + "num_batches_tracked"
         if (local_metadata.get("version") or 1) < 2 and self.track_running_stats \
                 and key not in state_dict:
-            state_dict[key] = F.zeros((), dtype=dt.int64)  # an old checkpoint: no count kept
+            # an old checkpoint kept no count: the module keeps its own, as torch does
+            state_dict[key] = self.num_batches_tracked
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
