@@ -1,8 +1,10 @@
 """Benchmark the llvmlite backend: eager graphc, compiled graphc, numpy (and torch, JAX).
 
-    python3 benchmarks/run.py                 # all workloads, table + ratios
+    python3 benchmarks/run.py                 # all inference workloads, table + ratios
     python3 benchmarks/run.py W1 W2 --json out.json
     python3 benchmarks/run.py --no-compile-times   # skip the cold/cached compile runs
+    python3 benchmarks/run.py --training      # the training workloads T1..T3 instead
+    python3 benchmarks/run.py W4 T1 --steps 5 --no-torch-compile
 
 Everything in the table is measured in this one run: first graphc (eager, and compiled
 through ``graphc.compile``: guards checked on every call) and numpy for every workload,
@@ -14,6 +16,9 @@ measured in fresh subprocesses, after the process has compiled one trivial graph
 one-time start-up: LLVM's target and engine, libm, BLAS, first use of the passes; shown
 as "init"): "cold" with an empty disk cache, "cached" a second process reading the same
 cache directory. Both include tracing, the passes, fusion and lowering (Python).
+The training workloads (T1..T3: forward, backward, optimizer step) are measured and
+printed as ``training.py`` says, after the inference ones; they are not in the default
+run (torch.compile compiles each model's backward too, which takes minutes here).
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ import graphc  # noqa: E402
 from graphc.codegen import thread_count  # noqa: E402
 from graphc.codegen.target import current  # noqa: E402
 from graphc.compiler.benchmark import compare  # noqa: E402
+from table import fmt_time, print_table  # noqa: E402
 from workloads import build  # noqa: E402
+import training  # noqa: E402
 
 
 def _batch(fn) -> tuple[int, float]:
@@ -172,43 +179,82 @@ def compile_times(name: str) -> dict:
     return out
 
 
-def fmt_time(s):
-    if s is None:
-        return "-"
-    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
+INFERENCE = ("W1", "W2", "W3", "W4", "W5", "W6")
+TRAINING = ("T1", "T2", "T3")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workloads", nargs="*", help="W1..W6 (default: all)")
+    ap.add_argument("workloads", nargs="*",
+                    help="W1..W6 (inference), T1..T3 (training); default: W1..W6")
+    ap.add_argument("--training", action="store_true", help="run T1..T3 (with no W named: only them)")
+    ap.add_argument("--steps", type=int, default=7, help="timed training steps (default 7)")
+    ap.add_argument("--warmup", type=int, default=2, help="training steps after the first, untimed")
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--no-compile-times", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-torch-compile", action="store_true", help="training: skip torch.compile")
     args = ap.parse_args(argv)
+    unknown = [n for n in args.workloads if n not in INFERENCE + TRAINING]
+    if unknown:
+        ap.error(f"unknown workloads {unknown}: expected names among {INFERENCE + TRAINING}")
+    if args.steps < 1 or args.warmup < 0:
+        ap.error("--steps must be at least 1 and --warmup at least 0")
+    inference = [n for n in args.workloads if n in INFERENCE]
+    trained = [n for n in args.workloads if n in TRAINING] or list(TRAINING if args.training else ())
+    if not inference and not trained:
+        inference = list(INFERENCE)
     torch = None if args.no_torch else optional("torch")
     jax = optional("jax")
     jax_mods = (jax, __import__("jax.numpy").numpy) if jax is not None else None
     if torch is not None:
         torch.set_num_threads(thread_count())
     rows = []
-    workloads = build(args.workloads or None)
+    workloads = build(inference) if inference else []
     for w in workloads:
-        print(f"{w.name}: {w.title} ...", file=sys.stderr, flush=True)
+        say(f"{w.name}: {w.title} ...")
         rows.append(run_graphc(w))
     for w, row in zip(workloads, rows):
         if not args.no_compile_times and w.name != "W6":
-            print(f"{w.name}: compile times (fresh processes) ...", file=sys.stderr, flush=True)
+            say(f"{w.name}: compile times (fresh processes) ...")
             row.update(compile_times(w.name))
+    train_workloads = training.build_training(trained) if trained else []
+    if train_workloads:
+        training.absorb_llvm_start_up()
+    train_rows = []
+    for w in train_workloads:  # graphc before any torch call (its threads keep spinning)
+        say(f"{w.name}: {w.title}: graphc eager and compiled ...")
+        train_rows.append(training.run_graphc(w, args.warmup, args.steps))
     for w, row in zip(workloads, rows):
         if torch is not None or jax_mods is not None:
-            print(f"{w.name}: torch / JAX ...", file=sys.stderr, flush=True)
+            say(f"{w.name}: torch / JAX ...")
             run_others(w, row, torch, jax_mods)
+    if train_workloads and torch is not None and not args.no_torch_compile:
+        training.absorb_torch_compile_start_up(torch)
+    for w, row in zip(train_workloads, train_rows):
+        if torch is not None:
+            say(f"{w.name}: torch" + ("" if args.no_torch_compile else " and torch.compile") + " ...")
+            training.run_torch(w, row, torch, args.warmup, args.steps, not args.no_torch_compile)
 
-    cols = ["numpy", "eager", "compiled", "torch", "torch.compile", "jax.jit"]
-    cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
     print(f"graphc {graphc.__version__}, {thread_count()} threads, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else "") + (f", jax {jax.__version__}" if jax else ""))
     print(f"target: {current().summary()}")
+    if rows:
+        print_inference(rows)
+    if train_rows:
+        training.print_training(train_rows, args.steps)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows + train_rows, indent=1))
+    return 0
+
+
+def print_inference(rows: list[dict]) -> None:
+    cols = ["numpy", "eager", "compiled", "torch", "torch.compile", "jax.jit"]
+    cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
     head = ["workload"] + cols + ["vs numpy", "target", "vs eager", "cold", "cached", "init",
                                   "kernels"]
     table = []
@@ -223,15 +269,10 @@ def main(argv=None) -> int:
         r["speedup_vs_numpy"] = vs_np
         r["speedup_vs_eager"] = r["eager"] / r["compiled"]
         table.append(line)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
-    for line in [head] + table:
-        print("  ".join(str(x).rjust(wd) for x, wd in zip(line, widths)))
+    print_table(head, table)
     for r in rows:
         if r.get("torch.compile_error"):
             print(f"{r['name']}: torch.compile failed: {r['torch.compile_error']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
-    return 0
 
 
 if __name__ == "__main__":

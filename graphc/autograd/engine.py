@@ -45,7 +45,7 @@ def _roots(outputs: Sequence[Tensor], grad_outputs, what: str) -> list[tuple[Nod
         elif tuple(g.shape) != tuple(t.shape):
             raise RuntimeError(f"{what}: gradient {i} has shape {tuple(g.shape)} but the output "
                                f"has shape {tuple(t.shape)}")
-        roots.append((edge_of(t)[0], g))
+        roots.append((*edge_of(t), g))
     return roots
 
 
@@ -53,7 +53,7 @@ def _graph(roots) -> tuple[dict[Node, int], list[Node]]:
     """Nodes reachable from the roots, with how many edges point at each."""
     deps: dict[Node, int] = {}
     seen = []
-    stack = [n for n, _ in roots]
+    stack = [n for n, _, _ in roots]
     visited = set(stack)
     while stack:
         node = stack.pop()
@@ -89,10 +89,10 @@ def run(roots, retain_graph: bool, create_graph: bool, capture: dict | None = No
     record the gradients arriving at those nodes and do not touch leaves' ``.grad``."""
     deps, nodes = _graph(roots)
     needed = _needed(nodes, set(capture)) if capture is not None else None
-    buffers: dict[Node, Tensor] = {}
-    for node, g in roots:
-        buffers[node] = buffers[node] + g if node in buffers else g
-    ready = [n for n in dict.fromkeys(n for n, _ in roots) if deps.get(n, 0) == 0]
+    buffers: dict[Node, object] = {}
+    for node, index, g in roots:
+        _receive(buffers, node, index, g)
+    ready = [n for n in dict.fromkeys(n for n, _, _ in roots) if deps.get(n, 0) == 0]
     ran = []
     with set_grad_enabled(create_graph):
         while ready:
@@ -100,28 +100,51 @@ def run(roots, retain_graph: bool, create_graph: bool, capture: dict | None = No
             grad = buffers.pop(node, None)
             grads = ()
             if grad is not None:
-                for hook in list(node.tensor_hooks.values()):
-                    out = hook(grad)
-                    if out is not None:
-                        grad = out
+                grad = _run_hooks(node, grad)
                 if capture is not None and node in capture:
                     capture[node] = grad
                 if capture is None or node in needed:
                     if capture is None or not isinstance(node, AccumulateGrad):
                         grads = node.apply(grad)
                         ran.append(node)
-            for i, (nxt, _) in enumerate(node.next_functions):
+            for i, (nxt, index) in enumerate(node.next_functions):
                 if nxt is None:
                     continue
                 g = grads[i] if i < len(grads) else None
                 if g is not None:
-                    buffers[nxt] = buffers[nxt] + g if nxt in buffers else g
+                    _receive(buffers, nxt, index, g)
                 deps[nxt] -= 1
                 if deps[nxt] == 0:
                     ready.append(nxt)
     if not retain_graph:
         for node in ran:
             node.release()
+
+
+def _receive(buffers: dict, node: Node, index: int, g: Tensor) -> None:
+    """Add ``g`` to what ``node`` has received (for its output ``index`` when it has several)."""
+    if node.num_outputs == 1:
+        buffers[node] = buffers[node] + g if node in buffers else g
+        return
+    slots = buffers.setdefault(node, [None] * node.num_outputs)
+    slots[index] = g if slots[index] is None else slots[index] + g
+
+
+def _run_hooks(node: Node, grad):
+    """The gradient(s) after the hooks of the tensor(s) ``node`` made (a hook's result,
+    when not None, replaces it)."""
+    if node.num_outputs != 1:
+        return tuple(g if g is None else _run_hooks_of(node.output_hooks.get(i, {}), g)
+                     for i, g in enumerate(grad))
+    return _run_hooks_of(node.tensor_hooks, grad)
+
+
+def _run_hooks_of(hooks: dict, grad: Tensor) -> Tensor:
+    for hook in list(hooks.values()):
+        out = hook(grad)
+        if out is not None:
+            grad = out
+    return grad
 
 
 def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
@@ -152,7 +175,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
     capture = dict.fromkeys(targets)
     run(_roots(outs, grad_outputs, "grad"), create_graph if retain_graph is None else retain_graph,
         create_graph, capture)
-    result = tuple(capture[n] for n in targets)
+    result = tuple(capture[n] if n.num_outputs == 1 or capture[n] is None
+                   else capture[n][t.__dict__.get("_output_nr", 0)] for n, t in zip(targets, ins))
     for i, g in enumerate(result):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} was not used to compute the outputs; pass "
@@ -166,7 +190,7 @@ def register_hook(t: Tensor, fn) -> RemovableHandle:
         raise RuntimeError("cannot register a hook on a tensor that does not require grad")
     if t.grad_fn is None:
         return RemovableHandle(leaf_hooks(t), fn)
-    return t.grad_fn.register_hook(fn)
+    return t.grad_fn.register_hook(fn, t.__dict__.get("_output_nr", 0))
 
 
 def retain_grad(t: Tensor) -> None:
@@ -181,5 +205,5 @@ def retain_grad(t: Tensor) -> None:
         owner = ref()
         if owner is not None:
             owner.grad = g.detach() if owner.grad is None else owner.grad + g.detach()
-    t.grad_fn.register_hook(keep)
+    t.grad_fn.register_hook(keep, t.__dict__.get("_output_nr", 0))
     t.__dict__["_retains_grad"] = True

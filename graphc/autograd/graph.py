@@ -58,9 +58,14 @@ class Node:
     flows), as in PyTorch.
     """
 
+    # how many tensors this node made: a node of several (a compiled program's) receives a
+    # tuple of gradients, one per output (None where none arrived); tensor i's edge is (node, i)
+    num_outputs = 1
+
     def __init__(self, next_functions=()):
         self.next_functions = tuple(next_functions)
         self.tensor_hooks: dict[int, object] = {}  # hooks of the tensor this node made
+        self.output_hooks: dict[int, dict] = {}  # a node of several: output -> its hooks
 
     def name(self) -> str:
         return type(self).__name__
@@ -71,9 +76,12 @@ class Node:
     def release(self) -> None:
         """Free what backward needed (after a backward without retain_graph)."""
 
-    def register_hook(self, fn):
-        """Run ``fn(grad_output)`` before this node's backward (a tensor hook)."""
-        return RemovableHandle(self.tensor_hooks, fn)
+    def register_hook(self, fn, output: int = 0):
+        """Run ``fn(grad_output)`` before this node's backward (a hook of the tensor it made;
+        of its tensor ``output`` when it made several)."""
+        if self.num_outputs == 1:
+            return RemovableHandle(self.tensor_hooks, fn)
+        return RemovableHandle(self.output_hooks.setdefault(output, {}), fn)
 
     def __repr__(self) -> str:
         return f"<{self.name()} object>"
@@ -140,11 +148,12 @@ def grad_accumulator(leaf: Tensor) -> AccumulateGrad:
 
 
 def edge_of(x) -> tuple:
-    """Where the gradient of input ``x`` goes: (node, 0), or (None, 0) when nowhere."""
+    """Where the gradient of input ``x`` goes: (node, which of its outputs x is), or
+    (None, 0) when nowhere."""
     if not (isinstance(x, Tensor) and x.requires_grad):
         return (None, 0)
     if x.grad_fn is not None:
-        return (x.grad_fn, 0)
+        return (x.grad_fn, x.__dict__.get("_output_nr", 0))
     return (grad_accumulator(x), 0)
 
 
@@ -166,9 +175,16 @@ class GradContext:
         s = self.node.saved_inputs[i]
         return s.unpack(self.node) if isinstance(s, SavedTensor) else s
 
-    def shape(self, i: int) -> tuple:
-        """The shape input ``i`` had (no version check: shapes do not change in place)."""
-        return self.node.input_meta[i][0]
+    def shape(self, i: int) -> tuple | None:
+        """The shape input ``i`` had (no version check: shapes do not change in place);
+        None where it is not a tensor."""
+        meta = self.node.input_meta[i]
+        return None if meta is None else meta[0]
+
+    @property
+    def arity(self) -> int:
+        """How many inputs the call had (a variadic op's vary)."""
+        return len(self.node.input_meta)
 
     def needs(self, i: int) -> bool:
         """Whether a gradient for input ``i`` is wanted."""
@@ -329,7 +345,7 @@ def _mark(out: Tensor, node: Node) -> None:
 
 def record(op: OpDef, inputs: tuple, attrs: dict):
     """The autograd hook: compute below, then record the backward node."""
-    if not is_grad_enabled() or not any(_differentiable(x) for x in inputs):
+    if not is_grad_enabled() or Flag.NO_GRAD in op.flags or not any(_differentiable(x) for x in inputs):
         return NotImplemented
     for x in inputs:
         if _differentiable(x) and x._base is not None:

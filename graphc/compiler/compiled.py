@@ -27,7 +27,7 @@ import time
 import types
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..autograd.grad_mode import _state as _grad
 from ..errors import OpError, WeightChanged, user_location, user_location_in, user_stacklevel
@@ -87,6 +87,8 @@ class Entry:
     written: tuple = ()     # the tensor arguments (positions) the program writes into
     returned: frozenset = frozenset()  # ... and those it returns, or returns views of
     out_structure: object = None  # the result's namedtuples, dict subclasses (tracer)
+    # calls autograd records: requires_grad flags -> their forward and backward programs
+    training: dict = field(default_factory=dict)
 
     @property
     def stages_ms(self) -> dict[str, float]:
@@ -98,6 +100,9 @@ class Entry:
 @dataclass
 class _Eager:
     value: object  # what an eager run returned
+
+
+_EAGER, _VALUES = object(), object()  # what a training call runs when no program does
 
 
 class SizedPrograms:
@@ -214,11 +219,7 @@ class CompiledFunction:
             if type(entry) is _Eager:
                 return entry.value
         tensors = args if entry.all_tensors else tensors_in(args)
-        if _grad.enabled and _needs_grad(tensors, entry.spec.params):
-            return self._run_eagerly(sig, args, "autograd is recording (grad mode is on and an "
-                                     "input or weight requires grad); compiled graphs compute "
-                                     "values only: call under graphc.no_grad() to run compiled",
-                                     remember=False)
+        training = _grad.enabled and _needs_grad(tensors, entry.spec.params)
         if entry.written:
             shared = _sharing_memory(tensors, entry.written, entry.spec.params)
             if shared is not None:
@@ -230,6 +231,12 @@ class CompiledFunction:
                     f"compiled program writes into {names[shared[0]]!r}; a call with such "
                     "arguments runs eagerly (pass separate tensors, e.g. .clone(), to run "
                     "compiled)"), remember=False)
+        if training:
+            program = self._training_program(sig, args, tensors, entry)
+            if program is _EAGER:
+                return self._eager_call(args, {})
+            if program is not _VALUES:
+                return restore_structure(program.run(tensors), program.out_structure)
         if self.check and not entry.checked:
             from .check import check_entry
             check_entry(entry, tensors, lambda copies: self._eager_call(
@@ -255,6 +262,40 @@ class CompiledFunction:
             if type(entry) is _Eager:
                 return entry.value
             return restore_structure(entry.spec.run(tensors), entry.out_structure)
+
+    def _training_program(self, sig, args, tensors, entry: Entry):
+        """A call autograd records: the training programs for these requires_grad flags
+        (built on the first such call); ``_VALUES`` where no output needs a gradient (the
+        inference program serves), ``_EAGER`` where they cannot be built (and why is
+        recorded)."""
+        flags = (tuple(t.requires_grad for t in tensors),
+                 tuple(p.tensor.requires_grad for p in entry.spec.params))
+        program = entry.training.get(flags)
+        if program is not None:
+            return program
+        key = (sig, flags)
+        if key in self._eager:
+            return _EAGER
+        from .training import NothingToDifferentiate, build
+        location = user_location()
+        try:
+            program = build(self._target, self.params, self._with_tensors(
+                args, [_canonical(t) for t in tensors]), list(tensors), owner=self.owner,
+                leaf_modules=self.leaf_modules, passes=self.passes)
+        except NothingToDifferentiate:
+            program = _VALUES
+        except Exception as e:
+            if self.fullgraph and not isinstance(e, TraceError):
+                raise
+            where = getattr(e, "location", None) or user_location_in(e) or location
+            what = str(e) if isinstance(e, TraceError) else f"{type(e).__name__}: {e}"
+            reason = f"compiled training is not possible here, so the call runs eagerly: {what}"
+            if self.fullgraph:
+                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+            self._note_eager(key, EagerRun(reason, where))
+            return _EAGER
+        entry.training[flags] = program
+        return program
 
     def __get__(self, obj, objtype=None):
         """``@graphc.compile`` on a method: each instance gets its own compiled method,
@@ -589,6 +630,15 @@ class CompiledFunction:
         if self._last is None:
             raise RuntimeError(f"{self.__name__} has not been compiled yet: call it once first")
         return self._last
+
+    @property
+    def last_training(self):
+        """The training programs (forward and backward) built last."""
+        built = [p for e in self.entries.values() for p in e.training.values() if p is not _VALUES]
+        if not built:
+            raise RuntimeError(f"{self.__name__} has no training programs yet: call it once "
+                               "with grad mode on and an input or weight that requires grad")
+        return max(built, key=lambda p: p.serial)
 
     def stage_text(self, stage: str) -> str:
         """One stage of the last compiled signature: graph (fused), kernels, llvm, llvm_opt

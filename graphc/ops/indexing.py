@@ -349,7 +349,7 @@ def _advanced_samples(put: bool):
 # ---- gradient rules ----------------------------------------------------------------
 
 def _cat_grad(ctx, g):
-    shapes = [ctx.shape(i) for i in range(len(ctx.node.input_meta))]
+    shapes = [ctx.shape(i) for i in range(ctx.arity)]
     kept = [s for s in shapes if not _is_legacy_empty(s)]
     if not kept:
         return tuple(None for _ in shapes)
@@ -418,7 +418,7 @@ def _index_grad(ctx, g):
 def _index_put_grad(ctx, g):
     """self: the gradient, minus the written places unless they accumulated; values: the
     gradient at the written places (summed over repeats and broadcasting)."""
-    indices = [ctx.input(i) for i in range(2, len(ctx.node.input_meta))]  # self may have changed
+    indices = [ctx.input(i) for i in range(2, ctx.arity)]  # self may have changed
     spec = ctx.attrs["spec"]
     g_self = g if ctx.attrs["accumulate"] else F.index_put(g, index_key(spec, indices), 0.0)
     g_values = _take(g, indices, spec) if ctx.needs(1) else None

@@ -44,6 +44,7 @@ class Flag(enum.Enum):
     MUTATES = "mutates"          # writes into its first input (and returns it)
     RANDOM = "random"            # draws from a generator
     FACTORY = "factory"          # makes a tensor from attributes alone (no tensor inputs)
+    NO_GRAD = "no_grad"          # its result never requires grad, whatever its inputs (detach)
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def _scatter_grad(ctx, g):
         raise OpError("scatter", "the gradient of scatter with reduce='multiply' is not "
                       "implemented; use reduce='add' or no reduction")
     index = ctx.input(1)
-    src_shape = ctx.shape(2) if ctx.node.input_meta[2] is not None else None  # None: a number
+    src_shape = ctx.shape(2)  # None: a number
     g_self = g if a["reduce"] == "add" else F.scatter(g, a["dim"], index, 0)
     g_src = None
     if src_shape is not None and ctx.needs(2):

@@ -225,17 +225,33 @@ def _scatter_back(shape, dim, index: np.ndarray, g):
     return F.index_put(zeros, (None,) * dim + (wrap_array(index),), g)
 
 
+def _padded_back(shape, dim, start: int, g):
+    """Zeros of ``shape`` with ``g`` at ``start:start+len`` of ``dim``: a constant pad (a
+    gather the backend lowers natively; a scatter into zeros would not be)."""
+    after = shape[dim] - start - g.shape[dim]
+    return F.pad(g, (0, 0) * (len(shape) - 1 - dim) + (start, after))
+
+
 def _select_back(ctx, g):
     shape = ctx.shape(0)
     d = normalize_dim("select", ctx.attrs["dim"], len(shape))
-    return (_scatter_back(shape, d, np.array([ctx.attrs["index"] % shape[d]]), F.unsqueeze(g, d)),)
+    index = ctx.attrs["index"] % shape[d]
+    if _concrete(shape):
+        return (_padded_back(shape, d, index, F.unsqueeze(g, d)),)
+    return (_scatter_back(shape, d, np.array([index]), F.unsqueeze(g, d)),)
 
 
 def _slice_back(ctx, g):
     shape, a = ctx.shape(0), ctx.attrs
     d = normalize_dim("slice", a["dim"], len(shape))
-    index = np.arange(*slice(a["start"], a["end"], a["step"]).indices(shape[d]))
-    return (_scatter_back(shape, d, index, g),)
+    start, stop, step = slice(a["start"], a["end"], a["step"]).indices(shape[d])
+    if step == 1 and _concrete(shape):
+        return (_padded_back(shape, d, start, g),)
+    return (_scatter_back(shape, d, np.arange(start, stop, step), g),)
+
+
+def _concrete(shape) -> bool:
+    return all(type(s) is int for s in shape)
 
 
 def _as_strided_back(ctx, g):
@@ -251,15 +267,16 @@ def _as_strided_back(ctx, g):
     return (F.reshape(flat, ctx.shape(0)),)
 
 
-GRADS = {"view": _reshape_back, "reshape": _reshape_back, "permute": _permute_back,
+GRADS = {"detach": None,  # the point of it: no gradient flows back (Flag.NO_GRAD)
+         "view": _reshape_back, "reshape": _reshape_back, "permute": _permute_back,
          "expand": lambda ctx, g: (g,),  # autograd sums the broadcast dims away
          "squeeze": _reshape_back, "unsqueeze": _reshape_back, "select": _select_back,
          "slice": _slice_back, "as_strided": _as_strided_back}
 
 
-def view_op(name, rule, ref, attrs, cases, doc="", reshape_like=False):
+def view_op(name, rule, ref, attrs, cases, doc="", reshape_like=False, flags=()):
     return register(name=name, inputs=("self",), kernel=ref, dtype_rule=same_as_first,
-                    view_rule=rule, attrs=attrs, flags={Flag.VIEW}, dtypes=ALL,
+                    view_rule=rule, attrs=attrs, flags={Flag.VIEW, *flags}, dtypes=ALL,
                     samples=_sampler(cases), grad=GRADS[name], doc=doc,
                     reshape_like=reshape_like)
 
@@ -302,6 +319,10 @@ view_op("slice", _slice_rule, _slice_ref, {"dim": REQUIRED, "start": None, "end"
     ((6,), N, {"dim": 0, "start": None, "end": None, "step": -2}),
     ((3, 5), S, {"dim": -1, "start": 1, "end": -1, "step": 3}),
 ], doc="start:end:step along one dim (negative steps are allowed, unlike PyTorch)")
+view_op("detach", lambda name, x: _geometry(x), lambda a: a, {}, [
+    ((3, 4), C, {}), ((3, 4), T, {}), ((), C, {}), ((0, 2), C, {}),
+], doc="the same view, cut from the gradient graph: ``Tensor.detach()`` in a traced training "
+    "program (eager detach makes no op)", flags=(Flag.NO_GRAD,))
 view_op("as_strided", _as_strided_rule, _as_strided_ref,
         {"size": REQUIRED, "stride": REQUIRED, "storage_offset": None}, [
     ((12,), C, {"size": (3, 3), "stride": (3, 1), "storage_offset": 1}),

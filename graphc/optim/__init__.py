@@ -10,6 +10,9 @@ keeps its identity and its views see every step::
         loss = ((x @ w + b - y) ** 2).mean()
         loss.backward()
         opt.step()
+
+``fused=True`` (SGD, Adam, AdamW) runs each parameter group's update as one compiled program
+call, bitwise equal to the eager update (``graphc.optim.fused``).
 """
 
 from . import lr_scheduler

@@ -271,6 +271,12 @@ def lerp_(t: Tensor, end: Tensor, weight: float) -> Tensor:
     return t.copy_(_fma(diff, -(1 - weight), end))
 
 
+def times(t: Tensor, a: Tensor | float) -> Tensor:
+    """``t * a``, where a Python 1 is skipped as ``t.add_(x, alpha=1)`` skips it (the same bits
+    either way: the skip saves an eager op; ``a`` may be a 0-d tensor in a fused program)."""
+    return t if type(a) in (int, float) and a == 1 else t * a
+
+
 def step_tensor(state: dict[str, Any]) -> Tensor:
     """``state["step"]`` as the 0-d float32 tensor PyTorch keeps (a number from a hand-made
     state dict is converted)."""

@@ -93,11 +93,15 @@ class Proxy(Tensor):
 
     # ---- identity-like methods: the same value in the graph ------------------------
     def detach(self) -> Proxy:
+        if self.tracer.training:  # the joint graph must know where gradients stop
+            from ..ops.dispatch import dispatch
+            from ..ops.registry import OPS
+            return dispatch(OPS.detach, self)
         return self
 
     @property
     def data(self) -> Proxy:
-        return self
+        return self.detach()
 
     def requires_grad_(self, requires_grad: bool = True) -> Proxy:
         return self

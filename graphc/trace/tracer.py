@@ -21,7 +21,7 @@ import inspect
 import re
 from contextlib import contextmanager
 
-from ..autograd import no_grad
+from ..autograd import enable_grad, is_grad_enabled, no_grad
 from ..errors import ShapeError, user_location
 from ..ir.graph import Graph
 from ..ir.graph_module import GraphModule
@@ -58,6 +58,9 @@ class Tracer(DispatchMode):
             self._module_names = {id(m): name for name, m in root.named_modules() if name}
         self.specializations: list[str] = []
         self._concretizing = False
+        # a training trace runs in grad mode and marks the ops recorded without it
+        # (``meta["no_grad"]``) and records ``detach()``: the joint graph needs both
+        self.training = False
 
     # ---- turning values into graph arguments -------------------------------------
     def _attr(self, target: str, value: Tensor) -> Proxy:
@@ -113,6 +116,8 @@ class Tracer(DispatchMode):
         node = self.graph.call_function(op, args, attrs)
         if self.locate:
             node.meta["location"] = user_location()
+        if self.training and not is_grad_enabled():
+            node.meta["no_grad"] = True
         if Flag.MUTATES in op.flags:
             record_meta(node, out)
             return out  # the written tensor itself (its proxy), now changed
@@ -262,16 +267,19 @@ def _example(name: str, value):
 
 
 def trace_bound(call, params: list, bound: tuple, *, root: Module | None = None, baked=(),
-                leaf_modules=(), mode: str = "symbolic") -> GraphModule:
+                leaf_modules=(), mode: str = "symbolic", training: bool = False) -> GraphModule:
     """Capture ``call`` applied to ``bound``: one value per parameter of ``params`` (a
     tuple for ``*args``, a dict for ``**kwargs``). Every tensor or TensorSpec in a value
     (through nested tuples, lists and dicts, in order) becomes a placeholder named by its
     path; other values, and the parameters named in ``baked``, are baked into the graph.
     ``root`` is the module whose parameters and buffers are read by name (``get_attr``):
-    the module itself, or the instance of a compiled method."""
+    the module itself, or the instance of a compiled method. ``training``: the call runs
+    in grad mode, and the graph keeps what a backward needs to know (``detach()``, and
+    ``meta["no_grad"]`` on ops recorded under ``no_grad``)."""
     if mode not in MODES:
         raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
     tracer = Tracer(root, mode, leaf_modules)
+    tracer.training = training
 
     def placeholder(path: str, value):
         node = tracer.graph.placeholder(re.sub(r"\W+", "_", path).strip("_") or "input")
@@ -283,8 +291,8 @@ def trace_bound(call, params: list, bound: tuple, *, root: Module | None = None,
     args = tuple(a if p.name in baked else map_tensors(a, placeholder, p.name)
                  for p, a in zip(params, bound))
     positional, keywords = unbind(params, args)
-    with no_grad(), _intercept_module_calls(tracer), tracer:  # a root module's hooks run too
-        out = call(*positional, **keywords)
+    with (enable_grad() if training else no_grad()), _intercept_module_calls(tracer), tracer:
+        out = call(*positional, **keywords)  # (a root module's hooks run too)
     tracer.graph.output(map_arg(_lift_output(tracer, out), lambda n: n))
     name = type(root).__name__ if call is root else getattr(call, "__name__", "GraphModule")
     gm = GraphModule(tracer.attrs, tracer.graph, class_name=name)

@@ -14,7 +14,7 @@ from tests.helpers import samples_of
 
 def _float_valued(op) -> bool:
     """Ops that give float results for float64 inputs (comparisons, argmax... do not)."""
-    if dt.float64 not in op.dtypes or Flag.FACTORY in op.flags:
+    if dt.float64 not in op.dtypes or op.flags & {Flag.FACTORY, Flag.NO_GRAD}:
         return False
     sample = samples_of(op, dt.float64)[0]
     with graphc.no_grad():
@@ -24,6 +24,12 @@ def _float_valued(op) -> bool:
 
 
 GRAD_OPS = [op for op in OPS if _float_valued(op)]
+
+
+def test_a_no_grad_op_gives_results_that_do_not_require_grad():
+    x = graphc.randn(3, requires_grad=True)
+    out = dispatch(OPS.detach, x * 2)
+    assert not out.requires_grad and out.grad_fn is None
 # std and a norm have no derivative where they are 0 (std of a single element, say)
 NOT_DIFFERENTIABLE_AT_ZERO = {"std", "norm"}
 

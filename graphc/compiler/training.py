@@ -1,0 +1,165 @@
+"""Compiled training: a call that autograd records runs a forward and a backward program.
+
+When grad mode is on and an input or weight requires grad, the function is traced again
+in grad mode (``detach()`` and ``no_grad`` regions kept), made pure and decomposed, and
+differentiated into one joint graph from the op table's gradient rules
+(``passes.autodiff``), which ``passes.partition`` splits by a minimum cut into:
+
+- the forward program: the outputs, plus the values the backward needs saved;
+- the backward program: from the saved values, the inputs it keeps by reference, and the
+  outputs' gradients, the gradients of every input and weight that requires grad
+  (recomputing cheap elementwise values inside its fused kernels instead of saving them).
+
+Both go through the usual pipeline (passes, fusion, LLVM). The outputs carry one autograd
+node, ``CompiledFunctionBackward``, whose edges lead to the inputs' and weights' own
+nodes, so a compiled module composes with eager code: an eager loss, hooks,
+``retain_graph``, ``autograd.grad`` and accumulation into ``.grad`` behave as in eager.
+The backward program is compiled on the first backward (it is specialised to the layouts
+of the gradients it receives).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from ..autograd.graph import _FREED, Node, edge_of
+from ..ir.graph_module import GraphModule, fetch
+from ..ir.node import nodes_in
+from ..ops import functions as F
+from ..ops.registry import OPS
+from ..passes.autodiff import NotDifferentiable, check_writes, differentiate
+from ..passes.dce import dce
+from ..passes.decompose import decompose
+from ..passes.functionalize import functionalize
+from ..ir.aliasing import COPY_BACK, is_write, view_root
+from ..passes.partition import partition
+from ..tensor import tensors_in
+from ..trace.tracer import trace_bound
+from .pipeline import compile_graph
+
+
+_serials = itertools.count()
+
+
+class NothingToDifferentiate(Exception):
+    """No output of the call needs a gradient: the inference program gives eager's result
+    (outputs that do not require grad)."""
+
+
+class TrainingProgram:
+    """The forward and backward programs of one signature (and requires_grad flags)."""
+
+    def __init__(self, owner, gm: GraphModule, part, sources: list, output_slots: list,
+                 tangents: list, passes, trace_seconds: float):
+        self.owner, self.gm, self.partition = owner, gm, part
+        self.sources = sources  # ("input", position) or ("weight", target), one per gradient
+        self.tangents = tangents  # (shape, dtype) of each differentiable output
+        self.output_slots = output_slots  # (flattened output position, its tangent)
+        self.positions = {p.name: k for k, p in enumerate(gm.graph.placeholders)}
+        self.kept = [self.positions[n.name] for n in part.kept]  # inputs the backward reads
+        self.backward_weights = sorted({n.target for n in part.backward.graph.nodes
+                                        if n.op == "get_attr"})
+        self.forward = compile_graph(part.forward, passes=passes, watch=owner)
+        self.backward = compile_graph(part.backward, passes=passes, watch=owner)
+        self.trace_seconds = trace_seconds
+        self.out_structure = getattr(gm, "output_structure", None)
+        self.serial = next(_serials)  # which was built last
+
+    def run(self, tensors: list):
+        out, saved = self.forward(*tensors)
+        flat = tensors_in(out)
+        weights = {t: fetch(self.partition.backward, t) for t in self.backward_weights}
+        edges = [edge_of(tensors[where] if kind == "input" else fetch(self.partition.forward, where))
+                 for kind, where in self.sources]
+        node = CompiledFunctionBackward(self, tuple(saved), [tensors[k] for k in self.kept],
+                                        weights, edges)
+        for i, slot in self.output_slots:
+            t = flat[i]
+            t.requires_grad = True
+            t.grad_fn = node
+            t.__dict__["_output_nr"] = slot
+        return out
+
+
+def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes) -> TrainingProgram:
+    """Trace ``call`` in grad mode and build its forward and backward programs; raises
+    ``NotDifferentiable`` (or a TraceError) where that cannot be done."""
+    t0 = time.perf_counter()
+    gm = trace_bound(call, params, bound, root=owner, leaf_modules=leaf_modules, training=True)
+    trace_seconds = time.perf_counter() - t0
+    joint = GraphModule(gm, gm.graph.copy()[0])
+    graph = joint.graph
+    placeholders = graph.placeholders
+
+    def requires(n) -> bool:
+        if n.op == "placeholder":
+            return tensors[placeholders.index(n)].requires_grad
+        return n.op == "get_attr" and getattr(fetch(joint, n.target), "requires_grad", False)
+
+    check_writes(graph, requires)
+    functionalize(joint)
+    # composites with a gradient rule of their own are differentiated by it, as in eager
+    decompose(joint, keep=tuple(op.name for op in OPS if op.grad is not None))
+    dce(joint)
+    for n in graph.nodes:
+        if is_write(n) and n.meta.get(COPY_BACK) and requires(view_root(n.args[0])):
+            raise NotDifferentiable(f"the program writes in place into %{n.args[0].name}, which "
+                                    "requires grad; compiled training does not rebase its "
+                                    "history", n.meta.get("location") or "")
+    sources = [n for n in graph.nodes if n.op in ("placeholder", "get_attr") and requires(n)
+               and n.meta["dtype"].is_floating_point]
+    out_value = graph.output_node.args[0]
+    tangents, grads = differentiate(joint, sources)
+    kept = [(s, g) for s, g in zip(sources, grads) if g is not None]
+    if not tangents or not kept:
+        raise NothingToDifferentiate()
+    graph.output_node.args = ((out_value, tuple(g for _, g in kept)),)
+    part = partition(joint, len(kept))
+    out_nodes = nodes_in(out_value)
+    index = {n: k for k, n in enumerate(tangents)}  # output -> its gradient's slot
+    origin = [(("input", placeholders.index(s)) if s.op == "placeholder" else ("weight", s.target))
+              for s, _ in kept]
+    slots = [(i, index[n]) for i, n in enumerate(out_nodes) if n in index]
+    shapes = [(tuple(t.meta["shape"]), t.meta["dtype"]) for t in tangents.values()]
+    program = TrainingProgram(owner, gm, part, origin, slots, shapes, passes, trace_seconds)
+    return program
+
+
+class CompiledFunctionBackward(Node):
+    """The autograd node of a compiled call: runs its backward program."""
+
+    def __init__(self, program: TrainingProgram, saved: tuple, kept: list, weights: dict,
+                 edges: list):
+        super().__init__(edges)
+        self.program = program
+        self.num_outputs = len(program.tangents)
+        self.saved = saved
+        self.kept = [(t, t._storage.version) for t in kept]
+        self.weights = {name: (t, t._storage.version) for name, t in weights.items()}
+
+    def apply(self, grads) -> tuple:
+        if self.saved is None:
+            raise RuntimeError(_FREED)
+        for what, (t, version) in [*((f"input {i}", k) for i, k in enumerate(self.kept)),
+                                   *((f"weight {n}", w) for n, w in self.weights.items())]:
+            if t._storage.version != version:
+                raise RuntimeError(
+                    f"one of the tensors needed for gradient computation has been modified by an "
+                    f"in-place operation: the {what} of {self.name()} ({t.dtype.name}"
+                    f"{list(t.shape)}) is at version {t._storage.version}; expected version "
+                    f"{version}. Clone it before modifying it, or do the in-place op out of place.")
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        tangents = []
+        for g, (shape, dtype) in zip(grads, self.program.tangents):
+            if g is None:
+                g = F.zeros(shape, dtype=dtype)
+            elif g.dtype is not dtype:
+                g = g.to(dtype)
+            tangents.append(g.detach())
+        result = self.program.backward(*self.saved, *(t for t, _ in self.kept), *tangents)
+        return tuple(result)
+
+    def release(self) -> None:
+        self.saved = None
