@@ -4,7 +4,7 @@
     python -m graphc bench model.py:MLP [--repeat 20] [--warmup 3] [--json [PATH]]
     python -m graphc explain model.py:MLP [--json [PATH]]
     python -m graphc dump model.py:MLP out/
-    python -m graphc fuzz [--count 1000] [--seed 0] [--save DIR] [--ops A,B] [--dynamic | --mutation]
+    python -m graphc fuzz [--count 1000] [--seed 0] [--save DIR] [--ops A,B] [--dynamic | --mutation | --grad]
 
 ``FILE:OBJ`` names a Python file and a name in it: a ``graphc.nn.Module`` instance, a
 function, or a zero-argument factory returning a module (a function, or a Module class).
@@ -85,6 +85,12 @@ def dump(args) -> None:
 
 def fuzz(args) -> int:
     """Random graphs compiled vs the interpreter (graphc/fuzz); 1 if any failed."""
+    if args.grad:
+        from .fuzz import fuzz_grad
+        summary = fuzz_grad(args.count, seed=args.seed, save=args.save, shrink=not args.no_shrink,
+                            ops=[n for n in args.ops.split(",") if n])
+        print(summary.report())
+        return 1 if summary.failures else 0
     if args.mutation:
         from .fuzz import fuzz_mutation
         summary = fuzz_mutation(args.count, seed=args.seed, save=args.save,
@@ -143,14 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mutation", action="store_true", help="programs that write in place and "
                    "through views, compiled and traced vs eager: outputs, inputs after the "
                    "call, output aliasing; eager fallbacks are counted apart")
+    p.add_argument("--grad", action="store_true", help="compiled training vs eager autograd: "
+                   "graphs and in-place programs whose float inputs (some) require grad; "
+                   "outputs and every input's .grad after backward of a random tangent are "
+                   "compared; calls that ran eagerly are counted apart, by reason "
+                   "(grad_NNNN.json)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import demo
         demo()
         return 0
     if args.command == "fuzz":
-        if args.mutation and args.dynamic:
-            parser.error("fuzz: --mutation and --dynamic cannot be combined")
+        if args.mutation + args.dynamic + args.grad > 1:
+            parser.error("fuzz: --mutation, --dynamic and --grad cannot be combined")
         if args.mutation and args.ops:
             parser.error("fuzz: --ops applies to graph fuzzing, not --mutation")
         return fuzz(args)

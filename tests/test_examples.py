@@ -71,6 +71,25 @@ def test_train_mlp(run):
     assert "reloaded model gives identical outputs: True" in example(run, "train_mlp.py")
 
 
+def test_train_mlp_compiled_reaches_eagers_losses_and_accuracy(run):
+    eager = example(run, "train_mlp.py")
+    compiled = run(str(ROOT / "examples" / "train_mlp.py"), "--compile")
+    pick = lambda out: re.findall(r"step +\d+ +loss (\S+)|accuracy (\S+)", out)  # noqa: E731
+    got, want = pick(compiled), pick(eager)
+    assert len(got) == len(want) > 3
+    for (l1, a1), (l2, a2) in zip(got, want):
+        assert a1 == a2
+        if l1:
+            assert abs(float(l1) - float(l2)) < 1e-3
+
+
+def test_train_compiled(run):
+    out = example(run, "train_compiled.py")
+    assert "compiled training matches eager: True" in out
+    assert "calls that ran eagerly: 0" in out
+    assert "saved for backward" in out and "backward program" in out
+
+
 def test_mlp_inference(run):
     out = example(run, "mlp_inference.py")
     assert "output (64, 10)," in out and compiled_vs_eager(out) <= 1e-4

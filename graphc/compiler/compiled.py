@@ -87,7 +87,7 @@ class Entry:
     written: tuple = ()     # the tensor arguments (positions) the program writes into
     returned: frozenset = frozenset()  # ... and those it returns, or returns views of
     out_structure: object = None  # the result's namedtuples, dict subclasses (tracer)
-    # calls autograd records: requires_grad flags -> their forward and backward programs
+    # calls autograd records: (signature, requires_grad flags) -> forward and backward programs
     training: dict = field(default_factory=dict)
 
     @property
@@ -268,16 +268,23 @@ class CompiledFunction:
         (built on the first such call); ``_VALUES`` where no output needs a gradient (the
         inference program serves), ``_EAGER`` where they cannot be built (and why is
         recorded)."""
-        flags = (tuple(t.requires_grad for t in tensors),
-                 tuple(p.tensor.requires_grad for p in entry.spec.params))
-        program = entry.training.get(flags)
+        # (an entry with symbolic sizes serves many signatures; training programs have fixed
+        # sizes: one per signature)
+        key = (sig, tuple(t.requires_grad for t in tensors),
+               tuple(p.tensor.requires_grad for p in entry.spec.params))
+        program = entry.training.get(key)
         if program is not None:
             return program
-        key = (sig, flags)
         if key in self._eager:
             return _EAGER
         from .training import NothingToDifferentiate, build
         location = user_location()
+        if sum(len(e.training) for e in self.entries.values()) >= self.cache_limit:
+            self._note_eager(key, EagerRun(
+                f"the cache limit of {self.cache_limit} training programs is reached (one per "
+                "signature and set of requires_grad flags); new ones run eagerly (raise "
+                "cache_limit=, or keep batch sizes to a few)", location))
+            return _EAGER
         try:
             program = build(self._target, self.params, self._with_tensors(
                 args, [_canonical(t) for t in tensors]), list(tensors), owner=self.owner,
@@ -294,7 +301,7 @@ class CompiledFunction:
                 raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
             self._note_eager(key, EagerRun(reason, where))
             return _EAGER
-        entry.training[flags] = program
+        entry.training[key] = program
         return program
 
     def __get__(self, obj, objtype=None):
@@ -798,15 +805,28 @@ def _compile_again(fn, module, options: dict) -> CompiledFunction:
 
 def _sharing_memory(tensors, written: tuple, params) -> tuple | None:
     """(a written argument, another argument's position or a weight's name whose memory it
-    overlaps), or None."""
-    for i in written:
-        a = tensors[i]
-        for j, b in enumerate(tensors):
-            if j != i and _overlap(a, b):
-                return i, j
-        for p in params:
-            if _overlap(a, p.tensor):
-                return i, p.target
+    overlaps), or None. One sweep over the byte ranges sorted by start (an optimizer's
+    update writes a hundred arguments: comparing every pair cost more than the update)."""
+    spans = []
+    writes = set(written)
+    for i, t in enumerate(tensors):
+        if t.numel():
+            spans.append((*_byte_reach(t), i in writes, i))
+    if not spans or not writes:
+        return None
+    for p in params:
+        if p.tensor.numel():
+            spans.append((*_byte_reach(p.tensor), False, p.target))
+    spans.sort(key=lambda s: s[:2])
+    furthest = furthest_written = None  # (end, who) of the earlier spans reaching furthest
+    for lo, hi, is_written, who in spans:
+        other = furthest if is_written else furthest_written
+        if other is not None and lo < other[0]:
+            return (who, other[1]) if is_written else (other[1], who)
+        if furthest is None or hi > furthest[0]:
+            furthest = (hi, who)
+        if is_written and (furthest_written is None or hi > furthest_written[0]):
+            furthest_written = (hi, who)
     return None
 
 

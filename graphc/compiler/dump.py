@@ -8,7 +8,9 @@ Files: ``explain.txt`` (guards, fusion, kernels, fallbacks, times), ``1_traced.t
 ``2_passes.txt`` (each pass's IR diff), ``3_fusion.txt``, ``4_optimized.txt``,
 ``5_kernels.txt`` (kernel IR), ``6_llvm.ll``, ``7_llvm_opt.ll``, ``8_asm.s``,
 ``inputs.gcz``, ``weights.gcz`` and ``expected.gcz`` (the original code's eager outputs;
-``graphc.save`` files), ``repro.py``.
+``graphc.save`` files), ``repro.py``; for each training program of the signature (calls
+with gradients), ``9_training<k>_joint.txt``, ``..._forward.txt`` and ``..._backward.txt``
+(graph and kernel IR).
 """
 
 from __future__ import annotations
@@ -149,6 +151,15 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
         "8_asm.s": cg.dump("asm"),
         "repro.py": _repro(fn, entry),
     }
+    for key, program in entry.training.items():  # training programs of this signature
+        if key[0] != entry.signature or not hasattr(program, "partition"):
+            continue
+        part, k = program.partition, len([f for f in files if f.startswith("9_")]) // 3
+        files[f"9_training{k}_joint.txt"] = str(program.joint.graph)
+        files[f"9_training{k}_forward.txt"] = str(part.forward.graph) + "\n\n" + _kernels_of(
+            program.forward)
+        files[f"9_training{k}_backward.txt"] = str(part.backward.graph) + "\n\n" + _kernels_of(
+            program.backward)
     for name, text in files.items():
         with open(os.path.join(directory, name), "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")
@@ -163,6 +174,11 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
         expected = [_plain(t) for t in tensors_in(fn._eager_call(tuple(copies_of(bound)), {}))]
     save(expected, os.path.join(directory, "expected.gcz"))
     return directory
+
+
+def _kernels_of(cg) -> str:
+    spec = cg._last
+    return spec.program.kernel_ir() if spec is not None else "(not compiled yet: no backward ran)"
 
 
 def _repro(fn, entry) -> str:

@@ -43,6 +43,7 @@ class Explanation:
     writes: list = field(default_factory=list)       # str of each input or weight written
     llvm_from_cache: bool = False
     target: str = ""                    # the CPU, features and vector width compiled for
+    training: list = field(default_factory=list)     # each training program's description
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +86,11 @@ class Explanation:
         how = " (LLVM from the disk cache)" if self.llvm_from_cache else ""
         out.append("time per stage: " + ", ".join(
             f"{k} {v:.1f} ms" for k, v in self.stages_ms.items()) + how)
+        if not self.training:
+            out.append("training: no call with gradients yet (a call in grad mode with an input "
+                       "or weight that requires grad builds forward and backward programs)")
+        for text in self.training:
+            out += text.splitlines()
         return "\n".join(out)
 
 
@@ -135,6 +141,8 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.stages_ms = entry.stages_ms
     e.llvm_from_cache = bool(spec.compiled.from_cache)
     e.target = current().summary()
+    e.training = [p.describe() for k, p in entry.training.items() if k[0] == sig and
+                  hasattr(p, "describe")]
     return e
 
 

@@ -66,6 +66,23 @@ class TrainingProgram:
         self.out_structure = getattr(gm, "output_structure", None)
         self.serial = next(_serials)  # which was built last
 
+    def describe(self) -> str:
+        """What the training programs do: the joint graph's split (saved, kept, recomputed)
+        and each program's kernels and fallbacks (once compiled)."""
+        out = [f"training programs: gradients for {len(self.sources)} inputs and weights ("
+               + ", ".join(f"{'input ' if k == 'input' else ''}{w}" for k, w in self.sources)
+               + f"), from {len(self.tangents)} differentiable outputs",
+               self.partition.describe()]
+        for name, cg in (("forward", self.forward), ("backward", self.backward)):
+            spec = cg._last
+            if spec is None:
+                out.append(f"{name} program: not compiled yet (on the first backward)")
+                continue
+            out.append(f"{name} program: {len(spec.program.kernels)} kernels, "
+                       f"{1e3 * spec.compile_seconds:.0f} ms to compile")
+            out += [f"  fallback %{f.node.name}: {f.reason}" for f in spec.program.fallbacks]
+        return "\n".join(out)
+
     def run(self, tensors: list):
         out, saved = self.forward(*tensors)
         flat = tensors_in(out)
@@ -123,6 +140,7 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes) ->
     slots = [(i, index[n]) for i, n in enumerate(out_nodes) if n in index]
     shapes = [(tuple(t.meta["shape"]), t.meta["dtype"]) for t in tangents.values()]
     program = TrainingProgram(owner, gm, part, origin, slots, shapes, passes, trace_seconds)
+    program.joint = joint
     return program
 
 

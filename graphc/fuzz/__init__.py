@@ -15,6 +15,13 @@ inputs' final values and output aliasing included:
     case = generate_mutation_case(seed=0, index=17)   # print(case.source())
     outcome = check_mutation_case(case)                # ok / fallback / crash / mismatch
 
+The gradient mode (``python3 -m graphc fuzz --grad``) checks compiled training against eager
+autograd: graphs and in-place programs whose float inputs (some of them) require grad,
+``loss = sum((out * tangent).sum())``, ``loss.backward()``, outputs and every ``.grad``:
+
+    case = generate_grad_case(seed=0, index=17)       # inputs with requires_grad
+    outcome = check_grad_case(case)                    # ok / eager / no gradient / crash / mismatch
+
 - ``case``: the case format (inputs with exact layouts, op-table steps) and its JSON;
 - ``generate``: the seeded generator over the op table;
 - ``tolerance``: the tolerance policy (read its docstring) and the comparison;
@@ -23,10 +30,11 @@ inputs' final values and output aliasing included:
 - ``shrink``: making a failing case small;
 - ``mutation``: mutation programs as data, their source and JSON, and their generator;
 - ``memory_bounds``: the tolerance bounds of a graph that writes in place;
-- ``mutation_check``: checking mutation programs, shrinking them, and their fuzzing loop.
+- ``mutation_check``: checking mutation programs, shrinking them, and their fuzzing loop;
+- ``grad``: the gradient mode: its cases, check, gradient tolerance, shrinking and loop.
 
 Shrunk failures live in ``tests/fuzz_repros/`` as JSON (``mutation_*.json``: mutation
-programs), replayed by ``tests/fuzz``.
+programs; ``grad_*.json``: gradient mode), replayed by ``tests/fuzz``.
 """
 
 from .case import Case, Input, Ref, Step, load_case, save_case
@@ -37,9 +45,11 @@ from .bounds import Bound, output_bounds
 from .tolerance import compare
 from .mutation import MutationCase, generate_mutation_case, load_mutation_case, save_mutation_case
 from .mutation_check import check_mutation_case, fuzz_mutation, shrink_mutation_case
+from .grad import GradSummary, check_grad_case, fuzz_grad, generate_grad_case, shrink_grad_case
 
 __all__ = ["Case", "Input", "Ref", "Step", "load_case", "save_case", "fuzzed_ops",
            "generate_case", "Outcome", "Summary", "check_case", "fuzz", "shrink_case",
            "Bound", "compare", "output_bounds", "MutationCase", "generate_mutation_case",
            "load_mutation_case", "save_mutation_case", "check_mutation_case", "fuzz_mutation",
-           "shrink_mutation_case"]
+           "shrink_mutation_case", "GradSummary", "check_grad_case", "fuzz_grad",
+           "generate_grad_case", "shrink_grad_case"]

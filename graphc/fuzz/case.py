@@ -4,7 +4,8 @@ A ``Case`` is plain data, so it can be generated, shrunk, saved as JSON and repl
 
 - ``inputs``: ``Input`` values, each a flat buffer with the shape, strides (in elements)
   and offset of a view into it, so transposed, sliced, negative-step and expanded
-  (stride 0) layouts are kept exactly;
+  (stride 0) layouts are kept exactly; an input of the gradient mode (grad.py) also says
+  whether it requires grad;
 - ``steps``: ``Step(op, args, attrs)``, one op-table call each; an argument is a
   ``Ref`` to an earlier value (inputs first, then step results, numbered from 0), a
   Python number, or None;
@@ -16,9 +17,12 @@ input tensors. ``save_case``/``load_case`` write and read the JSON form (no pick
 
     {"format": "graphc-fuzz-case", "version": 1, "note": "...",
      "inputs": [{"dtype": "float32", "shape": [2, 3], "strides": [1, 2], "offset": 0,
-                 "buffer": [0.5, "nan", -0.0, ...]}],
+                 "buffer": [0.5, "nan", -0.0, ...], "requires_grad": true}],
      "steps": [{"op": "exp", "args": [{"ref": 0}], "attrs": {}}],
      "outputs": [1]}
+
+(``requires_grad`` is written only where it is true: a case with such an input is
+checked by the gradient mode, ``grad.check_grad_case``.)
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Input:
     shape: tuple[int, ...]
     strides: tuple[int, ...]
     offset: int = 0
+    requires_grad: bool = False  # gradient mode: a leaf whose .grad is compared
 
     @property
     def dtype(self) -> dt.dtype:
@@ -78,6 +83,12 @@ class Input:
     def tensor(self) -> Tensor:
         """A fresh tensor with this layout (its own copy of the buffer)."""
         return from_numpy(self.array(self.buffer.copy()))
+
+    def with_values(self, values: np.ndarray) -> Input:
+        """A contiguous input holding ``values``, requiring grad as this one does."""
+        new = Input.from_values(values)
+        new.requires_grad = self.requires_grad
+        return new
 
     @property
     def contiguous(self) -> bool:
@@ -165,7 +176,8 @@ class Case:
         lines = []
         for k, i in enumerate(self.inputs):
             layout = "" if i.contiguous else f" strides={list(i.strides)} offset={i.offset}"
-            lines.append(f"v{k} = input {i.dtype.name}{list(i.shape)}{layout}")
+            grad = " requires_grad" if i.requires_grad else ""
+            lines.append(f"v{k} = input {i.dtype.name}{list(i.shape)}{layout}{grad}")
         n = len(self.inputs)
         for k, s in enumerate(self.steps):
             lines.append(f"v{n + k} = {s}")
@@ -267,7 +279,8 @@ def from_json(data: dict) -> Case:
 
 def inputs_to_json(inputs: list[Input]) -> list[dict]:
     return [{"dtype": i.dtype.name, "shape": list(i.shape), "strides": list(i.strides),
-             "offset": i.offset, "buffer": _buffer_json(i.buffer)} for i in inputs]
+             "offset": i.offset, "buffer": _buffer_json(i.buffer),
+             **({"requires_grad": True} if i.requires_grad else {})} for i in inputs]
 
 
 def inputs_from_json(items: list[dict]) -> list[Input]:
@@ -276,7 +289,8 @@ def inputs_from_json(items: list[dict]) -> list[Input]:
         d = dt.as_dtype(i["dtype"])
         values = [_decode(v) for v in i["buffer"]]
         inputs.append(Input(np.array(values, d.np).reshape(-1), tuple(i["shape"]),
-                            tuple(i["strides"]), int(i["offset"])))
+                            tuple(i["strides"]), int(i["offset"]),
+                            bool(i.get("requires_grad", False))))
     return inputs
 
 

@@ -231,9 +231,11 @@ def draw_array(rng, shape, d: dt.dtype, layout: str, special: bool) -> np.ndarra
 class Generator:
     """Draws one case: a pool of values (inputs, then step results), run eagerly."""
 
-    def __init__(self, rng: np.random.Generator, base_shape: tuple[int, ...]):
+    def __init__(self, rng: np.random.Generator, base_shape: tuple[int, ...],
+                 dtype_weights: tuple = DTYPE_WEIGHTS):
         self.rng = rng
         self.base = base_shape
+        self.dtype_weights = dtype_weights  # of DTYPES, for inputs drawn without a dtype
         self.inputs: list[Input] = []
         self.steps: list[Step] = []
         self.values: list[Tensor] = []  # every value, by the order it was made in
@@ -256,7 +258,7 @@ class Generator:
                   special: bool | None = None) -> Ref:
         rng = self.rng
         if d is None:
-            d = DTYPES[rng.choice(len(DTYPES), p=DTYPE_WEIGHTS)]
+            d = DTYPES[rng.choice(len(DTYPES), p=self.dtype_weights)]
         if layout is None:
             layout = LAYOUTS[rng.choice(len(LAYOUTS), p=LAYOUT_WEIGHTS)]
         if special is None:
@@ -637,10 +639,12 @@ def draw_base_shape(rng: np.random.Generator) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def generate_case(seed: int, index: int, max_steps: int = 8) -> Case:
-    """Case number ``index`` of the stream ``seed`` (deterministic)."""
+def generate_case(seed: int, index: int, max_steps: int = 8,
+                  dtype_weights: tuple = DTYPE_WEIGHTS) -> Case:
+    """Case number ``index`` of the stream ``seed`` (deterministic); ``dtype_weights``
+    (of ``DTYPES``) for inputs whose dtype is not decided by the op they feed."""
     rng = np.random.default_rng([seed, index])
-    g = Generator(rng, draw_base_shape(rng))
+    g = Generator(rng, draw_base_shape(rng), dtype_weights)
     g.new_input(g.base)
     for _ in range(int(rng.integers(0, 3))):
         g.new_input(g.broadcastable(g.base))

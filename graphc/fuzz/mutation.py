@@ -182,7 +182,8 @@ class MutationCase:
         lines = []
         for k, i in enumerate(self.inputs):
             layout = "" if i.contiguous else f", strides {list(i.strides)}, offset {i.offset}"
-            lines.append(f"# v{k}: {i.dtype.name}{list(i.shape)}{layout}")
+            grad = ", requires_grad" if i.requires_grad else ""
+            lines.append(f"# v{k}: {i.dtype.name}{list(i.shape)}{layout}{grad}")
         return "\n".join(lines) + "\n" + self.source()
 
     def function(self):

@@ -76,7 +76,11 @@ def _crash(stage: str, e: BaseException) -> Outcome:
 def check_case(case: Case, dynamic: bool = False) -> Outcome:
     """Compile ``case`` and compare it with the interpreter (see the module docstring);
     with ``dynamic``, also with symbolic sizes (``check_dynamic``). A mutation program
-    (mutation.py) is checked by ``check_mutation_case``."""
+    (mutation.py) is checked by ``check_mutation_case``, a case with inputs that require
+    grad by ``grad.check_grad_case``."""
+    if any(i.requires_grad for i in case.inputs):
+        from .grad import check_grad_case
+        return check_grad_case(case)
     from .mutation import MutationCase
     if isinstance(case, MutationCase):
         from .mutation_check import check_mutation_case

@@ -11,6 +11,7 @@ of the variants helps or the budget is spent. Variants, biggest cuts first:
 - shrink a dim of an input (to 1, to half, by one), alone or in every input that has
   the same size there (so broadcasting keeps working);
 - make an input contiguous;
+- (gradient mode) stop an input requiring grad;
 - simplify an input's values: zeros, ones, finite values only, integers, one half of
   the elements zeroed;
 - simplify a scalar argument (to 0 or 1) and drop optional arguments (to None).
@@ -21,6 +22,7 @@ Steps no output needs and inputs no step reads are removed after every change.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,7 +45,8 @@ def score(case: Case) -> tuple:
             fancy += int((~np.isin(v, (0, 1))).sum())
     scalars = sum(1 for s in case.steps for a in s.args
                   if isinstance(a, (int, float)) and not isinstance(a, Ref) and a not in (0, 1))
-    return case.size + (sum(len(i.shape) for i in case.inputs), strided, fancy, scalars)
+    grads = sum(i.requires_grad for i in case.inputs)
+    return case.size + (sum(len(i.shape) for i in case.inputs), strided, fancy, scalars, grads)
 
 
 def prune(case: Case) -> Case:
@@ -86,7 +89,8 @@ def _fewer_outputs(case: Case):
 
 
 def _cuts(case: Case):
-    """A step's eager value as a new input, in place of the step."""
+    """A step's eager value as a new input, in place of the step (in a gradient-mode
+    case, a float one requires grad, as the step's value did if anything is to reach it)."""
     if not case.steps:
         return
     try:
@@ -94,9 +98,12 @@ def _cuts(case: Case):
     except Exception:  # noqa: BLE001 - the case is checked again anyway
         return
     n_in = len(case.inputs)
+    grad = any(i.requires_grad for i in case.inputs)
     for k in range(len(case.steps) - 1, -1, -1):
         arr = values[n_in + k]
-        inputs = case.inputs + [Input.from_values(arr)]
+        cut = Input.from_values(arr)
+        cut.requires_grad = grad and arr.dtype.kind == "f"
+        inputs = case.inputs + [cut]
         new = len(inputs) - 1
         # the new input sits after the old ones: shift the step refs by one
         shift = lambda a: Ref(a + 1) if isinstance(a, Ref) and a >= n_in else a
@@ -123,7 +130,7 @@ def _sliced(inp: Input, dim: int, part: slice) -> Input:
     v = inp.values()
     index = [slice(None)] * v.ndim
     index[dim] = part
-    return Input.from_values(v[tuple(index)])
+    return inp.with_values(v[tuple(index)])
 
 
 def _smaller_shapes(case: Case):
@@ -147,7 +154,7 @@ def _smaller_shapes(case: Case):
         for d, n in enumerate(inp.shape):
             if n == 1:  # one dim fewer
                 inputs = list(case.inputs)
-                inputs[i] = Input.from_values(inp.values().reshape(inp.shape[:d] + inp.shape[d + 1:]))
+                inputs[i] = inp.with_values(inp.values().reshape(inp.shape[:d] + inp.shape[d + 1:]))
                 yield Case(inputs, case.steps, case.outputs, case.note)
 
 
@@ -155,7 +162,15 @@ def _simpler_layouts(case: Case):
     for i, inp in enumerate(case.inputs):
         if not inp.contiguous:
             inputs = list(case.inputs)
-            inputs[i] = Input.from_values(inp.values())
+            inputs[i] = inp.with_values(inp.values())
+            yield Case(inputs, case.steps, case.outputs, case.note)
+
+
+def _fewer_grads(case: Case):
+    for i, inp in enumerate(case.inputs):
+        if inp.requires_grad:
+            inputs = list(case.inputs)
+            inputs[i] = replace(inp, requires_grad=False)
             yield Case(inputs, case.steps, case.outputs, case.note)
 
 
@@ -182,7 +197,7 @@ def _simpler_values(case: Case):
                 options.append(w.reshape(v.shape))
         for w in options:
             inputs = list(case.inputs)
-            inputs[i] = Input.from_values(w)
+            inputs[i] = inp.with_values(w)
             yield Case(inputs, case.steps, case.outputs, case.note)
 
 
@@ -206,7 +221,7 @@ def _simpler_arguments(case: Case):
                 yield _with_steps(case, steps)
 
 
-VARIANTS = (_fewer_outputs, _cuts, _bypasses, _smaller_shapes, _simpler_layouts,
+VARIANTS = (_fewer_outputs, _cuts, _bypasses, _smaller_shapes, _simpler_layouts, _fewer_grads,
             _simpler_values, _simpler_arguments)
 
 

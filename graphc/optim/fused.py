@@ -30,10 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .. import dtype as dt
-from ..autograd.grad_mode import is_grad_enabled
 from ..creation import tensor
-from ..layout import reach
-from ..tensor import Tensor, tensors_in
+from ..tensor import Tensor
 
 FUSED_DTYPES = (dt.float32, dt.float64)  # what native code computes in
 
@@ -79,12 +77,13 @@ class FusedGroups:
         return self.__dict__.setdefault("_fused_programs", [])
 
     def _run_fused(self, group: dict[str, Any], update: Callable, *args: Any) -> None:
+        from ..compiler import compile  # (the compiler sits above the optimizers)
+
         index = next(i for i, g in enumerate(self.param_groups) if g is group)
-        runners = self.__dict__.setdefault("_fused_runners", [])
-        while len(runners) <= index:
-            runners.append(FusedProgram(update))
-            self.fused_programs.append(runners[-1].compiled)
-        runners[index](*args)
+        programs = self.fused_programs
+        while len(programs) <= index:
+            programs.append(compile(update, dynamic=False))
+        programs[index](*args)
 
     def _scalar(self, value: float | bool) -> Tensor:
         """``value`` as a 0-d tensor (float64, or bool for a bool); one per value, reused
@@ -112,59 +111,3 @@ class FusedGroups:
                                  f"{p.dtype.name} has a grad of dtype {g.dtype.name}; fused "
                                  "updates need grads in their parameter's dtype")
         return grads
-
-
-class FusedProgram:
-    """One group's compiled update, called as ``graphc.compile`` would call it, with a
-    cheaper check of the arguments' memory.
-
-    A call with a signature the CompiledFunction has compiled, whose written tensors overlap
-    no other argument, runs the program directly; everything else (the first call, a new
-    signature, overlapping tensors, grad mode) is a call of the CompiledFunction, which
-    compiles, runs eagerly and records why, as for any compiled function.
-
-    Why: the CompiledFunction checks on every call that no tensor the program writes shares
-    memory with another argument, comparing each written tensor with every argument:
-    O(written x arguments) in Python: 0.19 s per step for Adam on 20 parameters (80 written
-    tensors, 146 arguments). ``_written_overlap`` makes the same test on sorted byte ranges.
-    """
-
-    def __init__(self, update: Callable):
-        from ..compiler import compile  # (the compiler sits above the optimizers)
-        from ..compiler.guards import signature
-
-        self.compiled = compile(update, dynamic=False)
-        self._signature = signature
-
-    def __call__(self, *args: Any) -> None:
-        entry = self.compiled.entries.get(self._signature(args, None))
-        if entry is None or entry.spec.params or is_grad_enabled():
-            self.compiled(*args)
-            return
-        tensors = args if entry.all_tensors else tensors_in(args)
-        if _written_overlap(tensors, entry.written):
-            self.compiled(*args)  # (runs eagerly, and says why)
-            return
-        entry.spec.run(tensors)
-
-
-def _written_overlap(tensors: Sequence[Tensor], written: Sequence[int]) -> bool:
-    """Whether a tensor at a ``written`` position shares a byte with another tensor (two
-    read-only ones may share: one 0-d scalar serves every parameter)."""
-    spans = []
-    writes = set(written)
-    for i, t in enumerate(tensors):
-        if t.numel():
-            lo, hi = reach(t._shape, t._stride)
-            size = t.dtype.itemsize
-            base = t.data_ptr()
-            spans.append((base + lo * size, base + (hi + 1) * size, i in writes))
-    spans.sort()
-    end_any = end_written = -1  # the furthest byte any (written) earlier span reaches
-    for lo, hi, is_written in spans:
-        if lo < (end_any if is_written else end_written):
-            return True
-        end_any = max(end_any, hi)
-        if is_written:
-            end_written = max(end_written, hi)
-    return False

@@ -43,7 +43,9 @@ class Partition:
 
     def describe(self) -> str:
         lines = [f"saved for backward: {len(self.saved)} values, {_mib(self.saved)}"]
-        lines += [f"  %{n.name}: {_type(n)} ({n.target.name}, {_bytes(n)} bytes)"
+        lines += [f"  %{n.name}: {_type(n)} ({n.target.name}, {_bytes(n)} bytes: "
+                  + ("cheaper than what recomputing it needs)" if recomputable(n)
+                     else "not recomputed: not a cheap elementwise or view op)")
                   for n in self.saved]
         if self.kept:
             lines.append("kept by reference: " + ", ".join(f"%{n.name}" for n in self.kept))

@@ -16,7 +16,7 @@ import pytest
 import graphc
 from graphc.ops.dispatch import DispatchMode, redispatch
 from graphc.optim import SGD, Adam, AdamW
-from graphc.optim.fused import _written_overlap
+from graphc.compiler.compiled import _sharing_memory
 from graphc.optim.lr_scheduler import ExponentialLR, OneCycleLR
 
 CASES = [
@@ -294,7 +294,13 @@ def _view(base, offset, shape, stride):
     return graphc.as_strided(base, shape, stride, offset)
 
 
+def _written_overlap(tensors, written):
+    return _sharing_memory(tensors, written, ()) is not None
+
+
 def test_written_overlap_compares_byte_ranges():
+    """The compiled call's check that no written argument shares memory with another (one
+    sweep over sorted byte ranges: an optimizer's update has a hundred arguments)."""
     base = graphc.zeros(20)
     a, b = _view(base, 0, (5,), (1,)), _view(base, 5, (5,), (1,))
     evens, odds = _view(base, 10, (5,), (2,)), _view(base, 11, (4,), (2,))
@@ -306,6 +312,7 @@ def test_written_overlap_compares_byte_ranges():
     assert _written_overlap([evens, odds], [0])  # interleaved ranges count as overlapping
     assert not _written_overlap([a, graphc.zeros(0), b], [1])
     assert _written_overlap([_view(base, 9, (3,), (-1,)), _view(base, 7, (1,), (1,))], [0])
+    assert _sharing_memory([a, b, _view(base, 2, (2,), (1,))], (1, 2), ()) == (2, 0)
 
 
 # ---- what fused=True refuses ------------------------------------------------------------------
