@@ -279,6 +279,9 @@ class CompiledFunction:
             return _EAGER
         from .training import NothingToDifferentiate, build
         location = user_location()
+        before = next((k for k in entry.training if k[0] == sig), None)
+        if before is not None:  # the same signature with other requires_grad flags
+            self._record(self._flags_changed(sig, before, key, entry, location))
         if sum(len(e.training) for e in self.entries.values()) >= self.cache_limit:
             self._note_eager(key, EagerRun(
                 f"the cache limit of {self.cache_limit} training programs is reached (one per "
@@ -288,7 +291,7 @@ class CompiledFunction:
         try:
             program = build(self._target, self.params, self._with_tensors(
                 args, [_canonical(t) for t in tensors]), list(tensors), owner=self.owner,
-                leaf_modules=self.leaf_modules, passes=self.passes)
+                leaf_modules=self.leaf_modules, passes=self.passes, check=self.check)
         except NothingToDifferentiate:
             program = _VALUES
         except Exception as e:
@@ -303,6 +306,18 @@ class CompiledFunction:
             return _EAGER
         entry.training[key] = program
         return program
+
+    def _flags_changed(self, sig, old: tuple, new: tuple, entry: Entry, location) -> G.Recompile:
+        paths = [path for path, _ in G.tensor_keys(self.names, sig)]
+        names = [p.target for p in entry.spec.params]
+        changed = [(n, a, b) for n, a, b in zip(paths + names, old[1] + old[2], new[1] + new[2])
+                   if a != b]
+        name, a, b = changed[0]
+        return G.Recompile(
+            "requires_grad", name, str(a), str(b), location,
+            "each set of requires_grad flags of the inputs and weights has its own forward and "
+            "backward programs (compiled once, then cached)",
+            also=[f"{n}: {x} -> {y}" for n, x, y in changed[1:]])
 
     def __get__(self, obj, objtype=None):
         """``@graphc.compile`` on a method: each instance gets its own compiled method,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import time
 
+from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..autograd.graph import _FREED, Node, edge_of
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import nodes_in
@@ -51,7 +52,7 @@ class TrainingProgram:
     """The forward and backward programs of one signature (and requires_grad flags)."""
 
     def __init__(self, owner, gm: GraphModule, part, sources: list, output_slots: list,
-                 tangents: list, passes, trace_seconds: float):
+                 tangents: list, passes, trace_seconds: float, check: bool = False):
         self.owner, self.gm, self.partition = owner, gm, part
         self.sources = sources  # ("input", position) or ("weight", target), one per gradient
         self.tangents = tangents  # (shape, dtype) of each differentiable output
@@ -65,6 +66,7 @@ class TrainingProgram:
         self.trace_seconds = trace_seconds
         self.out_structure = getattr(gm, "output_structure", None)
         self.serial = next(_serials)  # which was built last
+        self.unchecked = {self.forward, self.backward} if check else set()
 
     def describe(self) -> str:
         """What the training programs do: the joint graph's split (saved, kept, recomputed)
@@ -83,7 +85,23 @@ class TrainingProgram:
             out += [f"  fallback %{f.node.name}: {f.reason}" for f in spec.program.fallbacks]
         return "\n".join(out)
 
+    def check(self, program, inputs) -> None:
+        """``check=True``: each fused kernel of ``program`` (forward or backward) alone, on
+        these inputs' copies, against its sub-graph interpreted in float64 (``CheckError``
+        names the kernel and the forward lines whose values or gradients it computes)."""
+        from ..random import get_rng_state, set_rng_state
+        from .check import _KernelChecker, copies_of
+
+        spec = program.specialize(tuple(inputs))
+        rng = get_rng_state()
+        with no_grad():
+            _KernelChecker(spec.gm).run(*copies_of(list(inputs), tensors_only=True))
+        set_rng_state(rng)
+        self.unchecked.discard(program)
+
     def run(self, tensors: list):
+        if self.forward in self.unchecked:
+            self.check(self.forward, tensors)
         out, saved = self.forward(*tensors)
         flat = tensors_in(out)
         weights = {t: fetch(self.partition.backward, t) for t in self.backward_weights}
@@ -99,7 +117,8 @@ class TrainingProgram:
         return out
 
 
-def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes) -> TrainingProgram:
+def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
+          check: bool = False) -> TrainingProgram:
     """Trace ``call`` in grad mode and build its forward and backward programs; raises
     ``NotDifferentiable`` (or a TraceError) where that cannot be done."""
     t0 = time.perf_counter()
@@ -139,7 +158,8 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes) ->
               for s, _ in kept]
     slots = [(i, index[n]) for i, n in enumerate(out_nodes) if n in index]
     shapes = [(tuple(t.meta["shape"]), t.meta["dtype"]) for t in tangents.values()]
-    program = TrainingProgram(owner, gm, part, origin, slots, shapes, passes, trace_seconds)
+    program = TrainingProgram(owner, gm, part, origin, slots, shapes, passes, trace_seconds,
+                              check)
     program.joint = joint
     return program
 
@@ -159,6 +179,11 @@ class CompiledFunctionBackward(Node):
     def apply(self, grads) -> tuple:
         if self.saved is None:
             raise RuntimeError(_FREED)
+        if is_grad_enabled():  # create_graph=True: the backward would itself need a backward
+            raise RuntimeError(
+                "backward(create_graph=True) through a compiled call: its backward program is "
+                "not differentiable (higher-order gradients run eagerly: call the model "
+                "uncompiled, or compile with mode='eager', for them)")
         for what, (t, version) in [*((f"input {i}", k) for i, k in enumerate(self.kept)),
                                    *((f"weight {n}", w) for n, w in self.weights.items())]:
             if t._storage.version != version:
@@ -176,7 +201,11 @@ class CompiledFunctionBackward(Node):
             elif g.dtype is not dtype:
                 g = g.to(dtype)
             tangents.append(g.detach())
-        result = self.program.backward(*self.saved, *(t for t, _ in self.kept), *tangents)
+        inputs = (*self.saved, *(t for t, _ in self.kept), *tangents)
+        program = self.program
+        if program.backward in program.unchecked:
+            program.check(program.backward, inputs)
+        result = program.backward(*inputs)
         return tuple(result)
 
     def release(self) -> None:

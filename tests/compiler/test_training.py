@@ -139,8 +139,17 @@ def test_only_the_inputs_that_require_grad_get_gradients_and_flags_are_guards():
     assert w.grad is not None
     entry = next(iter(cf.entries.values()))
     assert len(entry.training) == 2
+    (r,) = cf.recompiles
+    assert (r.guard, r.name, r.old, r.new) == ("requires_grad", "w", "False", "True"), str(r)
     with graphc.no_grad():  # the values program still serves inference
         assert not cf(x, w)[0].requires_grad
+
+
+def test_double_backward_through_a_compiled_call_says_it_is_not_supported():
+    x, w = leaves((3, 4), (4, 5))
+    a, _ = graphc.compile(f)(x, w)
+    with pytest.raises(RuntimeError, match="create_graph=True.*not differentiable"):
+        autograd.grad(a.sum(), [w], create_graph=True)
 
 
 def test_a_returned_input_keeps_its_own_history():
@@ -253,3 +262,29 @@ def test_fifty_training_steps_compiled_end_where_eager_ends(name):
     for p, q in zip(eager.parameters(), twin.parameters()):
         close(q, p, tol=2e-3)
     ran_compiled(compiled.compiled)
+
+
+def test_check_mode_checks_the_backward_programs_kernels(monkeypatch, tmp_path):
+    from graphc.compiler import CheckError
+    from graphc.ops import OPS
+
+    def g(x, w):
+        return (x @ w).tanh().sum()  # no mul in the function; tanh's gradient has one
+
+    x, w = leaves((3, 4), (4, 5))
+    checked = graphc.compile(g, check=True)
+    checked(x, w).backward()
+    close(w.grad, autograd.grad(g(x, w), [w])[0])
+    mul = OPS["mul"].emit
+
+    def wrong(s, a, b):  # a product 0.5 too large: a wrong backward kernel
+        value = mul(s, a, b)
+        return s.b.fadd(value, s.c(0.5)) if s.is_float else value
+
+    monkeypatch.setattr(OPS["mul"], "emit", wrong)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    checked = graphc.compile(g, check=True)
+    with pytest.raises(CheckError) as info:  # (1 - tanh^2 may run in either program)
+        checked(x, w).backward()
+    assert "mul" in info.value.subgraph
+    assert any("test_training.py" in loc for loc in info.value.locations)  # g's line
