@@ -24,8 +24,9 @@ over the steps).
 - **compiled**: ``model = graphc.compile(model)`` and the optimizer with ``fused=True``,
   then the same step (the loss and the optimizer step stay outside the compiled model).
   A call that autograd records may still run eagerly; the reasons graphc recorded
-  (``model.compiled.eager_runs``) are printed, and "ran compiled" counts the calls whose output carries the compiled program's autograd node (see
-  ``CountedCalls``), over every call of the column, first and memory steps included.
+  (``model.compiled.eager_runs``) are printed, and "ran compiled" counts the calls
+  whose output carries the compiled program's autograd node (see ``CountedCalls``),
+  over every call of the column, first and memory steps included.
   A compiled first step that raises is reported and the column left out.
 - **cold**: the first compiled step minus the median warm one: capture, passes and LLVM
   for what the first call compiles, measured in this process with an empty disk cache
