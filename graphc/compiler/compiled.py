@@ -236,7 +236,16 @@ class CompiledFunction:
             if program is _EAGER:
                 return self._eager_call(args, {})
             if program is not _VALUES:
-                return restore_structure(program.run(tensors), program.out_structure)
+                try:
+                    return restore_structure(program.run(tensors), program.out_structure)
+                except WeightChanged as e:  # its programs read the replaced weight: again
+                    self._forget(entry)
+                    self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
+                                             "a weight replaced by a new tensor recompiles; "
+                                             "update weights in place to keep the programs"))
+                    return self._eager_call(args, {}) if self._compile(
+                        sig, args, after_miss=False) is None else self.__call__(
+                        *unbind(self.params, args)[0], **unbind(self.params, args)[1])
         if self.check and not entry.checked:
             from .check import check_entry
             check_entry(entry, tensors, lambda copies: self._eager_call(

@@ -121,6 +121,11 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
           check: bool = False) -> TrainingProgram:
     """Trace ``call`` in grad mode and build its forward and backward programs; raises
     ``NotDifferentiable`` (or a TraceError) where that cannot be done."""
+    if owner is not None:
+        for name, m in owner.named_modules():
+            if m.__dict__.get("_backward_hooks") or m.__dict__.get("_backward_pre_hooks"):
+                raise NotDifferentiable(f"module {name or type(owner).__name__!r} has backward "
+                                        "hooks, which compiled training does not call", "")
     t0 = time.perf_counter()
     gm = trace_bound(call, params, bound, root=owner, leaf_modules=leaf_modules, training=True)
     trace_seconds = time.perf_counter() - t0

@@ -13,29 +13,16 @@ It compares, under the tolerance policy (tolerance.py; bounds from the traced pr
 each output; whether each output requires grad; each input's value after the call (a
 mutation program may write into inputs that do not require grad); and every input's
 ``.grad``: None in both or a tensor of eager's shape and dtype in both, nan exactly where
-eager's is nan, ±inf where eager's is, and elsewhere within ``grad_tolerance``.
+eager's is nan, ±inf where eager's is, and elsewhere within the gradient tolerance.
 
 Outcomes: ``ok``; ``mismatch`` or ``crash`` (a stage raised where eager did not);
 ``eager`` (the compiled call ran eagerly, ``cf.eager_runs`` says why: not a pass);
 ``no gradient`` (no output requires grad in eager, so nothing was differentiated);
 ``invalid`` (eager autograd refuses the case: its forward or backward raises).
 
-The gradient tolerance. A gradient element sums products along every path from the loss
-to the input, so the rounding of one path's intermediate values is relative to those
-terms, not to the (possibly cancelled) element; there is no element-wise bound analysis
-of the backward as there is of the forward (bounds.py). So a gradient is compared with an
-absolute tolerance scaled by its magnitude:
-
-    |got - ref| <= TOLERANCE_FACTOR · ulps · eps(dtype) · max|ref|  (+ ulps subnormals)
-
-with ``max|ref|`` over the gradient's finite elements, and ``ulps`` the sum, over the
-program's steps, of each op's bound in the policy's accuracy classes (an exact op counts
-1: its gradient rule rounds), doubled (the backward repeats each rounding in its rules),
-plus the longest reduction or contraction (a sum of n terms rounds n times). The sign of
-a zero gradient is not compared (a gradient is a sum, whose order is free). A reference
-within the tolerance of the largest finite value may overflow to inf of the same sign.
-Real bugs (a wrong rule, a lost write, a gradient sent to the wrong element) change
-elements by about their own size; rounding changes them by a few ulps of the largest.
+The gradient tolerance (grad_tolerance.py) is measured per element: eager autograd runs
+again with every rounding the policy allows drawn at random, and a gradient element may
+differ from eager's by a few times as much as it moved there.
 
 ``fuzz_grad(count, seed)`` checks cases ``0 .. count-1`` of the stream ``seed``, shrinks
 each failure and saves it as ``grad_NNNN.json``.
@@ -44,7 +31,6 @@ each failure and saves it as ``grad_NNNN.json``.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import sys
@@ -56,17 +42,17 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..autograd import no_grad
-from ..ops import OPS, Flag
 from ..tensor import Tensor, from_numpy
 from ..trace import trace
 from .bounds import output_bounds
 from .case import Case, save_case, to_json, write_json
 from .generate import focused, generate_case
+from .grad_tolerance import RUNS, RandomRounding, compare_grad, rounding_spread
 from .memory_bounds import memory_bounds
 from .mutation import MutationCase, generate_mutation_case
 from .mutation import to_json as mutation_to_json
 from .run import INVALID, MISMATCH, OK, Failure, Outcome, _crash, _indent, private_cache
-from .tolerance import TOLERANCE_FACTOR, accuracy, compare
+from .tolerance import compare
 
 EAGER = "eager"            # the compiled call ran eagerly (cf.eager_runs): not a pass
 NO_GRADIENT = "no gradient"  # no output requires grad in eager: nothing was differentiated
@@ -178,9 +164,9 @@ def _leaves(case) -> tuple[Tensor, ...]:
     return tensors
 
 
-def _forward_backward(fn, case) -> _Run:
+def _forward_backward(fn, case, rounding: RandomRounding | None = None) -> _Run:
     tensors = _leaves(case)
-    with _quiet():
+    with _quiet(), rounding or contextlib.nullcontext():
         outputs = fn(*tensors)
         outputs = tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
         terms = [(o * tangent(k, tuple(o.shape), o.dtype)).sum() for k, o in enumerate(outputs)
@@ -203,7 +189,8 @@ def check_grad_case(case: Case | MutationCase) -> Outcome:
     try:
         cf = compile_fn(fn)
         runs = []
-        for stage in ("call 1", "call 2"):
+        for call in ("call 1", "call 2"):
+            stage = call
             runs.append(_forward_backward(cf, case))
         if cf.eager_runs:
             return Outcome(EAGER, "compile", reason_of(cf.eager_runs[0].reason))
@@ -219,10 +206,10 @@ def check_grad_case(case: Case | MutationCase) -> Outcome:
     except Exception as e:  # noqa: BLE001 - a crash of any kind is a finding
         return _crash(stage, e)
     fallbacks = _numpy_nodes(cf)
-    ulps = grad_ulps(case, eager)
+    spreads = _spreads(fn, case, eager)
     problems = []
     for call, run in zip(("call 1", "call 2"), runs):
-        problems += _compared(call, run, eager, out_bounds, in_bounds, case, ulps)
+        problems += _compared(call, run, eager, out_bounds, in_bounds, case, spreads)
     if problems:
         return Outcome(MISMATCH, "compare", "\n".join(problems[:4]), problem_class(problems[0]),
                        fallbacks=fallbacks)
@@ -249,7 +236,19 @@ def reason_of(reason: str) -> str:
     return re.sub(r"%\w+", "%_", reason)
 
 
-def _compared(call: str, run: _Run, eager: _Run, out_bounds, in_bounds, case, ulps) -> list:
+def _spreads(fn, case, eager: _Run) -> list:
+    """``rounding_spread`` of each input's gradient (grad_tolerance.py)."""
+    rng = np.random.default_rng([TANGENT_SEED, len(case.inputs)])
+    runs = []
+    for _ in range(RUNS):
+        try:
+            runs.append(_forward_backward(fn, case, RandomRounding(rng)))
+        except Exception:  # noqa: BLE001 - a rounding eager refuses tells nothing
+            pass
+    return [rounding_spread(ref, [r.grads[k] for r in runs]) for k, ref in enumerate(eager.grads)]
+
+
+def _compared(call: str, run: _Run, eager: _Run, out_bounds, in_bounds, case, spreads) -> list:
     if len(run.outputs) != len(eager.outputs):
         return [f"{call}: {len(run.outputs)} outputs, eager has {len(eager.outputs)}"]
     problems = []
@@ -267,8 +266,9 @@ def _compared(call: str, run: _Run, eager: _Run, out_bounds, in_bounds, case, ul
                 why = compare(got.detach(), ref.detach(), bound, f"{call}, input {k} after the call")
                 if why:
                     problems.append(why)
+    steps = len(case.stmts if isinstance(case, MutationCase) else case.steps)
     for k, (got, ref) in enumerate(zip(run.grads, eager.grads)):
-        why = compare_grad(got, ref, ulps, f"{call}, grad of input {k}")
+        why = compare_grad(got, ref, spreads[k], steps, f"{call}, grad of input {k}")
         if why:
             problems.append(why)
     return problems
@@ -288,61 +288,6 @@ def problem_class(problem: str) -> str:
         return "grad None in one only"
     found = re.search(r"elements ([^;]*);", problem)
     return f"{what}: {found.group(1) if found else problem.split(': ', 1)[-1].split(' ')[0]}"
-
-
-# ---- the gradient tolerance -------------------------------------------------------------------
-
-def grad_ulps(case, eager: _Run) -> float:
-    """``ulps`` of the gradient tolerance (module docstring) for ``case``."""
-    if isinstance(case, MutationCase):
-        steps = [4.0] * len(case.stmts)  # statements: the transcendental class
-    else:
-        steps = [max(1.0, accuracy(OPS[s.op]).ulps) if Flag.ELEMENTWISE in OPS[s.op].flags
-                 else 4.0 for s in case.steps]
-    longest = max([_longest_sum(case)] + [1])
-    return 2 * sum(steps) + longest
-
-
-def _longest_sum(case) -> int:
-    """The most elements one gradient element may sum: the largest value of the program
-    (a reduction's gradient broadcasts, a broadcast's gradient reduces, a matmul's
-    contracts), bounded by it."""
-    sizes = [math.prod(i.shape) for i in case.inputs]
-    return max(sizes + [1])
-
-
-def compare_grad(got, ref, ulps: float, what: str = "grad") -> str | None:
-    """Why ``got`` breaks the gradient tolerance against ``ref`` (None when it does not)."""
-    if ref is None or got is None:
-        if ref is None and got is None:
-            return None
-        return f"{what}: is None in {'eager' if ref is None else 'the compiled run'} only"
-    if tuple(got.shape) != tuple(ref.shape):
-        return f"{what}: shape {tuple(got.shape)}, expected {tuple(ref.shape)}"
-    if got.dtype != ref.dtype:
-        return f"{what}: dtype {got.dtype.name}, expected {ref.dtype.name}"
-    g, r = got.detach().numpy(), ref.detach().numpy()
-    if not r.size:
-        return None
-    fi = np.finfo(r.dtype)
-    g64, r64 = g.astype(np.float64), r.astype(np.float64)
-    finite = np.isfinite(r64)
-    scale = float(np.abs(r64[finite]).max()) if finite.any() else 0.0
-    tol = TOLERANCE_FACTOR * ulps * (float(fi.eps) * scale + float(fi.smallest_subnormal))
-    with np.errstate(all="ignore"):
-        nan_bad = np.isnan(g64) != np.isnan(r64)
-        overflow_ok = np.isinf(g64) & (np.sign(g64) == np.sign(r64)) & \
-            (np.abs(r64) + tol >= float(fi.max))
-        inf_bad = np.isinf(r64) & (g64 != r64)
-        value_bad = finite & ~(np.abs(g64 - r64) <= tol) & ~overflow_ok
-    for bad, why in ((nan_bad, "nan in other places"), (inf_bad, "inf differs"),
-                     (value_bad, "beyond the tolerance")):
-        if bad.any():
-            where = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)][:4] if bad.ndim else [()]
-            parts = [f"at {list(idx)} got {g[idx]!r}, expected {r[idx]!r}" for idx in where]
-            return (f"{what}: {int(bad.sum())} of {bad.size} elements {why} (tolerance "
-                    f"{tol:.3g}: {ulps:g} ulps of max|grad| {scale:.3g}); " + "; ".join(parts))
-    return None
 
 
 # ---- shrinking ------------------------------------------------------------------------------

@@ -288,3 +288,30 @@ def test_check_mode_checks_the_backward_programs_kernels(monkeypatch, tmp_path):
         checked(x, w).backward()
     assert "mul" in info.value.subgraph
     assert any("test_training.py" in loc for loc in info.value.locations)  # g's line
+
+
+def test_a_replaced_weight_recompiles_the_training_programs():
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    cm = graphc.compile(m)
+    x = graphc.randn(5, 4)
+    cm(x).sum().backward()
+    m[0].weight = nn.Parameter(graphc.randn(3, 4))
+    m.zero_grad()
+    cm(x).sum().backward()
+    got = m[0].weight.grad.clone()
+    m.zero_grad()
+    m(x).sum().backward()
+    close(got, m[0].weight.grad)
+    assert [r.guard for r in cm.compiled.recompiles] == ["weight"]
+    ran_compiled(cm.compiled)
+
+
+def test_module_backward_hooks_run_eagerly_and_fire():
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    seen = []
+    m[0].register_full_backward_hook(lambda mod, grad_in, grad_out: seen.append(mod))
+    cm = graphc.compile(m)
+    x = graphc.randn(5, 4, requires_grad=True)
+    with pytest.warns(UserWarning, match="has backward hooks"):
+        cm(x).sum().backward()
+    assert seen == [m[0]]
