@@ -236,6 +236,31 @@ def _fold(x, output_size=(1, 1), kernel_size=1, dilation=1, padding=0, stride=1)
     return out[:, :, p[0]:p[0] + size[0], p[1]:p[1] + size[1]]
 
 
+def _fold_decomposition(x, output_size=(1, 1), kernel_size=1, dilation=1, padding=0, stride=1):
+    """fold as native ops: each kernel offset's block of columns, spread by the stride
+    (a pad after each element) and placed at its offset (a pad around it), summed: a
+    gather per offset and adds, which fuse (the numpy kernel adds into one array)."""
+    size, k, d, p, s, (oh, ow) = _fold_geometry("fold", x, output_size, kernel_size, dilation,
+                                                 padding, stride)
+    n, c = x.shape[0], x.shape[1] // (k[0] * k[1])
+    full = (size[0] + 2 * p[0], size[1] + 2 * p[1])
+    cols = F.reshape(x, n, c, k[0], k[1], oh, ow)
+    out = None
+    for i in range(k[0]):
+        for j in range(k[1]):
+            block = cols[:, :, i, j]  # (n, c, oh, ow)
+            if s != (1, 1):  # s - 1 zeros after each element: (oh * s0, ow * s1)
+                block = F.reshape(F.pad(F.reshape(block, n, c, oh, 1, ow, 1),
+                                        (0, s[1] - 1, 0, 0, 0, s[0] - 1)),
+                                  n, c, oh * s[0], ow * s[1])
+            top, left = i * d[0], j * d[1]
+            rows, wide = min(block.shape[2], full[0] - top), min(block.shape[3], full[1] - left)
+            block = block[:, :, :rows, :wide]
+            block = F.pad(block, (left, full[1] - left - wide, top, full[0] - top - rows))
+            out = block if out is None else out + block
+    return out[:, :, p[0]:p[0] + size[0], p[1]:p[1] + size[1]]
+
+
 def _unfold_grad(ctx, g):
     h, w = ctx.shape(0)[2:]
     return (F.fold(g, (h, w), **ctx.attrs),)
@@ -545,7 +570,8 @@ register(name="unfold", inputs=("self",), kernel=_unfold, dtype_rule=no_bool(sam
          doc="im2col: (N, C, H, W) -> (N, C*kh*kw, L), one column per window position")
 register(name="fold", inputs=("self",), kernel=_fold, dtype_rule=no_bool(same_as_first),
          shape_rule=_fold_shape, attrs={"output_size": REQUIRED, **WINDOW}, dtypes=dt.NUMERIC_DTYPES,
-         samples=_spatial_samples("fold"), grad=_fold_grad,
+         samples=_spatial_samples("fold"), grad=_fold_grad, flags={Flag.COMPOSITE},
+         decomposition=_fold_decomposition,
          doc="col2im: sums each column back into its window (overlaps add up)")
 register(name="conv2d", inputs=("input", "weight", "bias"), kernel=_conv2d, dtype_rule=_conv_rule,
          shape_rule=_conv_shape, attrs=dict(CONV), flags={Flag.COMPOSITE, Flag.MATMUL},

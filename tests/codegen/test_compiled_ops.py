@@ -215,7 +215,7 @@ def test_op_is_native_or_an_explained_fallback(op):
 # Ops whose samples do not all run natively, pinned: a new op that silently falls back, or
 # one of these that gains a lowering, fails here (update the list with the reason).
 NO_LOWERING = {  # no native kernel at all: numpy runs them inside compiled programs
-    "cat", "stack", "gather", "index", "index_put", "index_select", "fold", "view_scatter",
+    "cat", "stack", "gather", "index", "index_put", "index_select", "view_scatter",
     # a sort, scans and a scatter by index: numpy kernels (sequential or data-dependent order)
     "argsort", "cumsum", "cumprod", "scatter",
     "assert_true",  # a check that raises: run by numpy, in order, on every call
