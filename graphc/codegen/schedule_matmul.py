@@ -77,12 +77,14 @@ class Matmul:
         self.c = self._c_buffer(scratch)
 
     def _c_buffer(self, scratch: Scratch) -> Ref:
-        """Where the product goes: the matmul's own output, or another output of the same
-        size and dtype when the matmul is not exported, else a scratch buffer."""
+        """Where the product goes: the matmul's own output, or the kernel's only output
+        when the matmul is not exported and it has the same size and dtype (its element
+        is read before it is stored; with several outputs, the store of one may come
+        before a read of the product for another), else a scratch buffer."""
         sub, mm, c_shape = self.sub, self.mm, self.c_shape
         dtype = mm.meta["dtype"]
         if mm not in sub.outputs:
-            for out in sub.outputs:
+            for out in sub.outputs[:1] if len(sub.outputs) == 1 else ():
                 ref = sub.out_refs[out]
                 if numel(ref.shape) == numel(c_shape) and ref.dtype is dtype:
                     return contiguous(ref.slot, c_shape, ref.dtype, ref.offset)

@@ -29,14 +29,14 @@ from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import nodes_in
 from ..ops import functions as F
 from ..ops.registry import OPS
-from ..passes.autodiff import NotDifferentiable, check_writes, differentiate
+from ..passes.autodiff import NotDifferentiable, check_writes, differentiate, requiring_grad
 from ..passes.dce import dce
 from ..passes.decompose import decompose
 from ..passes.functionalize import functionalize
 from ..ir.aliasing import COPY_BACK, is_write, view_root
 from ..passes.partition import partition
 from ..tensor import tensors_in
-from ..trace.tracer import trace_bound
+from ..trace.tracer import trace_bound, trace_into
 from .pipeline import compile_graph
 
 
@@ -139,19 +139,43 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
         return n.op == "get_attr" and getattr(fetch(joint, n.target), "requires_grad", False)
 
     check_writes(graph, requires)
+    # what eager autograd records, read off the traced graph before writes are made pure:
+    # outputs that require grad, and sources in the graph of some output (those get a
+    # gradient, zeros where a write cut every path: ``v.zero_()``, an overwriting copy)
+    traced_sources = [n for n in graph.nodes if n.op in ("placeholder", "get_attr")
+                      and requires(n)]
+    traced_req = requiring_grad(graph, traced_sources)
+    eager_outputs = [n in traced_req for n in nodes_in(graph.output_node.args)]
+    in_graph = {n.name for n in _reaching(graph, traced_req)}
     functionalize(joint)
     # composites with a gradient rule of their own are differentiated by it, as in eager
     decompose(joint, keep=tuple(op.name for op in OPS if op.grad is not None))
     dce(joint)
-    for n in graph.nodes:
-        if is_write(n) and n.meta.get(COPY_BACK) and requires(view_root(n.args[0])):
-            raise NotDifferentiable(f"the program writes in place into %{n.args[0].name}, which "
-                                    "requires grad; compiled training does not rebase its "
-                                    "history", n.meta.get("location") or "")
     sources = [n for n in graph.nodes if n.op in ("placeholder", "get_attr") and requires(n)
                and n.meta["dtype"].is_floating_point]
+    req = requiring_grad(graph, sources)
+    for n in graph.nodes:
+        if is_write(n) and n.meta.get(COPY_BACK) and (requires(view_root(n.args[0]))
+                                                       or n.args[1] in req):
+            raise NotDifferentiable(f"the program writes in place into %{n.args[0].name} "
+                                    "a value that requires grad (or into a tensor that does), "
+                                    "and eager autograd would rebase its history; compiled "
+                                    "training does not", n.meta.get("location") or "")
     out_value = graph.output_node.args[0]
-    tangents, grads = differentiate(joint, sources)
+    flat = nodes_in(out_value)
+    if len(flat) != len(eager_outputs):
+        raise NotDifferentiable("the pure graph's outputs differ from the traced graph's")
+    # (an output eager says requires grad, whose value a write made constant: it gets a
+    # tangent its gradient never reads, so it requires grad and its sources get zeros)
+    also = {n for n, eager in zip(flat, eager_outputs)
+            if eager and n not in req and n.op == "call_function"}
+    tangents, grads = differentiate(joint, sources, also)
+    end = next((n for n in graph.nodes if is_write(n) and n.meta.get(COPY_BACK)),
+               graph.output_node)
+    for k, (source, g) in enumerate(zip(sources, grads)):
+        if g is None and source.name in in_graph:
+            with graph.inserting_before(end):
+                grads[k] = trace_into(joint, lambda x: F.zeros_like(x), (source,))
     kept = [(s, g) for s, g in zip(sources, grads) if g is not None]
     if not tangents or not kept:
         raise NothingToDifferentiate()
@@ -167,6 +191,15 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
                               check)
     program.joint = joint
     return program
+
+
+def _reaching(graph, req: set) -> set:
+    """The nodes of ``req`` from which an output can be reached through nodes of ``req``."""
+    live = {n for n in nodes_in(graph.output_node.args) if n in req}
+    for n in reversed(list(graph.nodes)):
+        if n in live:
+            live.update(a for a in n.all_input_nodes if a in req)
+    return live
 
 
 class CompiledFunctionBackward(Node):

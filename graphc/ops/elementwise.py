@@ -534,6 +534,8 @@ register(name="lerp", inputs=("self", "end", "weight"), kernel=_lerp,
          accuracy=Accuracy(ROUNDED, 2, operand_scaled=True))  # relative to the largest operand
 register(name="copy_", inputs=("self", "src"), kernel=_copy_, dtype_rule=_copy_rule,
          shape_rule=_copy_shape, flags={EW, Flag.MUTATES, Flag.IMPURE}, dtypes=ALL,
-         grad=lambda ctx, g: (None, g),
+         # self's old value is overwritten: its gradient is zeros (as torch's), so a tensor
+         # whose every path to the loss was overwritten still gets a .grad of zeros
+         grad=lambda ctx, g: (F.zeros_like(g) if ctx.needs(0) else None, g),
          samples=_copy_samples,
          doc="write src (broadcast, converted to self's dtype) into self; returns self")

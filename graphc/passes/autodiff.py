@@ -68,15 +68,17 @@ def check_writes(traced_graph, requires) -> None:
                 "in the gradient; compiled training does not express that yet", where)
 
 
-def differentiate(gm: GraphModule, sources: list[Node]) -> tuple[dict, list[Node | None]]:
+def differentiate(gm: GraphModule, sources: list[Node], also=()) -> tuple[dict, list[Node | None]]:
     """Add the backward of ``gm``'s graph for ``sources``; returns ({each distinct output
     that requires grad: its tangent placeholder}, each source's gradient node, None where
-    no gradient reaches it). The graph's output is left as it was: the caller decides what
-    to return."""
+    no gradient reaches it). ``also``: outputs that get a tangent though no source reaches
+    them (eager says they require grad). The graph's output is left as it was: the caller
+    decides what to return."""
     graph = gm.graph
     req = requiring_grad(graph, sources)
     # (an input or weight returned as it is keeps its own history: it needs no tangent)
-    outputs = [n for n in _flat_outputs(graph) if n in req and n.op == "call_function"]
+    outputs = [n for n in _flat_outputs(graph)
+               if (n in req or n in also) and n.op == "call_function"]
     tangents = []
     with graph.inserting_before(graph.placeholders[-1].next if graph.placeholders
                                 else next(iter(graph.nodes))):

@@ -439,3 +439,24 @@ def test_thread_chunks_round_to_lines_only_for_flat_loops(monkeypatch, fn, shape
                        cg.dump("llvm"))
     assert calls and all(int(g) == granule for _, g in calls), calls
     np.testing.assert_allclose(cg(x).numpy(), fn(x).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_matmul_kernel_with_two_outputs_keeps_its_product_apart_from_them():
+    """A matmul not exported by its kernel put its product into the kernel's first output
+    when that had its size; the epilogue then stored that output (another value) before
+    reading the product for the second output (found by the fuzzer's --grad mode, in a
+    backward program)."""
+    f64 = graphc.float64
+
+    def g(v0, v1, t):
+        r = v0.reciprocal()
+        a = t.reshape(1, 1) @ v1.unsqueeze(1).permute(1, 0)
+        b = r.unsqueeze(0).permute(1, 0) @ t.reshape(1, 1)
+        return -a.squeeze(-2) * r * r, b.squeeze(-1)
+
+    args = (graphc.tensor([1.0], dtype=f64), graphc.tensor([0.0], dtype=f64),
+            graphc.tensor(1.0, dtype=f64))
+    with graphc.no_grad():
+        got, want = graphc.compile(g)(*args), g(*args)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
