@@ -258,6 +258,9 @@ def _as_strided_back(ctx, g):
     from ..autograd.graph import view_positions
 
     x = ctx.input(0)
+    if x.is_meta:  # a traced graph: the positions depend on the memory of the call's input
+        raise OpValueError("as_strided", "its gradient is found from the input's memory "
+                           "(storage positions), which a traced graph does not know")
     positions = view_positions(x, ctx.output)
     if positions.size and positions.min() < 0:
         raise OpValueError("as_strided", "the view reaches storage outside its input, which has "
