@@ -26,7 +26,7 @@ import time
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..autograd.graph import _FREED, Node, edge_of
 from ..ir.graph_module import GraphModule, fetch
-from ..ir.node import nodes_in
+from ..ir.node import Node as IRNode, map_arg, nodes_in
 from ..ops import functions as F
 from ..ops.registry import OPS
 from ..passes.autodiff import NotDifferentiable, check_writes, differentiate, requiring_grad
@@ -146,11 +146,13 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
                       and requires(n)]
     traced_req = requiring_grad(graph, traced_sources)
     eager_outputs = [n in traced_req for n in nodes_in(graph.output_node.args)]
+    computed = [n.op == "call_function" for n in nodes_in(graph.output_node.args)]
     in_graph = {n.name for n in _reaching(graph, traced_req)}
     functionalize(joint)
     # composites with a gradient rule of their own are differentiated by it, as in eager
     decompose(joint, keep=tuple(op.name for op in OPS if op.grad is not None))
     dce(joint)
+    _computed_outputs(joint, computed)
     sources = [n for n in graph.nodes if n.op in ("placeholder", "get_attr") and requires(n)
                and n.meta["dtype"].is_floating_point]
     req = requiring_grad(graph, sources)
@@ -191,6 +193,20 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
                               check)
     program.joint = joint
     return program
+
+
+def _computed_outputs(joint: GraphModule, computed: list) -> None:
+    """Outputs eager computes (a tensor of their own, with its own history) that the pure
+    graph made an input or a weight (``v.copy_(x); return v`` is ``x``) become copies."""
+    graph = joint.graph
+    position = iter(range(1 << 62))
+
+    def own(v):
+        if isinstance(v, IRNode) and computed[next(position)] and v.op in ("placeholder", "get_attr"):
+            with graph.inserting_before(graph.output_node):
+                return trace_into(joint, lambda x: x.clone(), (v,))
+        return v
+    graph.output_node.args = map_arg(graph.output_node.args, own)
 
 
 def _reaching(graph, req: set) -> set:
