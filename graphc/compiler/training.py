@@ -148,6 +148,14 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
     eager_outputs = [n in traced_req for n in nodes_in(graph.output_node.args)]
     computed = [n.op == "call_function" for n in nodes_in(graph.output_node.args)]
     in_graph = {n.name for n in _reaching(graph, traced_req)}
+    for n in graph.nodes:  # eager rebases the written tensor's history: not expressed here
+        if is_write(n) and not n.meta.get("no_grad") and any(
+                a in traced_req for a in n.all_input_nodes[1:]) and \
+                view_root(n.args[0]) not in traced_req:
+            raise NotDifferentiable(f"%{n.name} ({n.target.name}) writes a value that requires "
+                                    f"grad into %{view_root(n.args[0]).name}, which does not: "
+                                    "compiled training does not rebase its history",
+                                    n.meta.get("location") or "")
     functionalize(joint)
     # composites with a gradient rule of their own are differentiated by it, as in eager
     decompose(joint, keep=tuple(op.name for op in OPS if op.grad is not None))
@@ -210,9 +218,12 @@ def _computed_outputs(joint: GraphModule, computed: list) -> None:
 
 
 def _reaching(graph, req: set) -> set:
-    """The nodes of ``req`` from which an output can be reached through nodes of ``req``."""
+    """The nodes of ``req`` from which an output can be reached through nodes of ``req``
+    (and through writes into a tensor read later)."""
     live = {n for n in nodes_in(graph.output_node.args) if n in req}
     for n in reversed(list(graph.nodes)):
+        if is_write(n) and view_root(n.args[0]) in live:  # what it wrote is read later
+            live.add(n)
         if n in live:
             live.update(a for a in n.all_input_nodes if a in req)
     return live
