@@ -51,7 +51,18 @@ from .grad_tolerance import RUNS, RandomRounding, compare_grad, rounding_spread
 from .memory_bounds import memory_bounds
 from .mutation import MutationCase, generate_mutation_case
 from .mutation import to_json as mutation_to_json
-from .run import INVALID, MISMATCH, OK, Failure, Outcome, _crash, _indent, private_cache
+from .run import (
+    INVALID,
+    MISMATCH,
+    OK,
+    Failure,
+    Outcome,
+    _crash,
+    _indent,
+    failure_lines,
+    numpy_node_lines,
+    private_cache,
+)
 from .tolerance import compare
 
 EAGER = "eager"            # the compiled call ran eagerly (cf.eager_runs): not a pass
@@ -180,8 +191,8 @@ def check_grad_case(case: Case | MutationCase) -> Outcome:
     """Compiled training against eager autograd (see the module docstring)."""
     from ..compiler import compile as compile_fn
 
-    fn = case.function()
     try:
+        fn = case.function()
         eager = _forward_backward(fn, case)
     except Exception as e:  # noqa: BLE001 - eager autograd refuses the case
         return Outcome(INVALID, "eager", f"{type(e).__name__}: {e}")
@@ -239,13 +250,16 @@ def reason_of(reason: str) -> str:
 def _spreads(fn, case, eager: _Run) -> list:
     """``rounding_spread`` of each input's gradient (grad_tolerance.py)."""
     rng = np.random.default_rng([TANGENT_SEED, len(case.inputs)])
-    runs = []
-    for _ in range(RUNS):
+    runs, free = [], False
+    for run in range(RUNS):
+        rounding = RandomRounding(rng, run)
         try:
-            runs.append(_forward_backward(fn, case, RandomRounding(rng)))
+            runs.append(_forward_backward(fn, case, rounding))
         except Exception:  # noqa: BLE001 - a rounding eager refuses tells nothing
             pass
-    return [rounding_spread(ref, [r.grads[k] for r in runs]) for k, ref in enumerate(eager.grads)]
+        free |= rounding.undetermined
+    return [rounding_spread(ref, [r.grads[k] for r in runs], free)
+            for k, ref in enumerate(eager.grads)]
 
 
 def _compared(call: str, run: _Run, eager: _Run, out_bounds, in_bounds, case, spreads) -> list:
@@ -343,14 +357,8 @@ class GradSummary:
         if self.invalid:
             lines.append("  invalid (eager autograd refused them), by reason:")
             lines += [f"    {n:6d}  {why[:200]}" for why, n in self.invalid.most_common(8)]
-        if self.numpy_nodes:
-            lines.append(f"  nodes run in numpy inside compiled programs: "
-                         f"{sum(self.numpy_nodes.values())}; most common reasons:")
-            lines += [f"    {n:6d}  {why}" for why, n in self.numpy_nodes.most_common(5)]
-        for f in self.failures:
-            where = f" -> {f.path}" if f.path else ""
-            lines.append(f"  case {f.index}: {str(f.outcome).splitlines()[0][:300]}{where}")
-        return "\n".join(lines)
+        return "\n".join(lines + numpy_node_lines(self.numpy_nodes)
+                         + failure_lines(self.failures, 300))
 
 
 def fuzz_grad(count: int, seed: int = 0, save: str | None = None, shrink: bool = True,

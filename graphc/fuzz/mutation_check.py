@@ -48,7 +48,19 @@ from .mutation import (
     run_eager,
     save_mutation_case,
 )
-from .run import INVALID, MISMATCH, OK, Failure, Outcome, _crash, _indent, _quiet, private_cache
+from .run import (
+    INVALID,
+    MISMATCH,
+    OK,
+    Failure,
+    Outcome,
+    _crash,
+    _indent,
+    _quiet,
+    failure_lines,
+    numpy_node_lines,
+    private_cache,
+)
 from .shrink import _simpler_layouts, _simpler_values, greedy, score
 from .tolerance import compare
 
@@ -329,14 +341,8 @@ class MutationSummary:
         if self.fallbacks:
             lines.append("  eager fallbacks (the compiled call ran eagerly), by reason:")
             lines += [f"    {n:6d}  {why}" for why, n in self.fallbacks.most_common(5)]
-        if self.numpy_nodes:
-            lines.append(f"  nodes run in numpy inside compiled programs: "
-                         f"{sum(self.numpy_nodes.values())}; most common reasons:")
-            lines += [f"    {n:6d}  {why}" for why, n in self.numpy_nodes.most_common(5)]
-        for f in self.failures:
-            where = f" -> {f.path}" if f.path else ""
-            lines.append(f"  case {f.index}: {str(f.outcome).splitlines()[0][:200]}{where}")
-        return "\n".join(lines)
+        return "\n".join(lines + numpy_node_lines(self.numpy_nodes)
+                         + failure_lines(self.failures, 200))
 
 
 def fuzz_mutation(count: int, seed: int = 0, save: str | None = None, shrink: bool = True,

@@ -318,5 +318,19 @@ def fuzz(count: int, seed: int = 0, save: str | None = None, shrink: bool = True
     return summary
 
 
+def numpy_node_lines(numpy_nodes: Counter, most: int = 5) -> list[str]:
+    """A report's lines on the nodes compiled programs ran in numpy, by reason."""
+    if not numpy_nodes:
+        return []
+    return [f"  nodes run in numpy inside compiled programs: {sum(numpy_nodes.values())}; "
+            "most common reasons:"] + [f"    {n:6d}  {why}" for why, n in numpy_nodes.most_common(most)]
+
+
+def failure_lines(failures: list[Failure], width: int) -> list[str]:
+    """A report's line per failure: its case, its first problem, where it was saved."""
+    return [f"  case {f.index}: {str(f.outcome).splitlines()[0][:width]}"
+            + (f" -> {f.path}" if f.path else "") for f in failures]
+
+
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
