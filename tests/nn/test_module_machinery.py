@@ -478,7 +478,8 @@ def test_parameters_to_vector_and_back():
 
 def test_a_version_1_batch_norm_checkpoint_without_num_batches_tracked_loads():
     """BatchNorm's state_dict version is 2 (as torch's); a version-1 checkpoint has no
-    num_batches_tracked, and strict loading still succeeds with the count at 0."""
+    num_batches_tracked, and strict loading still succeeds: the module keeps its own count
+    (torch's rule)."""
     bn = nn.BatchNorm2d(3)
     state = bn.state_dict()
     assert state._metadata[""]["version"] == 2
@@ -487,7 +488,7 @@ def test_a_version_1_batch_norm_checkpoint_without_num_batches_tracked_loads():
     fresh = nn.BatchNorm2d(3)
     fresh.num_batches_tracked.fill_(7)
     fresh.load_state_dict(old)
-    assert fresh.num_batches_tracked.item() == 0
+    assert fresh.num_batches_tracked.item() == 7
     new = OrderedDict((k, v) for k, v in state.items() if k != "num_batches_tracked")
     new._metadata = {"": {"version": 2}}
     with pytest.raises(RuntimeError, match="num_batches_tracked"):
