@@ -310,8 +310,9 @@ def _scaled_product_decomposition(x, a, b, beta=1, alpha=1):
     p = F.matmul(a, b)
     if alpha != 1:
         p = p * alpha
-    if beta == 0:
-        return p
+    if beta == 0:  # the input's values are not read, but its gradient (zeros) is recorded,
+        # as PyTorch's addmm records its input whatever beta is
+        return F.where(F.zeros((), dtype=dt.bool_), x, p)
     return p + (x if beta == 1 else x * beta)
 
 

@@ -51,7 +51,7 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
         if not inputs and Flag.FACTORY not in node.target.flags:
             continue
         sized = is_symbolic(node.meta.get("shape")) or is_symbolic((node.args, node.kwargs))
-        if sized and (inputs or "fill_value" not in node.kwargs):
+        if sized and (inputs or "fill_value" not in node.kwargs or _storage_read(node)):
             continue  # its size is known only at run time (a fill of one value is folded)
         with no_grad():
             if sized:  # full(size, value) of a symbolic size: its one value
@@ -66,7 +66,7 @@ def fold_constants(gm: GraphModule, max_elements: int = MAX_ELEMENTS) -> bool:
             changed = True
             continue
         known[node] = value
-        fill = node.target is not OPS.expand and _uniform(value)
+        fill = node.target is not OPS.expand and _uniform(value) and not _storage_read(node)
         if value.numel() > max_elements and not fill:
             continue  # keep big results computed at run time
         const = _replace(gm, node, value.reshape(-1)[0] if fill else value,
@@ -93,6 +93,21 @@ def _replace(gm: GraphModule, node: Node, value: Tensor, expand_to) -> Node:
     node.replace_all_uses_with(replacement)
     graph.erase_node(node)
     return const
+
+
+def _storage_read(node: Node) -> bool:
+    """An ``as_strided`` reads ``node``'s memory (directly or through views of it), so the
+    value needs all of its elements in memory, not one expanded."""
+    users = list(node.users)
+    while users:
+        u = users.pop()
+        if u.op != "call_function":
+            continue
+        if u.target is OPS.as_strided:
+            return True
+        if Flag.VIEW in u.target.flags:
+            users.extend(u.users)
+    return False
 
 
 def _uniform(t: Tensor) -> bool:

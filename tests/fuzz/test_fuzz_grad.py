@@ -44,12 +44,6 @@ REPROS = pathlib.Path(__file__).resolve().parent.parent / "fuzz_repros"
 # the compiled-training bugs the gradient mode found, shrunk; each replays as a strict
 # xfail until it is fixed (then its entry goes, and the repro guards the fix)
 KNOWN_BUGS = {
-    "grad_as_strided_of_a_folded_constant_crashes":
-        "as_strided of a constant (full) reaches past the one-element storage the compiled "
-        "program holds it in: OpIndexError (an inference bug too)",
-    "grad_addmm_with_beta_zero_requires_grad_in_compiled_only":
-        "addmm with beta=0: eager's decomposition drops the input, so its result does not "
-        "require grad; compiled (and PyTorch) say it does",
 }
 
 # fixed by refusing: compiled training runs these calls eagerly (an eager run is not a pass

@@ -254,6 +254,24 @@ def test_fills_fold_to_an_expanded_scalar_and_small_factories_to_constants():
     np.testing.assert_array_equal(gm(x).numpy(), f(x).numpy())
 
 
+def test_a_fill_that_as_strided_reads_keeps_its_memory():
+    """as_strided addresses the storage: a fill it reads (directly or through a view) stays
+    a whole constant, not one element expanded (the fuzzer's --grad mode found the crash)."""
+    def f(x):
+        c = graphc.full((2, 3), 1.5, dtype=graphc.float64)
+        return (x + c.as_strided((2, 2), (1, 0), 3),
+                c.view(3, 2).as_strided((2, 2), (2, 1), 2), graphc.zeros(4) + 1)
+
+    gm = graphc.trace(f, TensorSpec(()))
+    assert fold_constants(gm)
+    read = [n for n in gm.graph.nodes if any(u.target is OPS.as_strided for u in n.users)]
+    assert all(n.op != "call_function" or n.target is not OPS.expand for n in read)
+    x = graphc.tensor(2.0)
+    for got, folded, want in zip(graphc.compile(f)(x), gm(x), f(x)):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        np.testing.assert_array_equal(folded.numpy(), want.numpy())
+
+
 def test_adding_positive_zero_is_not_simplified():
     gm = graphc.trace(lambda x: x + 0.0, TensorSpec((1,)))
     assert not simplify(gm)
