@@ -537,6 +537,8 @@ def empty_meta(shape, dtype: dt.dtype) -> Tensor:
 def view_of(base: Tensor, shape, stride, offset: int) -> Tensor:
     """A tensor sharing ``base``'s storage with new geometry."""
     root = base._base if base._base is not None else base
-    return Tensor._make(base._storage, shape, stride, offset, base=root)
+    t = Tensor._make(base._storage, shape, stride, offset, base=root)
+    t.__dict__["_made_at"] = base._storage.version  # (a base given history later: autograd)
+    return t
 
 

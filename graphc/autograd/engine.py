@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..tensor import Tensor
 from .grad_mode import set_grad_enabled
-from .graph import AccumulateGrad, Node, edge_of, grad_accumulator, leaf_hooks, RemovableHandle
+from .graph import AccumulateGrad, Node, _refresh_view, edge_of, grad_accumulator, leaf_hooks, RemovableHandle
 
 
 def _as_list(x) -> list:
@@ -32,6 +32,8 @@ def _roots(outputs: Sequence[Tensor], grad_outputs, what: str) -> list[tuple[Nod
         raise RuntimeError(f"{what}: got {len(outputs)} outputs but {len(grads)} gradients")
     roots = []
     for i, (t, g) in enumerate(zip(outputs, grads)):
+        if t._base is not None:  # a view whose base was written since it was made
+            _refresh_view(t)
         if not t.requires_grad:
             raise RuntimeError(f"{what}: element {i} of the outputs does not require grad and "
                                "has no grad_fn (was it computed under no_grad, or from tensors "

@@ -322,16 +322,28 @@ class ViewOfBase(Node):
 # ---- the recording hook ------------------------------------------------------------
 
 def _differentiable(x) -> bool:
-    return isinstance(x, Tensor) and x.requires_grad
+    return isinstance(x, Tensor) and (x.requires_grad or (x._base is not None and _base_given_history(x)))
+
+
+def _base_given_history(x: Tensor) -> bool:
+    """A view made before a write gave its base gradient history (``v = buf[:2];
+    buf.copy_(w)``): it reads the new base, as in torch, from its next use."""
+    return x._base.requires_grad and x.dtype.is_floating_point and \
+        x.__dict__.get("_made_at", 1 << 62) < x._base.__dict__.get("_history_at", 0)
 
 
 def _refresh_view(x: Tensor) -> None:
-    """A view whose base was written since its grad_fn was made now reads the new base."""
+    """A view whose base was written since its grad_fn was made (or that was made before a
+    write gave its base history) now reads the new base."""
     base = x._base
     if base is None or not base.requires_grad:
         return
-    if x.__dict__.get("_grad_version", x._storage.version) == x._storage.version:
+    if x.requires_grad:
+        if x.__dict__.get("_grad_version", x._storage.version) == x._storage.version:
+            return
+    elif not _base_given_history(x):
         return
+    x.requires_grad = True
     x.grad_fn = ViewOfBase(base, view_positions(base, x))
     x.__dict__["_grad_version"] = x._storage.version
 
@@ -389,6 +401,9 @@ def _record_inplace(op: OpDef, inputs: tuple, attrs: dict):
         return NotImplemented
     inner = OpBackward(op, inputs, attrs, x)  # edges read x's history before it is replaced
     out = run_backend(op, inputs, attrs)
+    root = x if base is None else base
+    if not root.requires_grad:  # views of it made before now read it (``_base_given_history``)
+        root.__dict__["_history_at"] = root._storage.version
     if base is None:
         _mark(x, inner)
         return out

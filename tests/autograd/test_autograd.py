@@ -239,6 +239,42 @@ def test_writing_a_grad_tensor_into_a_plain_buffer():
     assert w.grad.item() == 4.0
 
 
+def test_views_made_before_a_write_gave_their_base_history_read_the_new_base():
+    """As in torch: a view taken of a plain buffer before a write put a value that requires
+    grad into the buffer (through itself or another view) differentiates through the
+    buffer from its next use. (Reading ``v.requires_grad`` before any use still says False:
+    graphc's flag is an attribute, torch asks the base.)"""
+    w = leaf(1.0, 2.0, 3.0, 4.0)
+    buf = graphc.zeros(4, dtype=graphc.float64)
+    head, tail = buf[:2], buf[1:][1:]
+    buf.copy_(w * 2)
+    (head.sum() * 3 + tail.sum()).backward()
+    assert w.grad.tolist() == [6.0, 6.0, 2.0, 2.0]
+    assert head.requires_grad and head.grad_fn.name() == "AsStridedBackward0"
+
+    w.grad = None
+    buf = graphc.zeros(3, dtype=graphc.float64)
+    first, rest = buf[:1], buf[1:]
+    rest.add_(w[:2])  # the write goes through another view of the buffer
+    (first * 7 + rest.sum()).sum().backward()
+    assert w.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+    w.grad = None
+    buf = graphc.zeros(3, dtype=graphc.float64)
+    view = buf[1:]
+    buf.copy_(w[1:] * 5)
+    view.sum().backward()  # the view itself as the root of backward
+    assert w.grad.tolist() == [0.0, 0.0, 5.0, 5.0]
+
+    buf = graphc.zeros(3, dtype=graphc.float64)
+    made_after, detached = buf[1:], buf[1:].detach()
+    with graphc.no_grad():
+        buf.copy_(w[1:])  # no history given: views stay plain
+    assert not (made_after * 1).requires_grad
+    buf.copy_(w[1:])
+    assert not (detached * 1).requires_grad  # detach() is not a differentiable view
+
+
 def test_views_carry_gradients_back():
     x = graphc.arange(12.0, dtype=graphc.float64).reshape(3, 4).requires_grad_()
     y = x.T[1:, ::2].reshape(-1) * graphc.arange(1.0, 7.0, dtype=graphc.float64)
