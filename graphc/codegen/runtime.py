@@ -13,6 +13,7 @@ import ctypes
 from contextlib import nullcontext
 import sys
 import threading
+import time
 from ctypes import addressof
 from operator import is_
 
@@ -146,18 +147,25 @@ class _Call:
 
 
 class Specialization:
-    """A program compiled for one input signature, with its buffers."""
+    """A program compiled for one input signature, with its buffers.
+
+    ``compiled`` is the native code, or a function that makes it (LLVM runs then on the
+    first call, or when ``compiled`` is first read: a program that is never called, such
+    as the inference program of a function only ever trained, costs no LLVM time)."""
 
     def __init__(self, gm: GraphModule, source: GraphModule, program: Program, compiled,
                  stages: dict[str, float], history=None, plan=None, watch=None,
                  copied: frozenset = frozenset()):
         self.gm = gm
         self.program = program
-        self.compiled = compiled
         self.stage_seconds = stages  # passes, fuse, lower, llvm
-        self.compile_seconds = sum(stages.values())
         self.history, self.plan = history, plan  # the pass history and the fusion plan
-        self.main = MAIN_TYPE(compiled.addresses[PREFIX + "main"])
+        self._compiled = None
+        if callable(compiled):
+            self._make_code = compiled
+            self.main = self._compile_and_call
+        else:
+            self.compiled = compiled
         slots = program.slots
         self.table = (ctypes.c_void_p * max(len(slots), 1))()
         self.table_address = ctypes.addressof(self.table)
@@ -195,6 +203,27 @@ class Specialization:
         self._error: BaseException | None = None
         self._call = _Call((), {})  # what the fallbacks of the current call see
         self._writes = _written(gm, self.params)
+
+    @property
+    def compiled(self):
+        """The native code (compiled by LLVM now if it has not been)."""
+        if self._compiled is None:
+            t0 = time.perf_counter()
+            self.compiled = self._make_code()
+            self.stage_seconds["llvm"] = time.perf_counter() - t0
+        return self._compiled
+
+    @compiled.setter
+    def compiled(self, code) -> None:
+        self._compiled = code
+        self.main = MAIN_TYPE(code.addresses[PREFIX + "main"])
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(self.stage_seconds.values())
+
+    def _compile_and_call(self, table_address: int) -> int:
+        return MAIN_TYPE(self.compiled.addresses[PREFIX + "main"])(table_address)
 
     def _fill_table(self, watched) -> None:
         """The pointer table's entries that do not change per call: the weights (looked up

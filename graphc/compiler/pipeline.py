@@ -94,10 +94,12 @@ class CompiledGraph:
         if shape_env is not None and not shape_env.free():
             raise Unsized("every dynamic size was fixed while compiling: "
                           + "; ".join(shape_env.specialized[:3]))
-        compiled = compile_ir(program.ir, program.name, [PREFIX + "main"], dump=self.dump_enabled)
-        stages.update(lower=t1 - t0, llvm=time.perf_counter() - t1)
-        spec = Specialization(gm, self.source, program, compiled, stages, history, plan,
-                              self.watch, copied)
+        stages.update(lower=t1 - t0, llvm=0.0)  # (LLVM runs on the first call)
+        dump = self.dump_enabled
+        spec = Specialization(gm, self.source, program,
+                              lambda: compile_ir(program.ir, program.name, [PREFIX + "main"],
+                                                 dump=dump),
+                              stages, history, plan, self.watch, copied)
         self._last = spec
         return spec
 

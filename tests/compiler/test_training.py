@@ -315,3 +315,21 @@ def test_module_backward_hooks_run_eagerly_and_fire():
     with pytest.warns(UserWarning, match="has backward hooks"):
         cm(x).sum().backward()
     assert seen == [m[0]]
+
+
+def test_a_model_only_trained_costs_no_llvm_time_for_its_inference_program():
+    """The inference program of a signature is lowered (its entry needs the weights it
+    reads) but LLVM runs on its first call: a training loop pays only for the forward and
+    backward programs; the first call under no_grad then compiles it."""
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2))
+    compiled = graphc.compile(model)
+    x = graphc.randn(4, 6)
+    compiled(x).sum().backward()
+    (entry,) = compiled.compiled.entries.values()
+    assert entry.spec._compiled is None and entry.spec.stage_seconds["llvm"] == 0.0
+    assert compiled.compiled.last_training.forward._last._compiled is not None
+    with graphc.no_grad():
+        got = compiled(x)
+    assert entry.spec._compiled is not None and entry.spec.stage_seconds["llvm"] > 0
+    np.testing.assert_allclose(got.numpy(), model(x).detach().numpy(), rtol=1e-6, atol=1e-6)
