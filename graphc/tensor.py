@@ -10,6 +10,7 @@ Op methods (``x.add``, ``x + y``, ``x.sum()``, ``x.view(...)``) are attached by
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import NoReturn
 
 import numpy as np
@@ -111,6 +112,22 @@ class Size(tuple):
         return Size(tuple(other) + tuple(self))
 
 
+_births: list[set] = []  # the ids of storages made while ``storages_made()`` blocks run
+
+
+@contextmanager
+def storages_made():
+    """The ids of the storages made while the block runs (a tracer tells the tensors a
+    traced function makes, which are its constants, from the ones that existed before,
+    which are state the compiled program must read live)."""
+    made: set[int] = set()
+    _births.append(made)
+    try:
+        yield made
+    finally:
+        _births.remove(made)
+
+
 class Storage:
     """The flat buffer behind a tensor and its views: a 1-D numpy array (None on meta).
 
@@ -127,6 +144,9 @@ class Storage:
         self.device = device_
         self.version = 0
         self._address = None
+        if _births:
+            for made in _births:
+                made.add(id(self))
 
     @classmethod
     def from_array(cls, flat: np.ndarray) -> Storage:

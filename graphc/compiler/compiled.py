@@ -40,6 +40,7 @@ from ..ir.node import nodes_in
 from ..layout import reach
 from ..passes.functionalize import FunctionalizeError, written_inputs
 from ..trace import Proxy, TensorSpec, TraceError
+from ..trace.step import BackwardInTrace
 from ..trace.tracer import map_tensors, restore_structure, trace_bound, unbind
 from . import guards as G
 from .pipeline import Unsized, compile_graph
@@ -181,6 +182,10 @@ class CompiledFunction:
         self.eager_runs: list[EagerRun] = []
         self.layout_copies = 0  # calls whose strided inputs were copied to reuse a program
         self._eager: dict[tuple, EagerRun] = {}  # signatures that run eagerly, and why
+        # the global names and closure cells of the function holding a module or tensor
+        # when it was last traced: the programs read that object (see ``_rebound``)
+        self._bindings: list[tuple] = []
+        self.steps: dict = {}  # signature -> StepProgram (a function that trains: see step.py)
         self._last: Entry | None = None
         self._warned: set[str] = set()
         functools.update_wrapper(self, target, updated=())
@@ -196,6 +201,8 @@ class CompiledFunction:
         if _amp_state.enabled:  # the traced graph would not see autocast's casts
             return self._run_eagerly(None, args, "inside graphc.autocast: compiled graphs do not "
                                      "autocast; the call runs eagerly", remember=False)
+        if self._bindings and self._rebound():
+            return self(*unbind(self.params, args)[0], **unbind(self.params, args)[1])
         owner = self.owner
         try:
             sig = G.signature(args, owner.training if owner is not None else None)
@@ -205,6 +212,10 @@ class CompiledFunction:
                 raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}",
                                    user_location()) from None
             return self._run_eagerly(None, args, reason)
+        if self.steps:
+            step = self.steps.get(sig)
+            if step is not None:
+                return self._run_step(sig, step, args)
         entry = self.entries.get(sig) or self.sized.served.get(sig)
         if entry is None:
             if sig in self._eager:
@@ -406,6 +417,7 @@ class CompiledFunction:
                 "signatures run eagerly (raise cache_limit=, or keep the varying argument to a "
                 "few sizes or values)", location))
             return None
+        self._bind_state()
         tensors = tensors_in(args)
         keys = G.tensor_keys(self.names, sig)
         for (path, _), a in zip(keys, tensors):
@@ -524,7 +536,10 @@ class CompiledFunction:
         return f"{each}: it stays a fixed size, because {why}"
 
     def _capture_failed(self, e: Exception, sig, args, location) -> _Eager:
-        """Run the call eagerly, remembering why (fullgraph: raise a CaptureError)."""
+        """Run the call eagerly, remembering why (fullgraph: raise a CaptureError); a
+        function that calls ``backward()``, called in grad mode, is a training step."""
+        if isinstance(e, BackwardInTrace) and _grad.enabled:
+            return self._build_step(sig, args, location)
         where = getattr(e, "location", None) or user_location_in(e) or location
         reason = (f"capture failed: {e}" if isinstance(e, TraceError)
                   else f"capture failed: {type(e).__name__}: {e}")
@@ -535,6 +550,61 @@ class CompiledFunction:
         value = self._eager_call(args, {})  # the user's own errors surface from here
         self._note_eager(sig, EagerRun(reason, where))
         return _Eager(value)
+
+    # ---- training steps ------------------------------------------------------------------
+    def _build_step(self, sig, args, location) -> _Eager:
+        """Compile the training step for ``sig`` and run it (eagerly where it cannot be
+        compiled, saying why)."""
+        from .step import build_step
+
+        tensors = tensors_in(args)
+        if len(self.steps) >= self.cache_limit:
+            return _Eager(self._run_eagerly(sig, args, (
+                f"the cache limit of {self.cache_limit} compiled steps is reached; new "
+                "signatures run eagerly (raise cache_limit=, or keep batch sizes to a few)")))
+        examples = [_canonical(t) for t in tensors]
+        try:
+            program = build_step(self._target, self.params, self._with_tensors(args, examples),
+                                 list(tensors), owner=self.owner,
+                                 leaf_modules=self.leaf_modules, passes=self.passes)
+        except Exception as e:
+            if self.fullgraph and not isinstance(e, TraceError):
+                raise
+            where = getattr(e, "location", None) or user_location_in(e) or location
+            what = str(e) if isinstance(e, TraceError) else f"{type(e).__name__}: {e}"
+            reason = f"the training step cannot be compiled, so the call runs eagerly: {what}"
+            if self.fullgraph:
+                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+            value = self._eager_call(args, {})
+            self._note_eager(sig, EagerRun(reason, where))
+            return _Eager(value)
+        self.steps[sig] = program
+        return _Eager(self._run_step(sig, program, args))
+
+    def _run_step(self, sig, program, args):
+        """One call of a compiled step; built again where a weight was replaced or a
+        requires_grad flag changed. Under no_grad it runs eagerly (whose backward() raises)."""
+        if not _grad.enabled:
+            return self._eager_call(args, {})
+        if not program.current():
+            del self.steps[sig]
+            self._record(G.Recompile(
+                "requires_grad", "a weight", "as traced", "changed", user_location(),
+                "a step is compiled for one set of weights that require grad"))
+            return self._build_step(sig, args, user_location()).value
+        try:
+            return restore_structure(program.run(tensors_in(args)), program.out_structure)
+        except WeightChanged as e:
+            del self.steps[sig]
+            self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
+                                     "a weight replaced by a new tensor recompiles; update "
+                                     "weights in place to keep the program"))
+            return self._build_step(sig, args, user_location()).value
+
+    @property
+    def last_step(self):
+        """The compiled step built last (``describe()`` says what it does), or None."""
+        return next(reversed(self.steps.values()), None)
 
     def _add_entry(self, sig, args, gm, cg, spec, guards, trace_seconds,
                    pattern=None) -> Entry:
@@ -548,6 +618,40 @@ class CompiledFunction:
             self.sized.by_pattern.setdefault(pattern, []).append(entry)
         self._last = entry
         return entry
+
+    def _rebound(self) -> bool:
+        """Whether a global name or closure variable the function read a module or tensor
+        from now names another object: then every program (traced with the old one) is
+        dropped, and the change recorded as a recompile."""
+        for where, key, value in self._bindings:
+            now = where.get(key) if isinstance(where, dict) else _cell_value(where)
+            if now is not value:
+                self.entries.clear()
+                self.sized = SizedPrograms()
+                self._eager.clear()
+                self._bindings = []
+                what = "global" if isinstance(where, dict) else "closure variable"
+                self._record(G.Recompile(
+                    what, repr(key), f"{type(value).__name__} at {id(value):#x}",
+                    f"{type(now).__name__} at {id(now):#x}", user_location(),
+                    "the programs read the object it named when they were traced; "
+                    "update the object in place to keep them"))
+                return True
+        return False
+
+    def _bind_state(self) -> None:
+        """Note the modules and tensors the function's global names and closure variables
+        hold now (the trace read them: ``_rebound`` notices when one names another)."""
+        fn = getattr(self.fn, "__func__", self.fn)
+        code = getattr(fn, "__code__", None)
+        if code is None or self.module is not None:
+            return
+        found = [(fn.__globals__, name, fn.__globals__[name]) for name in code.co_names
+                 if isinstance(fn.__globals__.get(name), (Module, Tensor))]
+        for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+            if isinstance(_cell_value(cell), (Module, Tensor)):
+                found.append((cell, name, _cell_value(cell)))
+        self._bindings = found
 
     def _forget(self, entry: Entry) -> None:
         """Drop a compiled entry (its weights were replaced) wherever it is looked up."""
@@ -795,6 +899,13 @@ def compiled_function(obj) -> CompiledFunction:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
 def _instance_module(fn) -> Module | None:
     """The module a bound method belongs to (``graphc.compile(model.generate_step)``)."""
     owner = getattr(fn, "__self__", None)

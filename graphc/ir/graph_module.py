@@ -42,6 +42,9 @@ class _OpCallers:
         return fn
 
 
+# the attribute names under which a trace holds state it found outside its root (a global
+# model's modules, tensors that existed before the trace): read live, never folded
+CAPTURED = "_captured"
 _OPS = OP_CALLERS = _OpCallers()  # public name: for code written out of a graph (repros)
 
 
@@ -140,6 +143,13 @@ class GraphModule(Module):
         object.__setattr__(self, "_compiled_version", None)
         for n in graph.nodes:
             if n.op in ("get_attr", "call_module"):
+                top = n.target.split(".", 1)[0]
+                if top != n.target and top.startswith(CAPTURED):
+                    # a module the trace found outside its root: held by reference (the
+                    # program reads its weights live)
+                    if top not in self._modules:
+                        self.add_module(top, root[top] if isinstance(root, dict) else fetch(root, top))
+                    continue
                 value = root[n.target] if isinstance(root, dict) else fetch(root, n.target)
                 self._install(n.target, value)
 

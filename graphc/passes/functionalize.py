@@ -205,10 +205,10 @@ class _Functionalizer:
         root, views = self.chain(dst)
         if root.op == "get_attr" and root.meta.get("constant"):
             raise FunctionalizeError(
-                f"{at.name}: the program writes into a tensor that is not an input, a parameter "
-                f"or a buffer (%{root.name}: a tensor made outside the program, such as a "
-                "global or a plain attribute); eager keeps that change across calls, so it runs "
-                "eagerly. Register it with register_buffer, or pass it as an argument",
+                f"{at.name}: the program writes into a constant (%{root.name}: a tensor the "
+                "function makes from data, such as graphc.tensor([...])), which compiled "
+                "programs keep read-only, so it runs eagerly. Clone it before writing, or make "
+                "it with a factory (zeros, full, arange)",
                 at.meta.get("location"))
         bases = [self.read(root)]
         for w in views[:-1]:

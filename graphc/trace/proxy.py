@@ -106,13 +106,8 @@ class Proxy(Tensor):
     def requires_grad_(self, requires_grad: bool = True) -> Proxy:
         return self
 
-    def backward(self, *args, **kwargs):
-        raise TraceError(
-            f"backward() of a traced tensor (%{self.node.name}): a compiled function cannot run "
-            "the backward pass and the optimizer step inside itself yet. Compile the model "
-            "and keep loss.backward() and optimizer.step() outside: the compiled model runs a "
-            "compiled forward and backward program, and optimizers with fused=True update "
-            "every parameter in one compiled call")
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        return self.tracer.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def __repr__(self) -> str:
         from ..ir.printer import type_str

@@ -24,14 +24,15 @@ from contextlib import contextmanager
 from ..autograd import enable_grad, is_grad_enabled, no_grad
 from ..errors import ShapeError, user_location
 from ..ir.graph import Graph
-from ..ir.graph_module import GraphModule
+from ..ir.graph_module import CAPTURED, GraphModule
 from ..ir.node import map_arg
 from ..ir.shape_prop import as_meta, record_meta
 from ..nn.module import Module
 from ..ops.dispatch import DispatchMode, modes_replaced, run_backend
 from ..ops.registry import Flag, OpDef
-from ..tensor import Tensor
+from ..tensor import Tensor, storages_made
 from .proxy import Proxy, TensorSpec, TraceError
+from .step import BackwardInTrace, StepCapture, intercept_effects
 
 MODES = ("symbolic", "example")
 
@@ -61,6 +62,11 @@ class Tracer(DispatchMode):
         # a training trace runs in grad mode and marks the ops recorded without it
         # (``meta["no_grad"]``) and records ``detach()``: the joint graph needs both
         self.training = False
+        # the ids of the storages made while tracing (``storages_made``), or None: tensors
+        # that existed before (a global model's weights, a global tensor) are state the
+        # program reads live, not constants (see ``capture``)
+        self.born: set[int] | None = None
+        self.step = None  # a StepCapture while a training step is traced (see trace.step)
 
     # ---- turning values into graph arguments -------------------------------------
     def _attr(self, target: str, value: Tensor) -> Proxy:
@@ -79,6 +85,8 @@ class Tracer(DispatchMode):
         if isinstance(x, Proxy) or not isinstance(x, Tensor):
             return x
         name = self._names.get(id(x))
+        if name is None and self._existed(x):
+            name = self._names[id(x)] = self._fresh(CAPTURED)
         if name is None:
             i = self._next_constant
             while f"_tensor_constant{i}" in self.attrs or f"_tensor_constant{i}" in self._taken:
@@ -91,11 +99,35 @@ class Tracer(DispatchMode):
         return self._attr(name, x)
 
     def _uses_proxy(self, inputs) -> bool:
-        return any(isinstance(x, Proxy) or id(x) in self._names for x in inputs
-                   if isinstance(x, Tensor))
+        return any(isinstance(x, Proxy) or id(x) in self._names or self._existed(x)
+                   for x in inputs if isinstance(x, Tensor))
+
+    def _existed(self, x: Tensor) -> bool:
+        """``x`` is not the root's and existed before the trace began: live state."""
+        return self.born is not None and id(x._storage) not in self.born and not x.is_meta
+
+    def _fresh(self, prefix: str) -> str:
+        i = 0
+        while f"{prefix}{i}" in self.attrs or f"{prefix}{i}" in self._taken or (
+                self.root is not None and hasattr(self.root, f"{prefix}{i}")):
+            i += 1
+        return f"{prefix}{i}"
+
+    def capture(self, module: Module) -> None:
+        """A module the root does not hold (a global model a function calls): installed as
+        ``_captured<i>`` by reference, so the program reads its weights live, as the root's
+        (in-place updates seen, a replaced weight noticed)."""
+        name = self._fresh(CAPTURED)
+        self.attrs[name] = module
+        for path, m in module.named_modules():
+            self._module_names.setdefault(id(m), f"{name}.{path}" if path else name)
+        for path, t in list(module.named_parameters()) + list(module.named_buffers()):
+            self._names.setdefault(id(t), f"{name}.{path}")
 
     # ---- the dispatch mode -------------------------------------------------------
     def handle(self, op: OpDef, inputs: tuple, attrs: dict):
+        if self.step is not None:
+            self.step.check_inputs(op.name, inputs, self)
         if not self._uses_proxy(inputs) and not op.flags & {Flag.FACTORY, Flag.IMPURE}:
             return run_backend(op, inputs, attrs)  # constant work: done now, once
         inputs = tuple(self.lift(x) for x in inputs)
@@ -126,6 +158,14 @@ class Tracer(DispatchMode):
         record_meta(node, out)
         return Proxy.wrap(out, node, self)
 
+    def backward(self, loss: Proxy, gradient, retain_graph, create_graph, inputs) -> None:
+        if self.step is None:
+            raise BackwardInTrace(
+                f"backward() of a traced tensor (%{loss.node.name}): a compiled function runs "
+                "the backward pass (and the optimizer calls after it) as a compiled step only "
+                "when called with grad enabled; traced otherwise, it cannot")
+        self.step.backward(self, loss, gradient, retain_graph, create_graph, inputs)
+
     def concretize(self, proxy: Proxy, what: str, compute):
         if self._concretizing:  # bool() asks item(): one decision, recorded once
             return compute()
@@ -147,6 +187,8 @@ class Tracer(DispatchMode):
 
     # ---- modules -----------------------------------------------------------------
     def call_module(self, module: Module, call, args: tuple, kwargs: dict):
+        if self.born is not None and id(module) not in self._module_names and module is not self.root:
+            self.capture(module)
         if not isinstance(module, self.leaf_modules) or id(module) not in self._module_names:
             return call(module, *args, **kwargs)
         target = self._module_names[id(module)]
@@ -267,7 +309,8 @@ def _example(name: str, value):
 
 
 def trace_bound(call, params: list, bound: tuple, *, root: Module | None = None, baked=(),
-                leaf_modules=(), mode: str = "symbolic", training: bool = False) -> GraphModule:
+                leaf_modules=(), mode: str = "symbolic", training: bool = False,
+                step: bool = False) -> GraphModule:
     """Capture ``call`` applied to ``bound``: one value per parameter of ``params`` (a
     tuple for ``*args``, a dict for ``**kwargs``). Every tensor or TensorSpec in a value
     (through nested tuples, lists and dicts, in order) becomes a placeholder named by its
@@ -275,11 +318,29 @@ def trace_bound(call, params: list, bound: tuple, *, root: Module | None = None,
     ``root`` is the module whose parameters and buffers are read by name (``get_attr``):
     the module itself, or the instance of a compiled method. ``training``: the call runs
     in grad mode, and the graph keeps what a backward needs to know (``detach()``, and
-    ``meta["no_grad"]`` on ops recorded under ``no_grad``)."""
+    ``meta["no_grad"]`` on ops recorded under ``no_grad``). ``step`` (with ``training``):
+    capture a training step, ``backward()`` and optimizer calls (``trace.step``); the
+    GraphModule's ``step_capture`` says what was captured."""
     if mode not in MODES:
         raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
     tracer = Tracer(root, mode, leaf_modules)
     tracer.training = training
+    with storages_made() as born:
+        tracer.born = born
+        if not step:
+            return _trace_with(tracer, call, params, bound, root, baked, mode, training)
+        tracer.step = StepCapture()
+        try:
+            with intercept_effects(tracer.step):
+                gm = _trace_with(tracer, call, params, bound, root, baked, mode, training)
+        finally:
+            tracer.step.restore()
+        object.__setattr__(gm, "step_capture", tracer.step)
+        return gm
+
+
+def _trace_with(tracer: Tracer, call, params: list, bound: tuple, root, baked, mode: str,
+                training: bool) -> GraphModule:
 
     def placeholder(path: str, value):
         node = tracer.graph.placeholder(re.sub(r"\W+", "_", path).strip("_") or "input")

@@ -58,12 +58,14 @@ def _track_optimizer_steps(optimizer: Optimizer) -> None:
         return
     owner = weakref.ref(optimizer)  # no cycle: the bound method is not stored on the instance
     step = getattr(optimizer.step, "__func__", type(optimizer).step)
+    own = step is type(optimizer).step  # the class's: looked up per call (a compiled step
+    # being traced replaces it for a moment, to record the call instead of running it)
 
     @wraps(step)
     def counted_step(*args: Any, **kwargs: Any) -> Any:
         opt = owner()
         opt._opt_called = True
-        return step(opt, *args, **kwargs)
+        return (type(opt).step if own else step)(opt, *args, **kwargs)
 
     counted_step._wrapped_by_lr_sched = True
     optimizer.step = counted_step
