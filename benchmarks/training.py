@@ -28,6 +28,10 @@ over the steps).
   whose output carries the compiled program's autograd node (see ``CountedCalls``),
   over every call of the column, first and memory steps included.
   A compiled first step that raises is reported and the column left out.
+- **step**: the whole step compiled (``@graphc.compile`` on a function of the batch that
+  calls ``loss.backward()``, ``optimizer.step()`` with ``fused=True`` and ``zero_grad()``):
+  its forward and backward programs in one call, then the optimizer (``graphc/compiler/
+  step.py``); "step cold" is its first call minus its median one, measured as "cold".
 - **cold**: the first compiled step minus the median warm one: capture, passes and LLVM
   for what the first call compiles, measured in this process with an empty disk cache
   (a temporary ``GRAPHC_CACHE_DIR``) after a trivial graph has absorbed the process's
@@ -277,14 +281,21 @@ def run_graphc(w: TrainingWorkload, warmup: int, timed: int) -> dict:
         "compiled": training_step(graphc, counted, w.optimizer(graphc, model.parameters(),
                                                                fused=True), w.loss, x, target),
     }
+    # (the whole step compiled: forward, backward and the fused optimizer in one call)
+    step_model = w.graphc_model()
+    whole = graphc.compile(step_function(
+        graphc, step_model, w.optimizer(graphc, step_model.parameters(), fused=True), w.loss))
+    steps["step"] = lambda: whole(x, target)
     row = {"name": w.name, "title": w.title}
     first = {"eager": first_step(steps["eager"])}
-    with empty_cache_dir("GRAPHC_CACHE_DIR"):  # cold: nothing on disk
-        try:
-            first["compiled"] = first_step(steps["compiled"])
-        except Exception as e:  # a bug of graphc's: shown, and the other columns still run
-            row["compiled_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:150]}"
-            del steps["compiled"]
+    for col in ("compiled", "step"):
+        with empty_cache_dir("GRAPHC_CACHE_DIR"):  # cold: nothing on disk
+            try:
+                first[col] = first_step(steps[col])
+            except Exception as e:  # a bug of graphc's: shown, the other columns still run
+                row[f"{col}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:150]}"
+                del steps[col]
+    with empty_cache_dir("GRAPHC_CACHE_DIR"):
         res = run_steps(steps, warmup, timed)
     for col in steps:
         row[col] = res[col]["median"]
@@ -297,7 +308,22 @@ def run_graphc(w: TrainingWorkload, warmup: int, timed: int) -> dict:
     if "compiled" in steps:
         row["cold"] = first["compiled"] - row["compiled"]
         row["loss_matches"] = _close(row["compiled_loss"], row["eager_loss"])
+    row["step_eager_runs"] = [str(r) for r in whole.eager_runs]
+    if "step" in steps:
+        row["step_cold"] = first["step"] - row["step"]
+        row["step_loss_matches"] = _close(row["step_loss"], row["eager_loss"])
     return row
+
+
+def step_function(lib, model, optimizer, loss) -> Callable:
+    """The training step as a function of the batch, for ``@graphc.compile``."""
+    def step(x, target):
+        value = loss(lib, model(x), target)
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return value
+    return step
 
 
 def run_torch(w: TrainingWorkload, row: dict, torch, warmup: int, timed: int,
@@ -327,43 +353,47 @@ def run_torch(w: TrainingWorkload, row: dict, torch, warmup: int, timed: int,
 
 def print_training(rows: list[dict], timed: int) -> None:
     """Two tables (time per step; memory, compiled calls and losses), then notes."""
-    cols = [c for c in ("eager", "compiled", "torch", "torch.compile")
+    cols = [c for c in ("eager", "compiled", "step", "torch", "torch.compile")
             if any(r.get(c) is not None for r in rows)]
-    names = {"eager": "graphc eager", "compiled": "graphc compiled"}
+    names = {"eager": "graphc eager", "compiled": "graphc compiled", "step": "graphc step"}
     print(f"training: one step = forward + loss + backward + optimizer step + zero_grad; "
-          f"median of {timed} steps")
-    head = ["workload"] + [names.get(c, c) for c in cols] + ["eager/compiled"]
+          f"median of {timed} steps (compiled: the model compiled; step: the whole step)")
+    head = ["workload"] + [names.get(c, c) for c in cols] + ["eager/compiled", "eager/step"]
     if "torch" in cols:
-        head.append("torch/compiled")
-    head += ["cold", "torch.compile cold"] if "torch.compile" in cols else ["cold"]
+        head += ["torch/compiled", "torch/step"]
+    head += ["cold", "step cold"] + (["torch.compile cold"] if "torch.compile" in cols else [])
     table = []
     for r in rows:
         line = [r["name"]] + [fmt_time(r.get(c), "n/a") for c in cols]
-        line.append(_ratio(r["eager"], r.get("compiled")))
+        line += [_ratio(r["eager"], r.get("compiled")), _ratio(r["eager"], r.get("step"))]
         if "torch" in cols:
-            line.append(_ratio(r.get("torch"), r.get("compiled")))
-        line.append(fmt_time(r.get("cold"), "n/a"))
+            line += [_ratio(r.get("torch"), r.get("compiled")), _ratio(r.get("torch"), r.get("step"))]
+        line += [fmt_time(r.get("cold"), "n/a"), fmt_time(r.get("step_cold"), "n/a")]
         if "torch.compile" in cols:
             line.append(fmt_time(r.get("torch.compile_cold"), "n/a"))
         table.append(line)
     print_table(head, table)
 
-    head = ["workload", "peak eager", "peak compiled", "ran compiled"] + \
+    head = ["workload", "peak eager", "peak compiled", "peak step", "ran compiled"] + \
         [f"loss {names.get(c, c)}" for c in cols]
     table = []
     for r in rows:
         line = [r["name"], fmt_bytes(r["eager_peak_bytes"]), fmt_bytes(r.get("compiled_peak_bytes")),
-                f"{r['ran_compiled']}/{r['compiled_calls']} calls"]
-        line += [_fmt_loss(r.get(f"{c}_loss")) for c in cols]
-        if r.get("loss_matches") is False:
-            line[5] += " DIFFERS"
-        table.append(line)
+                fmt_bytes(r.get("step_peak_bytes")), f"{r['ran_compiled']}/{r['compiled_calls']} calls"]
+        losses = [_fmt_loss(r.get(f"{c}_loss")) for c in cols]
+        for c, k in (("compiled", "loss_matches"), ("step", "step_loss_matches")):
+            if r.get(k) is False:
+                losses[cols.index(c)] += " DIFFERS"
+        table.append(line + losses)
     print_table(head, table)
     for r in rows:
-        if r.get("compiled_error"):
-            print(f"{r['name']}: the compiled step failed: {r['compiled_error']}")
+        for col in ("compiled", "step"):
+            if r.get(f"{col}_error"):
+                print(f"{r['name']}: the {col} column failed: {r[f'{col}_error']}")
         for run in r["eager_runs"]:
             print(f"{r['name']}: compiled call {run}")
+        for run in r["step_eager_runs"]:
+            print(f"{r['name']}: compiled step {run}")
         for rc in r["recompiles"]:
             print(f"{r['name']}: recompiled: {rc}")
         if r.get("torch.compile_error"):

@@ -2,17 +2,28 @@
 
 Run: python3 examples/train_compiled.py [--steps N] [--width W]
 
+The model compiled, the loop as it was:
+
     model = graphc.compile(model)                                # as for inference
     opt = graphc.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     loss = F.cross_entropy(model(x), y)    # compiled forward: keeps what backward needs
     loss.backward()                        # compiled backward program: grads into .grad
     opt.step(); opt.zero_grad()            # one compiled call updates every parameter
 
+or the whole step compiled:
+
+    @graphc.compile
+    def train_step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()                    # the gradients, in the same compiled call
+        opt.step(); opt.zero_grad()        # replayed after it, every call
+        return loss
+
 A call in grad mode, with weights that require grad, traces the model once more, builds one
 joint forward + backward graph from the op table's gradient rules and splits it into a
 forward and a backward program (values saved between them, or recomputed where that is
-cheaper). The example checks that both runs end with the same losses and accuracy, prints
-what the compiled programs save and recompute, and times one step of each.
+cheaper). The example checks that the three runs end with the same losses and accuracy,
+prints what the compiled programs save and recompute, and times one step of each.
 """
 
 from __future__ import annotations
@@ -42,19 +53,27 @@ def make_model(features: int, width: int, classes: int) -> nn.Module:
                          nn.Linear(width, classes))
 
 
-def train(compiled: bool, steps: int, width: int, x, y, log=print):
+def train(how: str, steps: int, width: int, x, y, log=print):
+    """``how``: "eager", "model" (the model compiled) or "step" (the whole step compiled)."""
     graphc.manual_seed(0)
     model = make_model(x.shape[1], width, 4)
-    call = graphc.compile(model) if compiled else model
-    opt = graphc.optim.AdamW(model.parameters(), lr=3e-3, fused=compiled)
-    losses, times = [], []
-    for step in range(steps):
-        graphc.manual_seed(1000 + step)  # the same dropout masks in both runs
-        t0 = time.perf_counter()
+    call = graphc.compile(model) if how == "model" else model
+    opt = graphc.optim.AdamW(model.parameters(), lr=3e-3, fused=how != "eager")
+
+    def train_step(x, y):
         loss = F.cross_entropy(call(x), y)
         loss.backward()
         opt.step()
         opt.zero_grad()
+        return loss
+
+    if how == "step":
+        train_step = graphc.compile(train_step)
+    losses, times = [], []
+    for step in range(steps):
+        graphc.manual_seed(1000 + step)  # the same dropout masks in every run
+        t0 = time.perf_counter()
+        loss = train_step(x, y)
         times.append(time.perf_counter() - t0)
         losses.append(loss.item())
         if step % 50 == 0 or step == steps - 1:
@@ -62,7 +81,7 @@ def train(compiled: bool, steps: int, width: int, x, y, log=print):
     model.eval()
     with graphc.no_grad():
         accuracy = (call(x).argmax(1) == y).float().mean().item()
-    return model, call, losses, accuracy, times
+    return train_step if how == "step" else call, losses, accuracy, times
 
 
 def main(argv=None) -> int:
@@ -73,25 +92,30 @@ def main(argv=None) -> int:
     x_np, y_np = blobs()
     x, y = graphc.from_numpy(x_np), graphc.from_numpy(y_np)
 
-    print("eager:")
-    _, _, eager_losses, eager_acc, eager_times = train(False, args.steps, args.width, x, y)
-    print("compiled:")
-    _, call, losses, acc, times = train(True, args.steps, args.width, x, y)
-
-    worst = float(np.max(np.abs(np.array(losses) - np.array(eager_losses))))
-    print(f"final loss: eager {eager_losses[-1]:.4f}, compiled {losses[-1]:.4f}; "
-          f"max |compiled - eager| over {args.steps} steps = {worst:.2e}")
-    print(f"training accuracy: eager {eager_acc:.1%}, compiled {acc:.1%}")
-    program = call.compiled.last_training
-    print(program.describe())
-    eager_runs = call.compiled.eager_runs
-    print(f"calls that ran eagerly: {len(eager_runs)}")
-    warm_eager, warm = np.median(eager_times[2:]), np.median(times[2:])
-    print(f"one step (median after warm-up): eager {1e3 * warm_eager:.2f} ms, compiled "
-          f"{1e3 * warm:.2f} ms: {warm_eager / warm:.2f}x; first compiled step (compiling) "
-          f"{times[0]:.2f} s")
-    ok = worst < 1e-3 and abs(acc - eager_acc) < 0.02 and not eager_runs
-    print("compiled training matches eager:", ok)
+    runs = {}
+    for how, title in (("eager", "eager"), ("model", "compiled model"),
+                       ("step", "compiled step")):
+        print(f"{title}:")
+        runs[how] = train(how, args.steps, args.width, x, y)
+    _, eager_losses, eager_acc, eager_times = runs["eager"]
+    warm_eager = np.median(eager_times[2:])
+    ok = True
+    for how, title in (("model", "compiled model"), ("step", "compiled step")):
+        call, losses, acc, times = runs[how]
+        worst = float(np.max(np.abs(np.array(losses) - np.array(eager_losses))))
+        compiled = call if how == "step" else call.compiled
+        described = compiled.last_step if how == "step" else compiled.last_training
+        warm = np.median(times[2:])
+        print(f"\n{title}: final loss {losses[-1]:.4f} (eager {eager_losses[-1]:.4f}); max "
+              f"|{how} - eager| over {args.steps} steps = {worst:.2e}; training accuracy "
+              f"{acc:.1%} (eager {eager_acc:.1%})")
+        print(described.describe())
+        print(f"calls that ran eagerly: {len(compiled.eager_runs)}")
+        print(f"one step (median after warm-up): eager {1e3 * warm_eager:.2f} ms, {title} "
+              f"{1e3 * warm:.2f} ms: {warm_eager / warm:.2f}x; first step (compiling) "
+              f"{times[0]:.2f} s")
+        ok = ok and worst < 1e-3 and abs(acc - eager_acc) < 0.02 and not compiled.eager_runs
+    print("\ncompiled training matches eager:", ok)
     return 0 if ok else 1
 
 

@@ -28,6 +28,13 @@ def test_compiled_training_loss_matches_eager(trained):
     assert row["ran_compiled"] == row["compiled_calls"] or row["eager_runs"], w.name
 
 
+def test_the_whole_step_compiled_matches_eager(trained):
+    w, row = trained
+    assert "step_error" not in row, f"{w.name}: {row.get('step_error')}"
+    assert row["step_loss_matches"], (w.name, row["eager_loss"], row["step_loss"])
+    assert not row["step_eager_runs"], row["step_eager_runs"]
+
+
 @pytest.mark.filterwarnings("ignore:graphc.compile. ran eagerly")
 def test_training_losses_match_torch_from_the_same_weights(trained):
     torch = pytest.importorskip("torch")

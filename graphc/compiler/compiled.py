@@ -41,7 +41,8 @@ from ..layout import reach
 from ..passes.functionalize import FunctionalizeError, written_inputs
 from ..trace import Proxy, TensorSpec, TraceError
 from ..trace.step import BackwardInTrace
-from ..trace.tracer import map_tensors, restore_structure, trace_bound, unbind
+from ..trace.tracer import (cell_value, map_tensors, restore_structure, scope_objects,
+                            trace_bound, unbind)
 from . import guards as G
 from .pipeline import Unsized, compile_graph
 from ..amp import _state as _amp_state
@@ -182,10 +183,6 @@ class CompiledFunction:
         self.eager_runs: list[EagerRun] = []
         self.layout_copies = 0  # calls whose strided inputs were copied to reuse a program
         self._eager: dict[tuple, EagerRun] = {}  # signatures that run eagerly, and why
-        # the global names and closure cells of the function holding a module or tensor
-        # when it was last traced: the programs read that object (see ``_rebound``)
-        self._bindings: list[tuple] = []
-        self.steps: dict = {}  # signature -> StepProgram (a function that trains: see step.py)
         self._last: Entry | None = None
         self._warned: set[str] = set()
         functools.update_wrapper(self, target, updated=())
@@ -356,6 +353,12 @@ class CompiledFunction:
         return bound
 
     _descriptor = None  # the class attribute a compiled method came from
+    # (instance attributes only once used: CPython reads instances with at most 30 fast)
+    # the global names and closure cells of the function holding a module or tensor when
+    # it was last traced: the programs read that object (see ``_rebound``)
+    _bindings: tuple = ()
+    # signature -> StepProgram (a function that trains: see step.py); read-only when empty
+    steps = types.MappingProxyType({})
 
     def __reduce__(self):
         """Pickled or deep-copied (with the module or instance holding it) as the function
@@ -578,6 +581,8 @@ class CompiledFunction:
             value = self._eager_call(args, {})
             self._note_eager(sig, EagerRun(reason, where))
             return _Eager(value)
+        if not self.steps:  # (the class's read-only empty mapping, or an emptied dict)
+            self.steps = {}
         self.steps[sig] = program
         return _Eager(self._run_step(sig, program, args))
 
@@ -624,12 +629,12 @@ class CompiledFunction:
         from now names another object: then every program (traced with the old one) is
         dropped, and the change recorded as a recompile."""
         for where, key, value in self._bindings:
-            now = where.get(key) if isinstance(where, dict) else _cell_value(where)
+            now = where.get(key) if isinstance(where, dict) else cell_value(where)
             if now is not value:
                 self.entries.clear()
                 self.sized = SizedPrograms()
                 self._eager.clear()
-                self._bindings = []
+                self._bindings = ()
                 what = "global" if isinstance(where, dict) else "closure variable"
                 self._record(G.Recompile(
                     what, repr(key), f"{type(value).__name__} at {id(value):#x}",
@@ -642,16 +647,10 @@ class CompiledFunction:
     def _bind_state(self) -> None:
         """Note the modules and tensors the function's global names and closure variables
         hold now (the trace read them: ``_rebound`` notices when one names another)."""
-        fn = getattr(self.fn, "__func__", self.fn)
-        code = getattr(fn, "__code__", None)
-        if code is None or self.module is not None:
-            return
-        found = [(fn.__globals__, name, fn.__globals__[name]) for name in code.co_names
-                 if isinstance(fn.__globals__.get(name), (Module, Tensor))]
-        for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
-            if isinstance(_cell_value(cell), (Module, Tensor)):
-                found.append((cell, name, _cell_value(cell)))
-        self._bindings = found
+        if self.module is None:
+            found = tuple(scope_objects(self.fn, (Module, Tensor)))
+            if found or self._bindings:
+                self._bindings = found
 
     def _forget(self, entry: Entry) -> None:
         """Drop a compiled entry (its weights were replaced) wherever it is looked up."""
@@ -899,13 +898,6 @@ def compiled_function(obj) -> CompiledFunction:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _cell_value(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell
-        return None
-
-
 def _instance_module(fn) -> Module | None:
     """The module a bound method belongs to (``graphc.compile(model.generate_step)``)."""
     owner = getattr(fn, "__self__", None)

@@ -67,6 +67,7 @@ class Tracer(DispatchMode):
         # program reads live, not constants (see ``capture``)
         self.born: set[int] | None = None
         self.step = None  # a StepCapture while a training step is traced (see trace.step)
+        self.known_as: dict[int, str] = {}  # id -> the global or closure name (for names)
 
     # ---- turning values into graph arguments -------------------------------------
     def _attr(self, target: str, value: Tensor) -> Proxy:
@@ -117,7 +118,8 @@ class Tracer(DispatchMode):
         """A module the root does not hold (a global model a function calls): installed as
         ``_captured<i>`` by reference, so the program reads its weights live, as the root's
         (in-place updates seen, a replaced weight noticed)."""
-        name = self._fresh(CAPTURED)
+        hint = self.known_as.get(id(module))
+        name = self._fresh(f"{CAPTURED}_{hint}_" if hint else CAPTURED)
         self.attrs[name] = module
         for path, m in module.named_modules():
             self._module_names.setdefault(id(m), f"{name}.{path}" if path else name)
@@ -325,6 +327,7 @@ def trace_bound(call, params: list, bound: tuple, *, root: Module | None = None,
         raise ValueError(f"trace: mode must be 'symbolic' or 'example', got {mode!r}")
     tracer = Tracer(root, mode, leaf_modules)
     tracer.training = training
+    tracer.known_as = _names_in_scope(call)
     with storages_made() as born:
         tracer.born = born
         if not step:
@@ -363,6 +366,38 @@ def _trace_with(tracer: Tracer, call, params: list, bound: tuple, root, baked, m
     object.__setattr__(gm, "output_structure", output_structure(out))
     tracer.graph.lint(gm)
     return gm
+
+
+def scope_objects(fn, types) -> list[tuple]:
+    """(namespace dict or closure cell, name, value) for each global name and closure
+    variable ``fn``'s code reads whose value is an instance of ``types``."""
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    found = [(fn.__globals__, name, fn.__globals__[name]) for name in code.co_names
+             if isinstance(fn.__globals__.get(name), types)]
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        value = cell_value(cell)
+        if isinstance(value, types):
+            found.append((cell, name, value))
+    return found
+
+
+def cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _names_in_scope(fn) -> dict[int, str]:
+    """id -> name of the modules ``fn`` reads from its globals and closure (what a trace
+    calls the modules it captures: ``_captured_model_0``)."""
+    found = {}
+    for _, name, value in scope_objects(fn, Module):
+        found.setdefault(id(value), name)
+    return found
 
 
 def unbind(params: list, bound: tuple) -> tuple[list, dict]:
