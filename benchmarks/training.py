@@ -175,8 +175,15 @@ def build_training(names=None, small: bool = False) -> list[TrainingWorkload]:
 
 # ---- one column: a model training --------------------------------------------------------
 def training_step(lib, model, optimizer, loss, x, target) -> Callable:
-    """One step, the way a training loop writes it; returns the loss tensor."""
-    def step():
+    """One step on this batch, the way a training loop writes it; returns the loss tensor."""
+    step = step_function(lib, model, optimizer, loss)
+    return lambda: step(x, target)
+
+
+def step_function(lib, model, optimizer, loss) -> Callable:
+    """The training step as a function of the batch (what ``@graphc.compile`` compiles
+    whole in the "step" column)."""
+    def step(x, target):
         value = loss(lib, model(x), target)
         value.backward()
         optimizer.step()
@@ -314,16 +321,6 @@ def run_graphc(w: TrainingWorkload, warmup: int, timed: int) -> dict:
         row["step_loss_matches"] = _close(row["step_loss"], row["eager_loss"])
     return row
 
-
-def step_function(lib, model, optimizer, loss) -> Callable:
-    """The training step as a function of the batch, for ``@graphc.compile``."""
-    def step(x, target):
-        value = loss(lib, model(x), target)
-        value.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        return value
-    return step
 
 
 def run_torch(w: TrainingWorkload, row: dict, torch, warmup: int, timed: int,

@@ -312,14 +312,8 @@ class CompiledFunction:
         except NothingToDifferentiate:
             program = _VALUES
         except Exception as e:
-            if self.fullgraph and not isinstance(e, TraceError):
-                raise
-            where = getattr(e, "location", None) or user_location_in(e) or location
-            what = str(e) if isinstance(e, TraceError) else f"{type(e).__name__}: {e}"
-            reason = f"compiled training is not possible here, so the call runs eagerly: {what}"
-            if self.fullgraph:
-                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
-            self._note_eager(key, EagerRun(reason, where))
+            self._note_eager(key, self._not_compiled(e, location,
+                                                     "compiled training is not possible here"))
             return _EAGER
         entry.training[key] = program
         return program
@@ -571,20 +565,27 @@ class CompiledFunction:
                                  list(tensors), owner=self.owner,
                                  leaf_modules=self.leaf_modules, passes=self.passes)
         except Exception as e:
-            if self.fullgraph and not isinstance(e, TraceError):
-                raise
-            where = getattr(e, "location", None) or user_location_in(e) or location
-            what = str(e) if isinstance(e, TraceError) else f"{type(e).__name__}: {e}"
-            reason = f"the training step cannot be compiled, so the call runs eagerly: {what}"
-            if self.fullgraph:
-                raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+            run = self._not_compiled(e, location, "the training step cannot be compiled")
             value = self._eager_call(args, {})
-            self._note_eager(sig, EagerRun(reason, where))
+            self._note_eager(sig, run)
             return _Eager(value)
         if not self.steps:  # (the class's read-only empty mapping, or an emptied dict)
             self.steps = {}
         self.steps[sig] = program
         return _Eager(self._run_step(sig, program, args))
+
+    def _not_compiled(self, e: Exception, location, what: str) -> EagerRun:
+        """The eager run of a call whose training programs could not be built because of
+        ``e`` (with ``fullgraph=True``: raised instead, as a CaptureError for a limit of
+        the compiler)."""
+        if self.fullgraph and not isinstance(e, TraceError):
+            raise e
+        where = getattr(e, "location", None) or user_location_in(e) or location
+        detail = str(e) if isinstance(e, TraceError) else f"{type(e).__name__}: {e}"
+        reason = f"{what}, so the call runs eagerly: {detail}"
+        if self.fullgraph:
+            raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
+        return EagerRun(reason, where)
 
     def _run_step(self, sig, program, args):
         """One call of a compiled step; built again where a weight was replaced or a

@@ -27,18 +27,16 @@ import time
 
 from ..autograd.grad_mode import no_grad
 from ..autograd.graph import grad_accumulator
-from ..ir.aliasing import COPY_BACK, is_write, view_root
+from ..ir.aliasing import COPY_BACK, is_write
 from ..ir.graph_module import GraphModule, fetch
 from ..ops import functions as F
-from ..ops.registry import OPS
 from ..passes.autodiff import NotDifferentiable, check_writes, differentiate, requiring_grad
-from ..passes.dce import dce
-from ..passes.decompose import decompose
-from ..passes.functionalize import functionalize
-from ..passes.partition import partition
+from ..passes.partition import partition, reached_within
 from ..trace.proxy import TraceError
 from ..trace.tracer import trace_bound, trace_into
 from .pipeline import compile_graph
+from .training import (make_pure, refuse_backward_hooks, refuse_rebasing_writes,
+                       refuse_written_grads)
 
 
 class StepProgram:
@@ -102,11 +100,7 @@ def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
                passes) -> StepProgram:
     """Trace ``call`` as a training step and compile it; raises a TraceError (the call then
     runs eagerly) where the step cannot be captured."""
-    if owner is not None:
-        for name, m in owner.named_modules():
-            if m.__dict__.get("_backward_hooks") or m.__dict__.get("_backward_pre_hooks"):
-                raise NotDifferentiable(f"module {name or type(owner).__name__!r} has backward "
-                                        "hooks, which a compiled step does not call", "")
+    refuse_backward_hooks(owner)
     t0 = time.perf_counter()
     gm = trace_bound(call, params, bound, root=owner, leaf_modules=leaf_modules,
                      training=True, step=True)
@@ -132,28 +126,15 @@ def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
     traced_req = requiring_grad(graph, traced_sources)
     if capture.loss not in traced_req:
         raise TraceError("backward() of a value that does not require grad (eager raises)", "")
-    for n in graph.nodes:  # as in compiled training: eager rebases the written tensor's history
-        if is_write(n) and not n.meta.get("no_grad") and any(
-                a in traced_req for a in n.all_input_nodes[1:]) and \
-                view_root(n.args[0]) not in traced_req:
-            raise NotDifferentiable(f"%{n.name} ({n.target.name}) writes a value that requires "
-                                    f"grad into %{view_root(n.args[0]).name}, which does not",
-                                    n.meta.get("location") or "")
-    in_graph = _reaching(traced_req, capture.loss)
+    refuse_rebasing_writes(graph, traced_req)
+    in_graph = {n.name for n in reached_within([capture.loss], traced_req)}
     user_out = graph.output_node.args[0]
     graph.output_node.args = ((user_out, capture.loss, capture.gradient),)
-    functionalize(gm)
-    decompose(gm, keep=tuple(op.name for op in OPS if op.grad is not None))
-    dce(gm)
+    make_pure(gm)
     user_out, loss, gradient = graph.output_node.args[0]
     sources = [n for n in graph.nodes if n.op == "get_attr" and requires(n)
                and n.meta["dtype"].is_floating_point]
-    req = requiring_grad(graph, sources)
-    for n in graph.nodes:
-        if is_write(n) and n.meta.get(COPY_BACK) and (requires(view_root(n.args[0]))
-                                                       or n.args[1] in req):
-            raise NotDifferentiable(f"the step writes in place into %{n.args[0].name} a value "
-                                    "that requires grad", n.meta.get("location") or "")
+    refuse_written_grads(graph, requires, requiring_grad(graph, sources))
     graph.output_node.args = ((loss,),)
     tangents, grads = differentiate(gm, sources)
     if not tangents:
@@ -176,16 +157,3 @@ def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
     return StepProgram(gm, part, [t for t, _ in kept], [positions[n.name] for n in part.kept],
                        (tuple(out.meta["shape"]), out.meta["dtype"]), capture.tape, weights,
                        passes, owner, trace_seconds)
-
-
-def _reaching(req: set, loss) -> set:
-    """The names of the nodes of ``req`` the loss is computed from."""
-    live, todo = set(), [loss]
-    while todo:
-        n = todo.pop()
-        if n in live:
-            continue
-        live.add(n)
-        todo.extend(a for a in n.all_input_nodes if a in req)
-    return {n.name for n in live}
-

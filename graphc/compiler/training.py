@@ -121,11 +121,7 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
           check: bool = False) -> TrainingProgram:
     """Trace ``call`` in grad mode and build its forward and backward programs; raises
     ``NotDifferentiable`` (or a TraceError) where that cannot be done."""
-    if owner is not None:
-        for name, m in owner.named_modules():
-            if m.__dict__.get("_backward_hooks") or m.__dict__.get("_backward_pre_hooks"):
-                raise NotDifferentiable(f"module {name or type(owner).__name__!r} has backward "
-                                        "hooks, which compiled training does not call", "")
+    refuse_backward_hooks(owner)
     t0 = time.perf_counter()
     gm = trace_bound(call, params, bound, root=owner, leaf_modules=leaf_modules, training=True)
     trace_seconds = time.perf_counter() - t0
@@ -148,29 +144,13 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
     eager_outputs = [n in traced_req for n in nodes_in(graph.output_node.args)]
     computed = [n.op == "call_function" for n in nodes_in(graph.output_node.args)]
     in_graph = {n.name for n in _reaching(graph, traced_req)}
-    for n in graph.nodes:  # eager rebases the written tensor's history: not expressed here
-        if is_write(n) and not n.meta.get("no_grad") and any(
-                a in traced_req for a in n.all_input_nodes[1:]) and \
-                view_root(n.args[0]) not in traced_req:
-            raise NotDifferentiable(f"%{n.name} ({n.target.name}) writes a value that requires "
-                                    f"grad into %{view_root(n.args[0]).name}, which does not: "
-                                    "compiled training does not rebase its history",
-                                    n.meta.get("location") or "")
-    functionalize(joint)
-    # composites with a gradient rule of their own are differentiated by it, as in eager
-    decompose(joint, keep=tuple(op.name for op in OPS if op.grad is not None))
-    dce(joint)
+    refuse_rebasing_writes(graph, traced_req)
+    make_pure(joint)
     _computed_outputs(joint, computed)
     sources = [n for n in graph.nodes if n.op in ("placeholder", "get_attr") and requires(n)
                and n.meta["dtype"].is_floating_point]
     req = requiring_grad(graph, sources)
-    for n in graph.nodes:
-        if is_write(n) and n.meta.get(COPY_BACK) and (requires(view_root(n.args[0]))
-                                                       or n.args[1] in req):
-            raise NotDifferentiable(f"the program writes in place into %{n.args[0].name} "
-                                    "a value that requires grad (or into a tensor that does), "
-                                    "and eager autograd would rebase its history; compiled "
-                                    "training does not", n.meta.get("location") or "")
+    refuse_written_grads(graph, requires, req)
     out_value = graph.output_node.args[0]
     flat = nodes_in(out_value)
     if len(flat) != len(eager_outputs):
@@ -201,6 +181,49 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
                               check)
     program.joint = joint
     return program
+
+
+def refuse_backward_hooks(owner) -> None:
+    """Module backward hooks are not called by compiled programs: NotDifferentiable."""
+    if owner is None:
+        return
+    for name, m in owner.named_modules():
+        if m.__dict__.get("_backward_hooks") or m.__dict__.get("_backward_pre_hooks"):
+            raise NotDifferentiable(f"module {name or type(owner).__name__!r} has backward "
+                                    "hooks, which compiled training does not call", "")
+
+
+def refuse_rebasing_writes(graph, traced_req: set) -> None:
+    """A write (with grad) of a value that requires grad into a tensor that does not: eager
+    rebases the written tensor's history, which the pure graph does not express."""
+    for n in graph.nodes:
+        if is_write(n) and not n.meta.get("no_grad") and any(
+                a in traced_req for a in n.all_input_nodes[1:]) and \
+                view_root(n.args[0]) not in traced_req:
+            raise NotDifferentiable(f"%{n.name} ({n.target.name}) writes a value that requires "
+                                    f"grad into %{view_root(n.args[0]).name}, which does not: "
+                                    "compiled training does not rebase its history",
+                                    n.meta.get("location") or "")
+
+
+def make_pure(joint: GraphModule) -> None:
+    """Functionalize, decompose (composites with a gradient rule of their own are kept and
+    differentiated by it, as in eager) and remove dead code."""
+    functionalize(joint)
+    decompose(joint, keep=tuple(op.name for op in OPS if op.grad is not None))
+    dce(joint)
+
+
+def refuse_written_grads(graph, requires, req: set) -> None:
+    """A copy-back into a tensor that requires grad, or of a value that does: eager
+    autograd would rebase its history."""
+    for n in graph.nodes:
+        if is_write(n) and n.meta.get(COPY_BACK) and (requires(view_root(n.args[0]))
+                                                       or n.args[1] in req):
+            raise NotDifferentiable(f"the program writes in place into %{n.args[0].name} "
+                                    "a value that requires grad (or into a tensor that does), "
+                                    "and eager autograd would rebase its history; compiled "
+                                    "training does not", n.meta.get("location") or "")
 
 
 def _computed_outputs(joint: GraphModule, computed: list) -> None:

@@ -135,7 +135,7 @@ def partition(joint: GraphModule, n_grads: int) -> Partition:
         elif (n, "in") in g and (n, "in") not in reachable and n.op == "call_function":
             recompute.add(n)
     # only what the backward actually reaches is recomputed
-    recompute = _reached(needed, recompute)
+    recompute = reached_within(needed, recompute)
     fwd = _forward_graph(graph, backward, out_value, saved)
     bwd = _backward_graph(graph, backward, recompute, saved, kept, tangents, grad_value)
     recomputed = [n for n in graph.nodes if n in recompute]
@@ -152,7 +152,8 @@ def _depending_on(graph, roots) -> set[Node]:
     return dep
 
 
-def _reached(needed, recompute: set) -> set:
+def reached_within(needed, recompute: set) -> set:
+    """The nodes of ``recompute`` that ``needed`` reads, directly or through others of it."""
     reached, stack = set(), [n for n in needed if n in recompute]
     while stack:
         n = stack.pop()
