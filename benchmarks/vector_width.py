@@ -1,5 +1,5 @@
 """256- against 512-bit vectors on an AVX-512 CPU: the measurement behind
-``graphc.codegen.target.DEFAULT_VECTOR_WIDTH``.
+``graphc.codegen.target.AVX512_VECTOR_WIDTH`` (graphc's default width with AVX-512).
 
     python3 benchmarks/vector_width.py              # W1-W6, 3 rounds
     python3 benchmarks/vector_width.py W1 W2 --rounds 5
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     if not avx512 and not args.force:
         print(f"{T.current().summary()}\nno AVX-512 here: 256- and 512-bit vectors give the same "
               "code, so there is nothing to measure. Run this on an AVX-512 machine (znver4, "
-              "Sapphire Rapids, ...) to choose DEFAULT_VECTOR_WIDTH; --force runs it anyway.")
+              "Sapphire Rapids, ...) to choose AVX512_VECTOR_WIDTH; --force runs it anyway.")
         return 0
     times: dict[str, dict[str, list[float]]] = {w: {} for w in WIDTHS}
     targets = {}
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     mean = math.exp(statistics.fmean(math.log(r) for r in ratios))
     print(f"geometric mean: 512-bit vectors {mean:.2f}x the speed of 256-bit ones "
           f"(faster on {sum(r > 1 for r in ratios)} of {len(ratios)} workloads); "
-          f"DEFAULT_VECTOR_WIDTH is now {T.DEFAULT_VECTOR_WIDTH!r}")
+          f"graphc's default with AVX-512 is {T.AVX512_VECTOR_WIDTH} bits")
     return 0
 
 

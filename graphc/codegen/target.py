@@ -8,7 +8,8 @@ per process, see ``current``):
                          the code then uses that CPU's features instead of the host's
     GRAPHC_CPU_FEATURES  +feature/-feature items applied on top (+avx2,+fma,-avx512f)
     GRAPHC_VECTOR_WIDTH  256, 512 or host: LLVM's prefer-vector-width on every generated
-                         function (host: LLVM's tuning for the CPU)
+                         function (host: LLVM's tuning for the CPU); by default 512 where
+                         the CPU has AVX-512 (measured faster), host elsewhere
 
 A forced target whose code would use ISA features this CPU lacks is refused before the
 JIT exists (it would die of SIGILL). ``describe`` builds any other target, and
@@ -38,7 +39,7 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import llvmlite.binding as llvm
 from llvmlite.binding import ffi
@@ -52,11 +53,12 @@ RECENT = 256              # compiled modules kept alive for in-process reuse
 
 CPU_VAR, FEATURES_VAR, WIDTH_VAR = "GRAPHC_CPU", "GRAPHC_CPU_FEATURES", "GRAPHC_VECTOR_WIDTH"
 VECTOR_WIDTHS = ("256", "512", "host")
-# The vector width where the CPU has AVX-512. "host" leaves it to LLVM's tuning of the CPU:
-# 512 bits on znver4/5, 256 on Intel's skylake-avx512 to graniterapids (LLVM's prefer-256-bit
-# there, for the clock drop of 512-bit code). Not measured yet: no AVX-512 machine so far. Run
-# benchmarks/vector_width.py on one (W1-W6 under 256 and 512) and set this from its ratios.
-DEFAULT_VECTOR_WIDTH = "host"
+# The vector width unless GRAPHC_VECTOR_WIDTH says otherwise: 512 bits where the target has
+# AVX-512, "host" (LLVM's tuning: the CPU's widest) elsewhere. Measured by
+# benchmarks/vector_width.py on a Sapphire Rapids host (LLVM's own choice there is 256, for the
+# clock drop of 512-bit code): 512 bits ran W1 1.31-1.35x and W2 1.17-1.20x faster, W3, W4 and
+# W6 within 4%, the 4 us W5 0.87-0.89x (three 64x64 matvec kernels); geometric mean 1.05-1.06x.
+AVX512_VECTOR_WIDTH = "512"
 # what explain() and the benchmark headers show of a target's features, by architecture
 NOTABLE_FEATURES = {"x86_64": ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq",
                                "avx512vl", "avx512fp16"),
@@ -84,7 +86,7 @@ class Target:
     triple: str
     cpu: str
     features: str = ""
-    vector_width: str = DEFAULT_VECTOR_WIDTH
+    vector_width: str = "host"
     overrides: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict:
@@ -169,7 +171,7 @@ class Target:
         elif self.vector_width == "host":
             why = "LLVM's choice for the CPU"
         else:
-            why = f"graphc's default {self.vector_width}"
+            why = "graphc's default with AVX-512"
         bits = self.vector_bits()
         width = f"{bits}-bit vectors" if bits else "no vectors"
         return f"{self.triple}, cpu {cpu}, {features}, {width} ({why})"
@@ -180,22 +182,27 @@ class Target:
         return f"{', '.join(given)}: " if given else ""
 
 
-def describe(cpu: str | None = None, features: str = "", vector_width: str = DEFAULT_VECTOR_WIDTH,
+def describe(cpu: str | None = None, features: str = "", vector_width: str | None = None,
              triple: str | None = None) -> Target:
     """A target, without touching the process's engine: ``cpu`` None is the host's CPU
     with the host's features (on this process's triple; "generic" on another), ``features``
-    are +name/-name items applied on top. Names are checked when it is used
-    (``machine``, ``emit_assembly``)."""
+    are +name/-name items applied on top, ``vector_width`` None is graphc's default for
+    them (``AVX512_VECTOR_WIDTH`` with AVX-512, else "host"). Names are checked when it is
+    used (``machine``, ``emit_assembly``)."""
     triple = triple or llvm.get_process_triple()
     base = ""
     if cpu is None and triple == llvm.get_process_triple():
         cpu, base = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
     features = _feature_items(features, "features")
-    if vector_width not in VECTOR_WIDTHS:
+    if vector_width not in (None, *VECTOR_WIDTHS):
         raise TargetError(f"vector_width must be one of {', '.join(VECTOR_WIDTHS)}, got "
                           f"{vector_width!r}")
-    return Target(triple, cpu or "generic", ",".join(filter(None, (base, features))),
-                  vector_width)
+    t = Target(triple, cpu or "generic", ",".join(filter(None, (base, features))))
+    return replace(t, vector_width=vector_width or _default_width(t))
+
+
+def _default_width(t: Target) -> str:
+    return AVX512_VECTOR_WIDTH if t.arch == "x86_64" and t.has("avx512f") else "host"
 
 
 def from_environment(environ=os.environ) -> Target:
@@ -203,12 +210,13 @@ def from_environment(environ=os.environ) -> Target:
     where they are unset or empty)."""
     given = {k: environ[k].strip() for k in (CPU_VAR, FEATURES_VAR, WIDTH_VAR)
              if environ.get(k, "").strip()}
-    width = given.get(WIDTH_VAR, DEFAULT_VECTOR_WIDTH)
-    if width not in VECTOR_WIDTHS:
+    width = given.get(WIDTH_VAR)
+    if width not in (None, *VECTOR_WIDTHS):
         raise TargetError(f"{WIDTH_VAR} must be one of {', '.join(VECTOR_WIDTHS)}, got {width!r}")
     t = describe(given.get(CPU_VAR), _feature_items(given.get(FEATURES_VAR, ""), FEATURES_VAR),
-                 width)
-    return Target(t.triple, t.cpu, t.features, t.vector_width, tuple(given.items()))
+                 width or "host")
+    t = replace(t, overrides=tuple(given.items()))
+    return t if width else replace(t, vector_width=_default_width(t))
 
 
 @functools.cache

@@ -113,7 +113,8 @@ def test_the_hosts_own_target():
     else:
         assert bits >= 128
     if not any(v for k, v in os.environ.items() if k in (T.CPU_VAR, T.FEATURES_VAR, T.WIDTH_VAR)):
-        assert T.current() == T.Target(host.triple, host.cpu, host.features)
+        assert T.current() == host
+        assert host.vector_width == ("512" if host.has("avx512f") else "host")
 
 
 @pytest.mark.parametrize("name, dtype", [("mul_add", "float32"), ("sum", "float64"), ("exp", "float32")])
@@ -141,6 +142,20 @@ def test_avx512_code_at_each_vector_width(name, dtype, width):
     assert packed(asm, KERNELS[name][2], dtype, bits), f"{name}: no packed instruction on {bits} bits"
     if bits == 256:
         assert "%zmm" not in asm
+
+
+@needs_x86
+@pytest.mark.parametrize("cpu, width, bits", [("skylake-avx512", "512", 512), ("znver4", "512", 512),
+                                             ("sapphirerapids", "512", 512),
+                                             ("haswell", "host", 256), ("x86-64-v3", "host", 256)])
+def test_the_default_vector_width_is_512_bits_with_avx512(cpu, width, bits):
+    """Measured (benchmarks/vector_width.py, Sapphire Rapids): 512 bits are faster for
+    graphc's kernels where LLVM's Intel tuning would pick 256; elsewhere LLVM chooses."""
+    t = T.describe(cpu)
+    assert (t.vector_width, t.vector_bits()) == (width, bits)
+    optimized, asm = T.emit_assembly(kernel_ir("exp", "float32"), t)
+    assert packed(asm, KERNELS["exp"][2], np.float32, bits)
+    assert ("%zmm" in asm) == (bits == 512)
 
 
 @needs_x86
