@@ -563,7 +563,8 @@ class CompiledFunction:
         try:
             program = build_step(self._target, self.params, self._with_tensors(args, examples),
                                  list(tensors), owner=self.owner,
-                                 leaf_modules=self.leaf_modules, passes=self.passes)
+                                 leaf_modules=self.leaf_modules, passes=self.passes,
+                                 check=self.check)
         except Exception as e:
             run = self._not_compiled(e, location, "the training step cannot be compiled")
             value = self._eager_call(args, {})

@@ -10,7 +10,9 @@ Files: ``explain.txt`` (guards, fusion, kernels, fallbacks, times), ``1_traced.t
 ``inputs.gcz``, ``weights.gcz`` and ``expected.gcz`` (the original code's eager outputs;
 ``graphc.save`` files), ``repro.py``; for each training program of the signature (calls
 with gradients), ``9_training<k>_joint.txt``, ``..._forward.txt`` and ``..._backward.txt``
-(graph and kernel IR).
+(graph and kernel IR). For a compiled training step (a function that calls ``backward()``,
+called once in grad mode): ``explain.txt``, ``9_step_joint.txt``, ``9_step_forward``/
+``9_step_backward`` ``.txt`` (graph and kernel IR) and ``.ll`` (LLVM IR).
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
     last signature) into ``directory``, with a repro script; returns the directory."""
     from .check import copies_of
     from .compiled import compiled_function
-    from .explain import explain
+    from .explain import _step_for, explain
 
     fn = compiled_function(compiled)
     if not args and not kwargs:
@@ -130,8 +132,11 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
             # a compiled function does not keep its inputs alive
             raise ValueError(f"graphc.dump: the tensors {fn.__name__} was compiled with are "
                              "gone; pass inputs: graphc.dump(compiled, directory, *inputs)")
+    step = _step_for(fn, args, kwargs)
     with no_grad():  # on copies: a program may write into its inputs
         e = explain(fn, *copies_of(args), **{k: copies_of([v])[0] for k, v in kwargs.items()})
+    if step is not None:
+        return _dump_step(step, e, directory)
     if not e.compiled:
         raise ValueError(f"graphc.dump: {fn.__name__} ran eagerly for these inputs, nothing "
                          "was compiled: " + "; ".join(e.eager_runs))
@@ -173,6 +178,22 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
     with no_grad():
         expected = [_plain(t) for t in tensors_in(fn._eager_call(tuple(copies_of(bound)), {}))]
     save(expected, os.path.join(directory, "expected.gcz"))
+    return directory
+
+
+def _dump_step(step, e, directory: str) -> str:
+    """A compiled training step: explain.txt, its joint graph, and each program's graph,
+    kernel IR and LLVM IR (no repro: running a step trains the model)."""
+    files = {"explain.txt": str(e), "9_step_joint.txt": str(step.gm.graph)}
+    for name, cg, graph in (("forward", step.forward, step.partition.forward.graph),
+                            ("backward", step.backward, step.partition.backward.graph)):
+        files[f"9_step_{name}.txt"] = str(graph) + "\n\n" + _kernels_of(cg)
+        if cg._last is not None:
+            files[f"9_step_{name}.ll"] = cg.dump("llvm")
+    os.makedirs(directory, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
     return directory
 
 

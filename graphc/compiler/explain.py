@@ -100,8 +100,20 @@ def explain(fn, *args, **kwargs) -> Explanation:
     from .compiled import compiled_function
 
     compiled = compiled_function(fn)
-    with no_grad():
-        compiled(*args, **kwargs)
+    step = _step_for(compiled, args, kwargs)
+    if step is not None:
+        return _explain_step(compiled, step)
+    try:
+        with no_grad():
+            compiled(*args, **kwargs)
+    except Exception as err:
+        if any(type(c).__name__ == "BackwardInTrace" for c in _chain(err)):
+            raise ValueError(
+                f"graphc.explain: {compiled.__name__} calls backward(), so it is a training step "
+                "(compiled when called in grad mode, and its eager run under no_grad raises); "
+                "call it once with these arguments, then explain or dump describes its "
+                "compiled step") from err
+        raise
     e = Explanation(compiled.__name__, compiled=False,
                     eager_runs=[str(r) for r in compiled.eager_runs],
                     recompiles=[r.as_dict() for r in compiled.recompiles],
@@ -144,6 +156,56 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.training = [p.describe() for k, p in entry.training.items() if k[0] == sig and
                   hasattr(p, "describe")]
     return e
+
+
+def _step_for(compiled, args, kwargs):
+    """The compiled training step that serves these arguments, if one was built."""
+    from . import guards as G
+
+    if not compiled.steps:
+        return None
+    try:
+        sig = G.signature(compiled._bind(args, kwargs),
+                          compiled.owner.training if compiled.owner is not None else None)
+    except TypeError:
+        return None
+    return compiled.steps.get(sig)
+
+
+def _explain_step(compiled, step) -> Explanation:
+    """A compiled training step (not called again: a call would train): its joint graph
+    (as the traced graph), the split, and each program's optimized graph, kernels and
+    fallbacks."""
+    e = Explanation(compiled.__name__, compiled=True,
+                    eager_runs=[str(r) for r in compiled.eager_runs],
+                    recompiles=[r.as_dict() for r in compiled.recompiles],
+                    layout_copies=compiled.layout_copies, target=current().summary(),
+                    training=[step.describe()])
+    e.guards = ["signature: each argument's dtype, shape and strides (one compiled step each)",
+                "weights  the tensors and requires_grad flags traced (a change builds the step "
+                "again)"]
+    optimized = []
+    for name, cg in (("forward", step.forward), ("backward", step.backward)):
+        spec = cg._last
+        if spec is None:
+            continue
+        optimized.append(f"# {name} program\n{spec.gm.graph}")
+        e.kernels += [dict(k, name=f"{name}:{k['name']}") for k in kernel_costs(spec)]
+        e.fallbacks += [dict(node=f.node.name, reason=f"({name}) {f.reason}",
+                             location=f.node.meta.get("location"))
+                        for f in spec.program.fallbacks]
+    e.graphs = {"traced": str(step.gm.graph), "optimized": "\n".join(optimized)}
+    e.stages_ms = {"trace": 1e3 * step.trace_seconds, **{
+        f"compile {name}": 1e3 * cg._last.compile_seconds
+        for name, cg in (("forward", step.forward), ("backward", step.backward))
+        if cg._last is not None}}
+    return e
+
+
+def _chain(err: BaseException):
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 def _writes(gm, tensor_names: list) -> list[str]:

@@ -35,8 +35,8 @@ from ..passes.partition import partition, reached_within
 from ..trace.proxy import TraceError
 from ..trace.tracer import trace_bound, trace_into
 from .pipeline import compile_graph
-from .training import (make_pure, refuse_backward_hooks, refuse_rebasing_writes,
-                       refuse_written_grads)
+from .training import (check_once, describe_programs, make_pure, refuse_backward_hooks,
+                       refuse_rebasing_writes, refuse_written_grads)
 
 
 class StepProgram:
@@ -45,7 +45,7 @@ class StepProgram:
 
     def __init__(self, gm: GraphModule, part, targets: list[str], kept: list[int],
                  tangent: tuple, tape: list, weights: list, passes, owner,
-                 trace_seconds: float):
+                 trace_seconds: float, check: bool = False):
         self.gm, self.partition = gm, part
         self.targets = targets  # the weights the program returns gradients for, in order
         self.kept = kept  # the positions of the arguments the backward reads
@@ -56,6 +56,7 @@ class StepProgram:
         self.backward = compile_graph(part.backward, passes=passes, watch=owner)
         self.trace_seconds = trace_seconds
         self.out_structure = getattr(gm, "output_structure", None)
+        self.unchecked = {self.forward, self.backward} if check else set()
 
     def current(self) -> bool:
         """Every weight it read still has the requires_grad flag it was traced with."""
@@ -67,10 +68,13 @@ class StepProgram:
     def run(self, tensors: list):
         """The programs, then gradients into ``.grad`` and the tape, in the traced order.
         Raises ``WeightChanged`` (before any effect) when a weight was replaced."""
+        check_once(self, self.forward, tensors)
         (out, gradient), saved = self.forward(*tensors)
         if gradient is None:
             gradient = F.ones(self.tangent[0], dtype=self.tangent[1])
-        grads = self.backward(*saved, *(tensors[k] for k in self.kept), gradient)
+        inputs = (*saved, *(tensors[k] for k in self.kept), gradient)
+        check_once(self, self.backward, inputs)
+        grads = self.backward(*inputs)
         for entry in self.tape:
             if entry[0] == "backward":
                 with no_grad():
@@ -87,17 +91,11 @@ class StepProgram:
                + ", ".join(self.targets) + ")",
                "after the programs, in order: " + ", ".join(effects),
                self.partition.describe()]
-        for name, cg in (("forward", self.forward), ("backward", self.backward)):
-            spec = cg._last
-            if spec is None:
-                continue
-            out.append(f"{name} program: {len(spec.program.kernels)} kernels")
-            out += [f"  fallback %{f.node.name}: {f.reason}" for f in spec.program.fallbacks]
-        return "\n".join(out)
+        return "\n".join(out + describe_programs(self))
 
 
 def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
-               passes) -> StepProgram:
+               passes, check: bool = False) -> StepProgram:
     """Trace ``call`` as a training step and compile it; raises a TraceError (the call then
     runs eagerly) where the step cannot be captured."""
     refuse_backward_hooks(owner)
@@ -156,4 +154,4 @@ def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
                       and hasattr(fetch(gm, n.target), "requires_grad")})
     return StepProgram(gm, part, [t for t, _ in kept], [positions[n.name] for n in part.kept],
                        (tuple(out.meta["shape"]), out.meta["dtype"]), capture.tape, weights,
-                       passes, owner, trace_seconds)
+                       passes, owner, trace_seconds, check)

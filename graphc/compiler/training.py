@@ -75,33 +75,10 @@ class TrainingProgram:
                + ", ".join(f"{'input ' if k == 'input' else ''}{w}" for k, w in self.sources)
                + f"), from {len(self.tangents)} differentiable outputs",
                self.partition.describe()]
-        for name, cg in (("forward", self.forward), ("backward", self.backward)):
-            spec = cg._last
-            if spec is None:
-                out.append(f"{name} program: not compiled yet (on the first backward)")
-                continue
-            out.append(f"{name} program: {len(spec.program.kernels)} kernels, "
-                       f"{1e3 * spec.compile_seconds:.0f} ms to compile")
-            out += [f"  fallback %{f.node.name}: {f.reason}" for f in spec.program.fallbacks]
-        return "\n".join(out)
-
-    def check(self, program, inputs) -> None:
-        """``check=True``: each fused kernel of ``program`` (forward or backward) alone, on
-        these inputs' copies, against its sub-graph interpreted in float64 (``CheckError``
-        names the kernel and the forward lines whose values or gradients it computes)."""
-        from ..random import get_rng_state, set_rng_state
-        from .check import _KernelChecker, copies_of
-
-        spec = program.specialize(tuple(inputs))
-        rng = get_rng_state()
-        with no_grad():
-            _KernelChecker(spec.gm).run(*copies_of(list(inputs), tensors_only=True))
-        set_rng_state(rng)
-        self.unchecked.discard(program)
+        return "\n".join(out + describe_programs(self))
 
     def run(self, tensors: list):
-        if self.forward in self.unchecked:
-            self.check(self.forward, tensors)
+        check_once(self, self.forward, tensors)
         out, saved = self.forward(*tensors)
         flat = tensors_in(out)
         weights = {t: fetch(self.partition.backward, t) for t in self.backward_weights}
@@ -181,6 +158,39 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
                               check)
     program.joint = joint
     return program
+
+
+def describe_programs(programs) -> list[str]:
+    """Lines for the forward and backward programs of ``programs`` (a TrainingProgram or a
+    StepProgram): kernels, compile time and fallbacks, once compiled."""
+    out = []
+    for name, cg in (("forward", programs.forward), ("backward", programs.backward)):
+        spec = cg._last
+        if spec is None:
+            out.append(f"{name} program: not compiled yet (on the first backward)")
+            continue
+        out.append(f"{name} program: {len(spec.program.kernels)} kernels, "
+                   f"{1e3 * spec.compile_seconds:.0f} ms to compile")
+        out += [f"  fallback %{f.node.name}: {f.reason}" for f in spec.program.fallbacks]
+    return out
+
+
+def check_once(programs, program, inputs) -> None:
+    """``check=True``, on the first run of ``program`` (the forward or backward program of
+    ``programs``, while in ``programs.unchecked``): each fused kernel alone, on these inputs'
+    copies, against its sub-graph interpreted in float64 (``CheckError`` names the kernel
+    and the forward lines whose values or gradients it computes)."""
+    if program not in programs.unchecked:
+        return
+    from ..random import get_rng_state, set_rng_state
+    from .check import _KernelChecker, copies_of
+
+    spec = program.specialize(tuple(inputs))
+    rng = get_rng_state()
+    with no_grad():
+        _KernelChecker(spec.gm).run(*copies_of(list(inputs), tensors_only=True))
+    set_rng_state(rng)
+    programs.unchecked.discard(program)
 
 
 def refuse_backward_hooks(owner) -> None:
@@ -291,8 +301,7 @@ class CompiledFunctionBackward(Node):
             tangents.append(g.detach())
         inputs = (*self.saved, *(t for t, _ in self.kept), *tangents)
         program = self.program
-        if program.backward in program.unchecked:
-            program.check(program.backward, inputs)
+        check_once(program, program.backward, inputs)
         result = program.backward(*inputs)
         return tuple(result)
 

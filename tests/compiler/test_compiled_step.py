@@ -200,3 +200,53 @@ def test_a_replaced_weight_or_a_frozen_layer_builds_the_step_again():
     for p, q in zip(model.parameters(), ref.parameters()):
         close(p, q)
     assert not train.eager_runs
+
+
+def test_explain_and_dump_show_a_compiled_step_without_running_it(tmp_path):
+    model = mlp()
+    opt = graphc.optim.SGD(model.parameters(), lr=0.1)
+    train_step = graphc.compile(step_of(model, opt))
+    x, y = batch()
+    with pytest.raises(ValueError, match="calls backward\\(\\), so it is a training step.*"
+                                         "call it once with these arguments"):
+        graphc.explain(train_step, x, y)  # before the first call: what to do, not eager's error
+    train_step(x, y)
+    weights = [p.detach().clone() for p in model.parameters()]
+    e = graphc.explain(train_step, x, y)
+    text = str(e)
+    assert e.compiled and "SGD.step" in text and "saved for backward" in text
+    assert {k["name"].split(":")[0] for k in e.kernels} == {"forward", "backward"}
+    assert "# forward program" in e.graphs["optimized"] and "# backward program" in e.graphs["optimized"]
+    assert "tangent" in e.graphs["traced"]  # the joint graph
+    out = graphc.dump(train_step, str(tmp_path / "dump"), x, y)
+    files = sorted(p.name for p in (tmp_path / "dump").iterdir())
+    assert out == str(tmp_path / "dump")
+    assert files == ["9_step_backward.ll", "9_step_backward.txt", "9_step_forward.ll",
+                     "9_step_forward.txt", "9_step_joint.txt", "explain.txt"]
+    assert "define" in (tmp_path / "dump" / "9_step_backward.ll").read_text()
+    for p, w in zip(model.parameters(), weights):  # neither explain nor dump trained it
+        close(p, w, tol=0)
+
+
+def test_check_mode_checks_a_compiled_steps_kernels(monkeypatch, tmp_path):
+    from graphc.compiler import CheckError
+    from graphc.ops import OPS
+
+    def run(check):
+        model = mlp()
+        opt = graphc.optim.SGD(model.parameters(), lr=0.1)
+        return graphc.compile(step_of(model, opt), check=check)(*batch())
+
+    want = run(False)
+    close(run(True), want)  # correct kernels pass the check
+    mul = OPS["mul"].emit
+
+    def wrong(s, a, b):  # a product 0.5 too large: a wrong kernel in the step's programs
+        value = mul(s, a, b)
+        return s.b.fadd(value, s.c(0.5)) if s.is_float else value
+
+    monkeypatch.setattr(OPS["mul"], "emit", wrong)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    with pytest.raises(CheckError) as info:
+        run(True)
+    assert "mul" in info.value.subgraph
