@@ -146,7 +146,9 @@ def _source(value) -> str:
         return f"({value})"
     if isinstance(value, (tuple, list)):
         inner = ", ".join(_source(v) for v in value)
-        return f"({inner},)" if isinstance(value, tuple) else f"[{inner}]"
+        if isinstance(value, list):
+            return f"[{inner}]"
+        return f"({inner},)" if value else "()"  # (a 0-d tensor's shape and strides)
     if isinstance(value, int):
         return repr(int(value))
     raise TypeError(f"cannot evaluate {type(value).__name__} symbolically")

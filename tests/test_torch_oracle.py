@@ -259,12 +259,30 @@ def test_values_shapes_dtypes_match_pytorch(case):
             assert tuple(a.shape) == tuple(b.shape), msg
             assert a.dtype.name == str(b.dtype).removeprefix("torch."), msg
             expected = b.numpy()
+            if sample.desc == "special values" and a.dtype is dt.float32:
+                expected = _either_kernel(op, sample, expected, a.numpy())
             if a.dtype.is_floating_point:
                 tol = 3e-6 if a.dtype is dt.float32 else 1e-12
                 np.testing.assert_allclose(a.numpy(), expected, rtol=tol * 10, atol=tol,
                                            equal_nan=True, err_msg=msg)
             else:
                 np.testing.assert_array_equal(a.numpy(), expected, err_msg=msg)
+
+
+def _either_kernel(op, sample, expected: np.ndarray, ours: np.ndarray) -> np.ndarray:
+    """torch's float32 result for special values, except where its own float64 kernel
+    disagrees about a nan and ours agrees with the float64 one (torch's vectorized float32
+    GELU gives nan for inf on AVX-512 hosts, its scalar tail inf: host-dependent)."""
+    wide = [x.double() if isinstance(x, torch.Tensor) and x.dtype == torch.float32 else x
+            for x in _torch_inputs(op, sample)]
+    other = as_list(_torch_fn(op)(*wide, **sample.attrs))[0]
+    if not isinstance(other, torch.Tensor) or not other.dtype.is_floating_point:
+        return expected
+    other = other.to(torch.float32).numpy()
+    if other.shape != expected.shape:
+        return expected
+    pick = (np.isnan(expected) != np.isnan(other)) & ~np.isnan(ours) & (ours == other)
+    return np.where(pick, other, expected)
 
 
 VIEW_CASES = op_cases(lambda op: Flag.VIEW in op.flags)

@@ -19,6 +19,7 @@ import weakref
 import numpy as np
 
 from ..errors import OpError
+from ..layout import same_shape
 from ..ops.dispatch import add_backend_hook, modes_disabled, run_backend
 from ..ops.registry import Flag, OpDef
 from ..tensor import Tensor, wrap_array
@@ -240,7 +241,7 @@ class OpBackward(Node):
 def _fit(g: Tensor, meta) -> Tensor:
     """Undo broadcasting (sum to the input's shape) and match the input's dtype."""
     shape, dtype = meta
-    if tuple(g._shape) != shape:
+    if not same_shape(g._shape, shape):
         g = sum_to(g, shape)
     if g.dtype is not dtype:
         g = g.to(dtype)

@@ -155,7 +155,7 @@ class Specialization:
 
     def __init__(self, gm: GraphModule, source: GraphModule, program: Program, compiled,
                  stages: dict[str, float], history=None, plan=None, watch=None,
-                 copied: frozenset = frozenset()):
+                 copied: frozenset = frozenset(), sizes_given: bool = False):
         self.gm = gm
         self.program = program
         self.stage_seconds = stages  # passes, fuse, lower, llvm
@@ -177,7 +177,7 @@ class Specialization:
         self.arrays: dict[int, np.ndarray] = {}  # slot -> flat bytes (buffers, scratch)
         slot_dtype = {ref.slot: ref.dtype for ref in program.refs.values()}
         # a program with symbolic sizes learns them per call (see sizes.py)
-        self.sizes = SizeBinding(program, gm.graph.placeholders) \
+        self.sizes = SizeBinding(program, gm.graph.placeholders, sizes_given) \
             if program.shape_env is not None else None
         if self.sizes is not None:
             self.run = self._run_sized  # (no test on the fixed-size path)
@@ -290,11 +290,11 @@ class Specialization:
                 if not p.current():
                     p.refresh(table)
 
-    def _run_sized(self, inputs: tuple):
+    def _run_sized(self, inputs: tuple, values: tuple | None = None):
         """``run`` for a program with symbolic sizes: bind them to this call's inputs, then
         size the buffers, fill the size slots and lay out the outputs."""
         with self.lock:
-            layout = self.sizes.bind(inputs)
+            layout = self.sizes.bind(inputs, values)
             if layout.prepared is None:
                 layout.prepared = self._prepare(layout)
             outs, buffers, direct = layout.prepared

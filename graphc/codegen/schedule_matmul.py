@@ -8,7 +8,7 @@ from .. import dtype as dt
 from ..ir.fused import FusedKernel
 from ..layout import same_shape
 from ..ops.registry import OPS, Flag
-from ..symbolic import is_symbolic
+from ..symbolic import is_symbolic, known
 from .kernel_ir import Acc, AccValue, Apply, Gemm, Kernel, Load, Reduce, Ref, Store, contiguous, numel
 from .loop_space import Space, nest
 from .schedule_elementwise import elementwise_stores
@@ -103,10 +103,11 @@ class Matmul:
             # of batch·m rows (a Linear on a 3-D input)
             g = Gemm(a, None, b, None, c, None, batch[0] * m, n, k, False, lb[0], la[1], lb[1], n)
             return _gemm_nest(g, (1,), ([0], [0], [0]))
-        if len(batch) == 1 and batch[0] > m and b_batch == [0] and a.strides[-1] == 1 \
-                and a_batch[0] >= k:
+        if len(batch) == 1 and known(batch[0], ">", m) and b_batch == [0] \
+                and a.strides[-1] == 1 and a_batch[0] >= k:
             # one weight for a batch of few-row matrices (x.transpose(0, 1) @ w): the batch
-            # is the rows of m larger products, B·m rows apart in C
+            # is the rows of m larger products, B·m rows apart in C (a choice for speed, made
+            # without a guard where sizes are symbolic)
             g = Gemm(a, None, b, None, c, None, batch[0], n, k, False, lb[0], a_batch[0], lb[1],
                      c.strides[0])
             return _gemm_nest(g, (m,), ([a.strides[-2]], [0], [c.strides[-2]]))

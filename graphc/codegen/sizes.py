@@ -78,7 +78,11 @@ class Layout:
 
 
 class SizeBinding:
-    def __init__(self, program, placeholders: list):
+    """``given``: the symbols' values come with each call (``bind(inputs, values)``), from
+    the program that made its inputs (a backward program from its forward, whose inputs
+    carry sizes the backward's may not), so no input needs to carry them."""
+
+    def __init__(self, program, placeholders: list, given: bool = False):
         env = program.shape_env
         self.env = env
         self.names = list(env.hints)
@@ -98,12 +102,13 @@ class SizeBinding:
                     self.sources[self.names.index(name)] = (k, d)
         missing = [n for n, src in zip(self.names, self.sources)
                    if src is None and n not in env.derived]
-        if missing:
+        if missing and not given:
             raise ValueError(f"symbolic sizes {missing} are not the size of any input dim")
+        self.given = given
         # the sizes, read off the inputs or computed from the ones before (text built here
         # from polynomials): lambda inputs: ((s0 := inputs[0]._shape[2]), (d0 := (s0 - 1) // 2),)
         read = [env.definition(name) if src is None else f"inputs[{src[0]}]._shape[{src[1]}]"
-                for name, src in zip(self.names, self.sources)]
+                for name, src in zip(self.names, self.sources)] if not given else []
         self.values_of = eval("lambda inputs: (" + "".join(
             f"({name} := {value}), " for name, value in zip(self.names, read)) + ")", {})
         env.frozen = True  # from here on, a decision on a symbol is a bug, not a guard
@@ -123,8 +128,12 @@ class SizeBinding:
         self.outputs = [(k, slot_dtype[k]) for k, s in enumerate(program.slots)
                         if s.kind == "output"]  # (slot, dtype), sized per call
 
-    def bind(self, inputs) -> Layout:
-        values = self.values_of(inputs)
+    def bind(self, inputs, values: tuple | None = None) -> Layout:
+        if values is None:
+            if self.given:
+                raise SizeMismatch("this program's sizes come with the call (from the "
+                                   "program that made its inputs); none were given")
+            values = self.values_of(inputs)
         layout = self.layouts.get(values)
         if layout is None:
             layout = self._layout(values)

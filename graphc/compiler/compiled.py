@@ -105,6 +105,7 @@ class _Eager:
 
 
 _EAGER, _VALUES = object(), object()  # what a training call runs when no program does
+_FIXED = object()  # training programs with symbolic sizes failed: fixed sizes, per signature
 
 
 class SizedPrograms:
@@ -210,9 +211,11 @@ class CompiledFunction:
                                    user_location()) from None
             return self._run_eagerly(None, args, reason)
         if self.steps:
-            step = self.steps.get(sig)
-            if step is not None:
-                return self._run_step(sig, step, args)
+            key = sig if sig in self.steps else self._sized_step(sig, args)
+            if key is not None:
+                return self._run_step(sig, key, args)
+            if _grad.enabled and sig not in self._eager:  # (a step: no inference program)
+                return self._build_step(sig, args, user_location()).value
         entry = self.entries.get(sig) or self.sized.served.get(sig)
         if entry is None:
             if sig in self._eager:
@@ -284,11 +287,18 @@ class CompiledFunction:
         """A call autograd records: the training programs for these requires_grad flags
         (built on the first such call); ``_VALUES`` where no output needs a gradient (the
         inference program serves), ``_EAGER`` where they cannot be built (and why is
-        recorded)."""
-        # (an entry with symbolic sizes serves many signatures; training programs have fixed
-        # sizes: one per signature)
-        key = (sig, tuple(t.requires_grad for t in tensors),
-               tuple(p.tensor.requires_grad for p in entry.spec.params))
+        recorded). An entry with symbolic sizes first tries training programs with
+        symbolic sizes, which serve every size their guards allow (``check=True`` keeps
+        fixed sizes: it checks their kernels one by one)."""
+        flags = (tuple(t.requires_grad for t in tensors),
+                 tuple(p.tensor.requires_grad for p in entry.spec.params))
+        key, symbolic = (sig, *flags), False
+        if entry.pattern is not None and not self.check:
+            sized = entry.training.get((entry.pattern, *flags))
+            if sized is None:  # not tried yet
+                key, symbolic = (entry.pattern, *flags), True
+            elif sized is _VALUES or sized is not _FIXED and sized.fits(tensors):
+                return sized
         program = entry.training.get(key)
         if program is not None:
             return program
@@ -296,22 +306,34 @@ class CompiledFunction:
             return _EAGER
         from .training import NothingToDifferentiate, build
         location = user_location()
-        before = next((k for k in entry.training if k[0] == sig), None)
+        before = next((k for k in entry.training if k[0] == key[0]), None)
         if before is not None:  # the same signature with other requires_grad flags
             self._record(self._flags_changed(sig, before, key, entry, location))
-        if sum(len(e.training) for e in self.entries.values()) >= self.cache_limit:
+        if sum(p is not _FIXED for e in self.entries.values()
+               for p in e.training.values()) >= self.cache_limit:
             self._note_eager(key, EagerRun(
                 f"the cache limit of {self.cache_limit} training programs is reached (one per "
                 "signature and set of requires_grad flags); new ones run eagerly (raise "
                 "cache_limit=, or keep batch sizes to a few)", location))
             return _EAGER
+        env, layouts = self._symbolic_layouts(sig, args)[:2] if symbolic else (None, None)
+        if env is None:
+            key, symbolic, layouts = (sig, *flags), False, [_canonical(t) for t in tensors]
         try:
-            program = build(self._target, self.params, self._with_tensors(
-                args, [_canonical(t) for t in tensors]), list(tensors), owner=self.owner,
-                leaf_modules=self.leaf_modules, passes=self.passes, check=self.check)
+            program = build(self._target, self.params, self._with_tensors(args, layouts),
+                            list(tensors), owner=self.owner, leaf_modules=self.leaf_modules,
+                            passes=self.passes, check=self.check, sized=symbolic and (
+                                env, tuple(x.to_meta() if isinstance(x, TensorSpec) else x
+                                           for x in layouts)))
         except NothingToDifferentiate:
             program = _VALUES
         except Exception as e:
+            if symbolic:  # fixed sizes may do (and are tried from now on)
+                entry.training[key] = _FIXED
+                self.static_reasons.append(EagerRun(
+                    "training programs compiled with fixed sizes: symbolic sizes failed: "
+                    f"{type(e).__name__}: {e}", location))
+                return self._training_program(sig, args, tensors, entry)
             self._note_eager(key, self._not_compiled(e, location,
                                                      "compiled training is not possible here"))
             return _EAGER
@@ -551,7 +573,9 @@ class CompiledFunction:
     # ---- training steps ------------------------------------------------------------------
     def _build_step(self, sig, args, location) -> _Eager:
         """Compile the training step for ``sig`` and run it (eagerly where it cannot be
-        compiled, saying why)."""
+        compiled, saying why). As for inference, a dim seen with two sizes (or every dim,
+        with ``dynamic=True``) becomes symbolic: one step then serves every size its
+        guards allow (fixed sizes where that fails, and with ``check=True``)."""
         from .step import build_step
 
         tensors = tensors_in(args)
@@ -559,21 +583,60 @@ class CompiledFunction:
             return _Eager(self._run_eagerly(sig, args, (
                 f"the cache limit of {self.cache_limit} compiled steps is reached; new "
                 "signatures run eagerly (raise cache_limit=, or keep batch sizes to a few)")))
-        examples = [_canonical(t) for t in tensors]
-        try:
-            program = build_step(self._target, self.params, self._with_tensors(args, examples),
-                                 list(tensors), owner=self.owner,
-                                 leaf_modules=self.leaf_modules, passes=self.passes,
-                                 check=self.check)
-        except Exception as e:
-            run = self._not_compiled(e, location, "the training step cannot be compiled")
-            value = self._eager_call(args, {})
-            self._note_eager(sig, run)
-            return _Eager(value)
+        self._step_sizes(sig)
+        key, program, build = sig, None, functools.partial(
+            build_step, self._target, self.params, owner=self.owner,
+            leaf_modules=self.leaf_modules, passes=self.passes, check=self.check)
+        env, layouts, pattern = self._symbolic_layouts(sig, args) if self.dynamic_dims and \
+            not self.check and self.dynamic is not False else (None, None, None)
+        if env is not None and ("step", pattern) not in self.sized.unsized:
+            try:
+                program = build(self._with_tensors(args, layouts), list(tensors), sized=(
+                    env, tuple(x.to_meta() if isinstance(x, TensorSpec) else x
+                               for x in layouts)))
+                key = ("step", pattern)
+            except Exception as e:  # fixed sizes may do (and the error, if any, repeats)
+                self.sized.unsized[("step", pattern)] = reason = f"{type(e).__name__}: {e}"
+                self.static_reasons.append(EagerRun(
+                    f"the step compiled with fixed sizes: symbolic sizes failed: {reason}",
+                    location))
+        if program is None:
+            try:
+                program = build(self._with_tensors(args, [_canonical(t) for t in tensors]),
+                                list(tensors))
+            except Exception as e:
+                run = self._not_compiled(e, location, "the training step cannot be compiled")
+                value = self._eager_call(args, {})
+                self._note_eager(sig, run)
+                return _Eager(value)
         if not self.steps:  # (the class's read-only empty mapping, or an emptied dict)
             self.steps = {}
-        self.steps[sig] = program
-        return _Eager(self._run_step(sig, program, args))
+        self.steps[key] = program
+        return _Eager(self._run_step(sig, key, args))
+
+    def _step_sizes(self, sig) -> None:
+        """Before a step is built for ``sig``: the dims whose size differs from a step
+        built before (of the same structure otherwise) become dynamic (``dynamic=None``);
+        with ``dynamic=True``, every dim."""
+        if self.dynamic is True and not self.dynamic_dims:
+            self.dynamic_dims = {path: set(range(len(k[1])))
+                                 for path, k in G.tensor_keys(self.names, sig)}
+        if self.dynamic is not None:
+            return
+        for old in self.steps:
+            diffs = G.differences(self.names, old, sig) if old[0] != "step" else None
+            if diffs and all(d.kind == "shape" for d in diffs):
+                for d in diffs:
+                    self.dynamic_dims.setdefault(d.path, set()).update(d.dims)
+                return
+
+    def _sized_step(self, sig, args):
+        """The key of the step with symbolic sizes that serves ``sig``, if one does."""
+        if not self.dynamic_dims:
+            return None
+        key = ("step", G.pattern(sig, self.names, self.dynamic_dims))
+        program = self.steps.get(key)
+        return key if program is not None and program.fits(tensors_in(args)) else None
 
     def _not_compiled(self, e: Exception, location, what: str) -> EagerRun:
         """The eager run of a call whose training programs could not be built because of
@@ -588,13 +651,15 @@ class CompiledFunction:
             raise CaptureError(f"{self.__name__}: fullgraph=True, but {reason}", where) from e
         return EagerRun(reason, where)
 
-    def _run_step(self, sig, program, args):
-        """One call of a compiled step; built again where a weight was replaced or a
-        requires_grad flag changed. Under no_grad it runs eagerly (whose backward() raises)."""
+    def _run_step(self, sig, key, args):
+        """One call of the compiled step ``self.steps[key]``; built again where a weight was
+        replaced or a requires_grad flag changed. Under no_grad it runs eagerly (whose
+        backward() raises)."""
         if not _grad.enabled:
             return self._eager_call(args, {})
+        program = self.steps[key]
         if not program.current():
-            del self.steps[sig]
+            del self.steps[key]
             self._record(G.Recompile(
                 "requires_grad", "a weight", "as traced", "changed", user_location(),
                 "a step is compiled for one set of weights that require grad"))
@@ -602,7 +667,7 @@ class CompiledFunction:
         try:
             return restore_structure(program.run(tensors_in(args)), program.out_structure)
         except WeightChanged as e:
-            del self.steps[sig]
+            del self.steps[key]
             self._record(G.Recompile("weight", e.attr, e.old, e.new, user_location(),
                                      "a weight replaced by a new tensor recompiles; update "
                                      "weights in place to keep the program"))
@@ -696,9 +761,10 @@ class CompiledFunction:
         return self.sized.find(sig, G.pattern(sig, self.names, self.dynamic_dims),
                                tensors_in(args))
 
-    def _compile_sized(self, sig: tuple, args: tuple, location) -> Entry | None:
-        """Compile with symbolic sizes for the dims in ``dynamic_dims``; None (and the
-        reason recorded in ``static_reasons``) where that cannot be done."""
+    def _symbolic_layouts(self, sig: tuple, args: tuple) -> tuple:
+        """(a ShapeEnv, the tensor arguments' layouts with its symbols for the dims in
+        ``dynamic_dims``, the pattern of the signature); the env is None where no dim
+        is symbolic (sizes 0 and 1, or strided inputs)."""
         from ..symbolic import ShapeEnv
 
         env = ShapeEnv()
@@ -711,8 +777,13 @@ class CompiledFunction:
                 symbolic = True
             else:
                 layouts.append(_canonical(a))
-        pattern = G.pattern(sig, self.names, self.dynamic_dims)
-        if not symbolic:  # sizes 0 and 1, or strided inputs: fixed sizes
+        return (env if symbolic else None), layouts, G.pattern(sig, self.names, self.dynamic_dims)
+
+    def _compile_sized(self, sig: tuple, args: tuple, location) -> Entry | None:
+        """Compile with symbolic sizes for the dims in ``dynamic_dims``; None (and the
+        reason recorded in ``static_reasons``) where that cannot be done."""
+        env, layouts, pattern = self._symbolic_layouts(sig, args)
+        if env is None:  # sizes 0 and 1, or strided inputs: fixed sizes
             return None
         if pattern in self.sized.unsized:  # known not to work: fixed sizes
             self.sized.static_reason = self.sized.unsized[pattern]
@@ -770,7 +841,8 @@ class CompiledFunction:
     @property
     def last_training(self):
         """The training programs (forward and backward) built last."""
-        built = [p for e in self.entries.values() for p in e.training.values() if p is not _VALUES]
+        built = [p for e in self.entries.values() for p in e.training.values()
+                 if p is not _VALUES and p is not _FIXED]
         if not built:
             raise RuntimeError(f"{self.__name__} has no training programs yet: call it once "
                                "with grad mode on and an input or weight that requires grad")

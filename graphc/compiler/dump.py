@@ -157,7 +157,7 @@ def dump(compiled, directory: str, *args, **kwargs) -> str:
         "repro.py": _repro(fn, entry),
     }
     for key, program in entry.training.items():  # training programs of this signature
-        if key[0] != entry.signature or not hasattr(program, "partition"):
+        if key[0] not in (entry.signature, entry.pattern) or not hasattr(program, "partition"):
             continue
         part, k = program.partition, len([f for f in files if f.startswith("9_")]) // 3
         files[f"9_training{k}_joint.txt"] = str(program.joint.graph)

@@ -102,7 +102,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
     compiled = compiled_function(fn)
     step = _step_for(compiled, args, kwargs)
     if step is not None:
-        return _explain_step(compiled, step)
+        return _explain_step(compiled, step, compiled._bind(args, kwargs))
     try:
         with no_grad():
             compiled(*args, **kwargs)
@@ -153,8 +153,8 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.stages_ms = entry.stages_ms
     e.llvm_from_cache = bool(spec.compiled.from_cache)
     e.target = current().summary()
-    e.training = [p.describe() for k, p in entry.training.items() if k[0] == sig and
-                  hasattr(p, "describe")]
+    e.training = [p.describe() for k, p in entry.training.items()  # (sized: its pattern)
+                  if k[0] in (sig, entry.pattern) and hasattr(p, "describe")]
     return e
 
 
@@ -165,14 +165,15 @@ def _step_for(compiled, args, kwargs):
     if not compiled.steps:
         return None
     try:
-        sig = G.signature(compiled._bind(args, kwargs),
-                          compiled.owner.training if compiled.owner is not None else None)
+        bound = compiled._bind(args, kwargs)
+        sig = G.signature(bound, compiled.owner.training if compiled.owner is not None else None)
     except TypeError:
         return None
-    return compiled.steps.get(sig)
+    key = sig if sig in compiled.steps else compiled._sized_step(sig, bound)
+    return compiled.steps.get(key) if key is not None else None
 
 
-def _explain_step(compiled, step) -> Explanation:
+def _explain_step(compiled, step, args) -> Explanation:
     """A compiled training step (not called again: a call would train): its joint graph
     (as the traced graph), the split, and each program's optimized graph, kernels and
     fallbacks."""
@@ -181,16 +182,25 @@ def _explain_step(compiled, step) -> Explanation:
                     recompiles=[r.as_dict() for r in compiled.recompiles],
                     layout_copies=compiled.layout_copies, target=current().summary(),
                     training=[step.describe()])
-    e.guards = ["signature: each argument's dtype, shape and strides (one compiled step each)",
+    e.guards = ["signature: each argument's dtype, shape and strides (a dim seen with two sizes "
+                "is symbolic)",
                 "weights  the tensors and requires_grad flags traced (a change builds the step "
                 "again)"]
+    if step.sized:  # symbolic sizes: the estimates at this call's sizes
+        sizes = step.sized[0].sizes
+        e.sizes = dict(zip(sizes.names, sizes.bind(tensors_in(args)).values))
+        e.guards.append("size     " + ", ".join(f"{k} = {v}" for k, v in e.sizes.items())
+                        + " (one step for every size its guards allow: "
+                        + ("; ".join(sizes.env.guards) or "none") + ")")
     optimized = []
     for name, cg in (("forward", step.forward), ("backward", step.backward)):
         spec = cg._last
         if spec is None:
             continue
         optimized.append(f"# {name} program\n{spec.gm.graph}")
-        e.kernels += [dict(k, name=f"{name}:{k['name']}") for k in kernel_costs(spec)]
+        with describing(spec.program.shape_env):
+            costs = kernel_costs(spec, e.sizes)
+        e.kernels += [dict(k, name=f"{name}:{k['name']}") for k in costs]
         e.fallbacks += [dict(node=f.node.name, reason=f"({name}) {f.reason}",
                              location=f.node.meta.get("location"))
                         for f in spec.program.fallbacks]

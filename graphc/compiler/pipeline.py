@@ -75,14 +75,17 @@ class CompiledGraph:
             self.specializations[sig] = self._build(inputs)
         return self.specializations[sig]
 
-    def specialize_sized(self, layouts: tuple, shape_env) -> Specialization:
+    def specialize_sized(self, layouts: tuple, shape_env, sizes_given: bool = False
+                         ) -> Specialization:
         """Compile one program for inputs laid out as ``layouts`` (tensors, or meta tensors
         whose shapes hold the SymInts of ``shape_env``): it serves every size where the
         guards recorded while compiling hold. Raises ``Unsized`` where every symbol was
-        fixed while compiling (a program with fixed sizes does better then)."""
-        return self._build(layouts, shape_env)
+        fixed while compiling (a program with fixed sizes does better then).
+        ``sizes_given``: each call passes the symbols' values (``run(inputs, values)``)."""
+        return self._build(layouts, shape_env, sizes_given)
 
-    def _build(self, layouts: tuple, shape_env=None) -> Specialization:
+    def _build(self, layouts: tuple, shape_env=None, sizes_given: bool = False
+               ) -> Specialization:
         stages = {}
         gm, history, plan = prepare(self.source, layouts, self.passes, stages)
         t0 = time.perf_counter()
@@ -99,7 +102,7 @@ class CompiledGraph:
         spec = Specialization(gm, self.source, program,
                               lambda: compile_ir(program.ir, program.name, [PREFIX + "main"],
                                                  dump=dump),
-                              stages, history, plan, self.watch, copied)
+                              stages, history, plan, self.watch, copied, sizes_given)
         self._last = spec
         return spec
 

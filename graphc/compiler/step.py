@@ -17,8 +17,9 @@ eager autograd does, then replays the tape: ``opt.step()`` runs the optimizer's 
 (with ``fused=True`` one more native call), with the live learning rate and state.
 
 The outputs do not require grad (eager's loss would carry its history; the step already
-ran the backward). Guards: the call's signature (as for any compiled call), the weights
-and their ``requires_grad`` flags; a change builds the step again.
+ran the backward). Guards: the call's signature (as for any compiled call: a dim seen
+with two sizes becomes symbolic, and one step serves every size its guards allow), the
+weights and their ``requires_grad`` flags; a change builds the step again.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from ..passes.partition import partition, reached_within
 from ..trace.proxy import TraceError
 from ..trace.tracer import trace_bound, trace_into
 from .pipeline import compile_graph
-from .training import (check_once, describe_programs, make_pure, refuse_backward_hooks,
+from .pipeline import Unsized
+from .training import (Programs, describe_programs, make_pure, refuse_backward_hooks,
                        refuse_rebasing_writes, refuse_written_grads)
 
 
-class StepProgram:
+class StepProgram(Programs):
     """One signature's compiled step: its forward and backward programs (split as compiled
     training splits them) and the tape replayed after them."""
 
@@ -68,13 +70,10 @@ class StepProgram:
     def run(self, tensors: list):
         """The programs, then gradients into ``.grad`` and the tape, in the traced order.
         Raises ``WeightChanged`` (before any effect) when a weight was replaced."""
-        check_once(self, self.forward, tensors)
-        (out, gradient), saved = self.forward(*tensors)
+        ((out, gradient), saved), sizes = self.run_forward(tensors)
         if gradient is None:
             gradient = F.ones(self.tangent[0], dtype=self.tangent[1])
-        inputs = (*saved, *(tensors[k] for k in self.kept), gradient)
-        check_once(self, self.backward, inputs)
-        grads = self.backward(*inputs)
+        grads = self.run_backward((*saved, *(tensors[k] for k in self.kept), gradient), sizes)
         for entry in self.tape:
             if entry[0] == "backward":
                 with no_grad():
@@ -95,9 +94,11 @@ class StepProgram:
 
 
 def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
-               passes, check: bool = False) -> StepProgram:
+               passes, check: bool = False, sized=None) -> StepProgram:
     """Trace ``call`` as a training step and compile it; raises a TraceError (the call then
-    runs eagerly) where the step cannot be captured."""
+    runs eagerly) where the step cannot be captured. ``sized``: (a ShapeEnv, the inputs'
+    layouts) where ``bound`` holds its symbolic sizes (raises ``Unsized`` where they
+    cannot serve)."""
     refuse_backward_hooks(owner)
     t0 = time.perf_counter()
     gm = trace_bound(call, params, bound, root=owner, leaf_modules=leaf_modules,
@@ -152,6 +153,12 @@ def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,
     weights = sorted({(n.target, bool(fetch(gm, n.target).requires_grad))
                       for n in graph.nodes if n.op == "get_attr"
                       and hasattr(fetch(gm, n.target), "requires_grad")})
-    return StepProgram(gm, part, [t for t, _ in kept], [positions[n.name] for n in part.kept],
-                       (tuple(out.meta["shape"]), out.meta["dtype"]), capture.tape, weights,
-                       passes, owner, trace_seconds, check)
+    program = StepProgram(gm, part, [t for t, _ in kept],
+                          [positions[n.name] for n in part.kept],
+                          (tuple(out.meta["shape"]), out.meta["dtype"]), capture.tape, weights,
+                          passes, owner, trace_seconds, check)
+    if sized:
+        if any(not isinstance(n, int) for n in program.tangent[0]):
+            raise Unsized("backward(gradient) of a loss of symbolic shape")
+        program.size(*sized)
+    return program

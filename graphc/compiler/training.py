@@ -14,8 +14,11 @@ Both go through the usual pipeline (passes, fusion, LLVM). The outputs carry one
 node, ``CompiledFunctionBackward``, whose edges lead to the inputs' and weights' own
 nodes, so a compiled module composes with eager code: an eager loss, hooks,
 ``retain_graph``, ``autograd.grad`` and accumulation into ``.grad`` behave as in eager.
-The backward program is compiled on the first backward (it is specialised to the layouts
-of the gradients it receives).
+With fixed sizes the backward program is compiled on the first backward (specialised to
+the layouts of the gradients it receives). With symbolic sizes (the call's entry has
+them) both programs are specialised when built, the backward for contiguous inputs, in
+one ShapeEnv: the forward's guards are the pair's (lowering the backward may add none),
+so ``fits`` tells whether the pair serves a call's sizes.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from ..passes.decompose import decompose
 from ..passes.functionalize import functionalize
 from ..ir.aliasing import COPY_BACK, is_write, view_root
 from ..passes.partition import partition
-from ..tensor import tensors_in
+from ..tensor import empty_meta, tensors_in
 from ..trace.tracer import trace_bound, trace_into
-from .pipeline import compile_graph
+from ..codegen.sizes import SizeMismatch
+from .pipeline import Unsized, compile_graph
 
 
 _serials = itertools.count()
@@ -48,7 +52,60 @@ class NothingToDifferentiate(Exception):
     (outputs that do not require grad)."""
 
 
-class TrainingProgram:
+class Programs:
+    """A forward and a backward program (``forward``, ``backward``: CompiledGraphs of
+    ``partition``'s two graphs), with fixed sizes or, once ``size`` has run, symbolic ones."""
+
+    forward = backward = partition = None
+    sized = None  # with symbolic sizes: their (forward, backward) Specializations
+    unchecked: set = frozenset()  # check=True: the programs not checked yet
+
+    def size(self, env, layouts: tuple) -> None:
+        """Specialise both programs with the symbolic sizes of ``env`` (the forward for
+        inputs laid out as ``layouts``; the backward for contiguous inputs, given the sizes
+        of the forward call: its inputs may not carry them all), so that one pair serves
+        every size the forward's guards allow. Raises ``Unsized`` where that
+        cannot be done (then fixed sizes do)."""
+        forward = self.forward.specialize_sized(layouts, env)
+        decided = list(env.guards), dict(env.fixed)
+        env.frozen = False  # (lowering the backward may not decide on a size either)
+        try:
+            backward = self.backward.specialize_sized(tuple(
+                empty_meta(p.meta["shape"], p.meta["dtype"])
+                for p in self.partition.backward.graph.placeholders), env, sizes_given=True)
+        finally:
+            env.frozen = True
+        if (list(env.guards), dict(env.fixed)) != decided:
+            raise Unsized("lowering the backward program decided on a size: "
+                          + "; ".join(g for g in env.guards if g not in decided[0]))
+        self.sized = forward, backward
+
+    def fits(self, tensors) -> bool:
+        """These inputs' sizes meet the guards of the programs' symbolic sizes."""
+        try:
+            self.sized[0].sizes.bind(tensors)
+        except SizeMismatch:
+            return False
+        return True
+
+    def run_forward(self, tensors) -> tuple:
+        """The forward program's outputs and saved values, and the sizes the backward
+        program will need (None with fixed sizes)."""
+        if self.sized:
+            sizes = self.sized[0].sizes
+            return self.sized[0].run(tensors), sizes.values_of(tensors)
+        check_once(self, self.forward, tensors)
+        return self.forward(*tensors), None
+
+    def run_backward(self, inputs: tuple, sizes: tuple | None) -> tuple:
+        """The backward program on ``inputs`` (``sizes``: what ``run_forward`` gave)."""
+        if self.sized:  # laid out as the program takes them; the sizes the forward's were
+            return self.sized[1].run(tuple(t.contiguous() for t in inputs), sizes)
+        check_once(self, self.backward, inputs)
+        return self.backward(*inputs)
+
+
+class TrainingProgram(Programs):
     """The forward and backward programs of one signature (and requires_grad flags)."""
 
     def __init__(self, owner, gm: GraphModule, part, sources: list, output_slots: list,
@@ -78,14 +135,16 @@ class TrainingProgram:
         return "\n".join(out + describe_programs(self))
 
     def run(self, tensors: list):
-        check_once(self, self.forward, tensors)
-        out, saved = self.forward(*tensors)
+        (out, saved), sizes = self.run_forward(tensors)
         flat = tensors_in(out)
         weights = {t: fetch(self.partition.backward, t) for t in self.backward_weights}
         edges = [edge_of(tensors[where] if kind == "input" else fetch(self.partition.forward, where))
                  for kind, where in self.sources]
+        tangents = [None] * len(self.tangents)  # (shape, dtype) of each output's gradient
+        for i, slot in self.output_slots:
+            tangents[slot] = (flat[i].shape, flat[i].dtype)
         node = CompiledFunctionBackward(self, tuple(saved), [tensors[k] for k in self.kept],
-                                        weights, edges)
+                                        weights, edges, tangents, sizes)
         for i, slot in self.output_slots:
             t = flat[i]
             t.requires_grad = True
@@ -95,9 +154,11 @@ class TrainingProgram:
 
 
 def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
-          check: bool = False) -> TrainingProgram:
+          check: bool = False, sized=None) -> TrainingProgram:
     """Trace ``call`` in grad mode and build its forward and backward programs; raises
-    ``NotDifferentiable`` (or a TraceError) where that cannot be done."""
+    ``NotDifferentiable`` (or a TraceError) where that cannot be done. ``sized``: (a
+    ShapeEnv, the inputs' layouts) where ``bound`` holds the env's symbolic sizes: both
+    programs are specialised with them (raises ``Unsized`` where they cannot be)."""
     refuse_backward_hooks(owner)
     t0 = time.perf_counter()
     gm = trace_bound(call, params, bound, root=owner, leaf_modules=leaf_modules, training=True)
@@ -157,6 +218,8 @@ def build(call, params, bound, tensors: list, *, owner, leaf_modules, passes,
     program = TrainingProgram(owner, gm, part, origin, slots, shapes, passes, trace_seconds,
                               check)
     program.joint = joint
+    if sized:
+        program.size(*sized)
     return program
 
 
@@ -266,10 +329,12 @@ class CompiledFunctionBackward(Node):
     """The autograd node of a compiled call: runs its backward program."""
 
     def __init__(self, program: TrainingProgram, saved: tuple, kept: list, weights: dict,
-                 edges: list):
+                 edges: list, tangents: list, sizes: tuple | None):
         super().__init__(edges)
         self.program = program
-        self.num_outputs = len(program.tangents)
+        self.tangents = tangents  # (shape, dtype) of each output's gradient
+        self.sizes = sizes  # the symbolic sizes' values of the forward call, if any
+        self.num_outputs = len(tangents)
         self.saved = saved
         self.kept = [(t, t._storage.version) for t in kept]
         self.weights = {name: (t, t._storage.version) for name, t in weights.items()}
@@ -293,17 +358,14 @@ class CompiledFunctionBackward(Node):
         if not isinstance(grads, tuple):
             grads = (grads,)
         tangents = []
-        for g, (shape, dtype) in zip(grads, self.program.tangents):
+        for g, (shape, dtype) in zip(grads, self.tangents):
             if g is None:
                 g = F.zeros(shape, dtype=dtype)
             elif g.dtype is not dtype:
                 g = g.to(dtype)
             tangents.append(g.detach())
-        inputs = (*self.saved, *(t for t, _ in self.kept), *tangents)
-        program = self.program
-        check_once(program, program.backward, inputs)
-        result = program.backward(*inputs)
-        return tuple(result)
+        return tuple(self.program.run_backward((*self.saved, *(t for t, _ in self.kept),
+                                                *tangents), self.sizes))
 
     def release(self) -> None:
         self.saved = None

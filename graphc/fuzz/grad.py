@@ -3,7 +3,9 @@
 A gradient-mode case is a graph case (case.py) or a mutation program (mutation.py, whose
 in-place writes then land on intermediates) where some float inputs require grad
 (``Input.requires_grad``). ``check_grad_case(case)`` runs it on fresh inputs, twice
-compiled (the second call reuses the forward and backward programs the first built):
+compiled (the second call reuses the forward and backward programs the first built) and
+once compiled with ``dynamic=True`` (every dim symbolic: training programs with symbolic
+sizes, or fixed ones where those cannot be built):
 
 - eagerly with autograd: the outputs, then ``loss = sum((out * tangent).sum())`` over the
   float outputs that require grad, ``loss.backward()``;
@@ -67,6 +69,8 @@ from .tolerance import compare
 
 EAGER = "eager"            # the compiled call ran eagerly (cf.eager_runs): not a pass
 NO_GRADIENT = "no gradient"  # no output requires grad in eager: nothing was differentiated
+# the compiled calls checked: twice with fixed sizes, once with every dim symbolic
+CALLS = ("call 1", "call 2", "call with symbolic sizes")
 
 GRAD_PROBABILITY = 0.8     # each float input reaching an output requires grad (others: 0.2)
 REDRAWS = 3                # cases where no input reaches an output are drawn again
@@ -198,13 +202,14 @@ def check_grad_case(case: Case | MutationCase) -> Outcome:
         return Outcome(INVALID, "eager", f"{type(e).__name__}: {e}")
     stage = "compile"
     try:
-        cf = compile_fn(fn)
+        cf, sized = compile_fn(fn), compile_fn(fn, dynamic=True)
         runs = []
-        for call in ("call 1", "call 2"):
+        for call, compiled in zip(CALLS, (cf, cf, sized)):
             stage = call
-            runs.append(_forward_backward(cf, case))
-        if cf.eager_runs:
-            return Outcome(EAGER, "compile", reason_of(cf.eager_runs[0].reason))
+            runs.append(_forward_backward(compiled, case))
+        for compiled in (cf, sized):
+            if compiled.eager_runs:
+                return Outcome(EAGER, "compile", reason_of(compiled.eager_runs[0].reason))
         stage = "trace"  # the bounds of the outputs (and of the inputs written)
         with _quiet(), no_grad():
             gm = trace(fn, *case.tensors())
@@ -219,7 +224,7 @@ def check_grad_case(case: Case | MutationCase) -> Outcome:
     fallbacks = _numpy_nodes(cf)
     spreads = _spreads(fn, case, eager)
     problems = []
-    for call, run in zip(("call 1", "call 2"), runs):
+    for call, run in zip(CALLS, runs):
         problems += _compared(call, run, eager, out_bounds, in_bounds, case, spreads)
     if problems:
         return Outcome(MISMATCH, "compare", "\n".join(problems[:4]), problem_class(problems[0]),

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import dtype as dt
 from ..errors import DTypeError, OpValueError, ShapeError
+from ..symbolic import SymInt
 from ..tensor import wrap_array
 from . import functions as F
 from . import samples
@@ -63,7 +64,7 @@ def _pad_widths(name, ndim: int, pad) -> list[tuple[int, int]]:
     if len(pad) % 2 or len(pad) // 2 > ndim:
         raise OpValueError(name, f"pad must hold (left, right) pairs for at most {ndim} dims, "
                            f"got {pad}")
-    if any(not isinstance(v, int) or v < 0 for v in pad):
+    if any(not isinstance(v, (int, SymInt)) or v < 0 for v in pad):  # (sizes: a guard)
         raise OpValueError(name, f"pad widths must be non-negative ints, got {pad}")
     widths = [(0, 0)] * ndim
     for i in range(len(pad) // 2):  # pairs start from the last dim, as in PyTorch

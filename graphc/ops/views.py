@@ -244,8 +244,8 @@ def _select_back(ctx, g):
 def _slice_back(ctx, g):
     shape, a = ctx.shape(0), ctx.attrs
     d = normalize_dim("slice", a["dim"], len(shape))
-    start, stop, step = slice(a["start"], a["end"], a["step"]).indices(shape[d])
-    if step == 1 and _concrete(shape):
+    start, stop, step = _slice_indices(a["start"], a["end"], a["step"], shape[d])
+    if step == 1:  # (symbolic sizes stay symbolic: a pad by sizes computed from them)
         return (_padded_back(shape, d, start, g),)
     return (_scatter_back(shape, d, np.arange(start, stop, step), g),)
 

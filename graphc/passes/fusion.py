@@ -46,6 +46,13 @@ from ..ir.node import Node, map_arg
 from ..layout import same_shape
 from ..ops.registry import OPS, Flag
 from ..ops.rules import reduce_dims
+from ..symbolic import known
+
+
+def _same_size(a, b) -> bool:
+    """Shapes with the same number of elements for every value of their symbolic sizes
+    (decided without a guard: a fusion choice is not worth restricting a program's sizes)."""
+    return known(math.prod(a), "==", math.prod(b))
 
 
 def kind_of(node: Node) -> str:
@@ -204,10 +211,10 @@ class _Planner:
             return False, ("a widening cast joins its consumers' kernel instead (written here, "
                            "it would double the bytes stored)")
         if g.kind in ("elementwise", "matmul"):
-            if same_shape(shape, g.domain) or math.prod(shape) == math.prod(g.domain) and g.views_inside:
+            if same_shape(shape, g.domain) or g.views_inside and _same_size(shape, g.domain):
                 rule = "matmul epilogue" if g.kind == "matmul" else "elementwise, same shape"
                 return True, rule
-            if math.prod(shape) > math.prod(g.domain):
+            if known(math.prod(shape), ">", math.prod(g.domain)):
                 return False, "consumer broadcasts the result to a larger shape (would recompute it)"
             return False, "iteration spaces differ"
         keep, drop = g.reduced_shapes()
@@ -229,8 +236,8 @@ class _Planner:
         """Whether a second producer's kernel can merge into the kernel ``node`` joined."""
         if other.kind != "elementwise":
             return False, f"the producer's {other.kind} kernel stays separate"
-        same = other.domain == g.domain or (math.prod(other.domain) == math.prod(g.domain)
-                                            and (g.views_inside or other.views_inside))
+        same = same_shape(other.domain, g.domain) or (
+            (g.views_inside or other.views_inside) and _same_size(other.domain, g.domain))
         if not same:
             return False, "the two producers' kernels iterate over different shapes"
         if g.kind == "reduction" and not g.row:

@@ -28,8 +28,6 @@ from ..ir.node import Node, map_arg, nodes_in
 from ..ops.registry import Flag
 from .autodiff import TANGENT, NotDifferentiable
 
-SYMBOLIC_HINT = 64  # a symbolic size, when weighing bytes
-
 
 class Partition:
     """The two programs and what passes between them."""
@@ -63,10 +61,7 @@ def _type(n: Node) -> str:
 def _bytes(n: Node) -> int:
     size = 1
     for d in n.meta.get("shape", ()):
-        try:
-            size *= int(d)
-        except TypeError:  # a symbolic size
-            size *= SYMBOLIC_HINT
+        size *= getattr(d, "hint", d)  # a symbolic size: its value when compiled (no guard)
     return size * n.meta["dtype"].itemsize
 
 

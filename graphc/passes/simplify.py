@@ -27,6 +27,7 @@ from ..ir.graph_module import GraphModule
 from ..layout import contiguous_strides, same_shape
 from ..ir.node import Node
 from ..ops.registry import OPS, Flag
+from ..symbolic import known
 
 
 def _same_type(node: Node, x) -> bool:
@@ -117,7 +118,7 @@ def _reshapes(gm, node: Node, writes: bool):
 
 def _copies(gm, node: Node, writes: bool):
     copy = node.target is OPS.clone or node.target is OPS.cast or (
-        node.target is OPS.pad and not any(node.kwargs.get("pad", (1,))))
+        node.target is OPS.pad and all(known(w, "==", 0) for w in node.kwargs.get("pad", (1,))))
     if copy and _same_type(node, node.args[0]) and not writes:
         return node.args[0]
     return None

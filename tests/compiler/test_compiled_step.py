@@ -202,6 +202,30 @@ def test_a_replaced_weight_or_a_frozen_layer_builds_the_step_again():
     assert not train.eager_runs
 
 
+def test_one_step_serves_every_batch_size():
+    model, ref = mlp(3, batch_norm=True), mlp(3, batch_norm=True)
+    opt = graphc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    ref_opt = graphc.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    train, eager = graphc.compile(step_of(model, opt)), step_of(ref, ref_opt)
+    for k, n in enumerate([24, 10, 17, 5, 24, 31]):  # (a DataLoader's last batch is smaller)
+        x, y = batch(k, n)
+        close(train(x, y), eager(x, y))
+        for p, q in zip(model.parameters(), ref.parameters()):
+            close(p, q, 1e-4)
+        for p, q in zip(model.buffers(), ref.buffers()):  # running statistics
+            close(p, q, 1e-4)
+    # the first size's step, then one with a symbolic batch for all the others
+    assert [k[0] == "step" for k in train.steps] == [False, True]
+    assert not train.eager_runs and not train.static_reasons
+    assert "s0" in train.last_step.describe()
+    text = str(graphc.explain(train, *batch(9, 13)))  # a size it serves: its step
+    assert "s0 = 13" in text and "f32[s0, 8]" in text
+    fixed = graphc.compile(step_of(model, opt), dynamic=False)
+    for n in (8, 9):
+        fixed(*batch(0, n))
+    assert len(fixed.steps) == 2 and all(k[0] != "step" for k in fixed.steps)
+
+
 def test_explain_and_dump_show_a_compiled_step_without_running_it(tmp_path):
     model = mlp()
     opt = graphc.optim.SGD(model.parameters(), lr=0.1)

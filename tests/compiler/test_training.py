@@ -264,6 +264,84 @@ def test_fifty_training_steps_compiled_end_where_eager_ends(name):
     ran_compiled(compiled.compiled)
 
 
+# sizes per step: the batch (and for the GPT, the sequence length) changes every call
+SIZES = {"mlp": [16, 9, 13, 4, 16, 2], "cnn": [4, 3, 6, 2, 5], "transformer": [3, 5, 2, 4],
+         "gpt": [(2, 8), (3, 5), (2, 6), (4, 7), (3, 3), (2, 8)]}
+
+
+def batch_of(name, size):
+    if name == "gpt":
+        return graphc.randint(0, 17, size), graphc.randint(0, 17, size)
+    make, data, target = ZOO[name]
+    return graphc.randn(size, *data().shape[1:]), graphc.randint(0, 5, (size,))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_one_pair_of_training_programs_serves_every_batch_size(name):
+    make = ZOO[name][0]
+    graphc.manual_seed(0)
+    eager = make()
+    graphc.manual_seed(0)
+    twin = make()
+    compiled = graphc.compile(twin)
+    for step, size in enumerate(SIZES[name]):
+        graphc.manual_seed(10 + step)
+        x, y = batch_of(name, size)
+        for model, call in ((eager, eager), (twin, compiled)):
+            model.zero_grad()
+            out = call(x)
+            F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)).backward()
+        for p, q in zip(eager.parameters(), twin.parameters()):
+            close(q.grad, p.grad, tol=1e-4)
+        for b, c in zip(eager.buffers(), twin.buffers()):  # BatchNorm's running statistics
+            close(c, b)
+    cf = compiled.compiled
+    ran_compiled(cf)
+    assert cf.static_reasons == [], [str(r) for r in cf.static_reasons]
+    programs = [(e, k) for e in cf.entries.values() for k in e.training]
+    # the first size's fixed programs, then one pair with symbolic sizes for the rest
+    sized = [(e, k) for e, k in programs if k[0] is e.pattern]
+    assert len(sized) == 1 and len(programs) == 2, programs
+    assert "s0" in cf.last_training.describe()
+
+
+def test_sizes_across_a_guard_and_sizes_a_training_program_refuses(monkeypatch):
+    from graphc.compiler.training import TrainingProgram
+
+    def head(x, w):
+        return (x[:4] @ w).tanh().sum()  # keeps 4 rows of a batch of at least 4: a guard
+
+    (w,) = leaves((3, 2))
+    cf = graphc.compile(head)
+    fits = TrainingProgram.fits  # and, as if the training programs' own guards said so,
+    monkeypatch.setattr(TrainingProgram, "fits",  # batch 7 does not fit them
+                        lambda self, tensors: tensors[0].shape[0] != 7 and fits(self, tensors))
+    for batch in (6, 5, 9, 3, 2, 7, 8, 7):
+        x = graphc.randn(batch, 3)
+        cf(x, w).backward()
+        got = w.grad.clone()
+        w.grad = None
+        close(got, autograd.grad(head(x, w), [w])[0])
+    ran_compiled(cf)
+    by_entry = {e.signature[1][1]: sorted("sized" if k[0] is e.pattern else "fixed"
+                                          for k in e.training) for e in cf.entries.values()}
+    assert by_entry[(6, 3)] == ["fixed"]
+    assert by_entry[(5, 3)] == ["fixed", "sized"]  # 5, 9 and 8 (sized); 7 (fixed)
+    big = next(e for e in cf.entries.values() if e.signature[1][1] == (5, 3))
+    sized = next(p for k, p in big.training.items() if k[0] is big.pattern)
+    assert fits(sized, [graphc.randn(9, 3), w]) and not fits(sized, [graphc.randn(3, 3), w])
+    assert len(cf.entries) == 3  # batch 3 and 2 fail the inference guard too
+
+
+def test_check_mode_keeps_fixed_sizes_for_training_programs():
+    (w,) = leaves((3, 2))
+    cf = graphc.compile(lambda x, w: (x @ w).tanh().sum(), check=True)
+    for batch in (5, 6, 7):
+        cf(graphc.randn(batch, 3), w).backward()
+    assert all(k[0] is not e.pattern for e in cf.entries.values() for k in e.training)
+    assert len([k for e in cf.entries.values() for k in e.training]) == 3
+
+
 def test_check_mode_checks_the_backward_programs_kernels(monkeypatch, tmp_path):
     from graphc.compiler import CheckError
     from graphc.ops import OPS
