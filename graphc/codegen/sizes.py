@@ -172,5 +172,6 @@ class SizeBinding:
 
 
 def _matters(shape, actual, wanted) -> bool:
-    """Strides differ somewhere they are used (a dim of size 1 has any stride)."""
-    return any(n != 1 and a != w for n, a, w in zip(shape, actual, wanted))
+    """Strides differ somewhere they are used (a dim of size 1 has any stride, and a
+    tensor with no elements any strides)."""
+    return 0 not in shape and any(n != 1 and a != w for n, a, w in zip(shape, actual, wanted))
