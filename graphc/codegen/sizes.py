@@ -104,13 +104,15 @@ class SizeBinding:
                    if src is None and n not in env.derived]
         if missing and not given:
             raise ValueError(f"symbolic sizes {missing} are not the size of any input dim")
-        self.given = given
         # the sizes, read off the inputs or computed from the ones before (text built here
         # from polynomials): lambda inputs: ((s0 := inputs[0]._shape[2]), (d0 := (s0 - 1) // 2),)
-        read = [env.definition(name) if src is None else f"inputs[{src[0]}]._shape[{src[1]}]"
-                for name, src in zip(self.names, self.sources)] if not given else []
-        self.values_of = eval("lambda inputs: (" + "".join(
-            f"({name} := {value}), " for name, value in zip(self.names, read)) + ")", {})
+        self.values_of = None  # given: the values come with each call
+        if not given:
+            read = [env.definition(name) if src is None else
+                    f"inputs[{src[0]}]._shape[{src[1]}]"
+                    for name, src in zip(self.names, self.sources)]
+            self.values_of = eval("lambda inputs: (" + "".join(
+                f"({name} := {value}), " for name, value in zip(self.names, read)) + ")", {})
         env.frozen = True  # from here on, a decision on a symbol is a bug, not a guard
         self.guards = env.checker()
         self.check_inputs = env.evaluator([(shape, strides) for _, shape, strides in self.inputs])
@@ -130,7 +132,7 @@ class SizeBinding:
 
     def bind(self, inputs, values: tuple | None = None) -> Layout:
         if values is None:
-            if self.given:
+            if self.values_of is None:
                 raise SizeMismatch("this program's sizes come with the call (from the "
                                    "program that made its inputs); none were given")
             values = self.values_of(inputs)

@@ -216,6 +216,8 @@ def from_environment(environ=os.environ) -> Target:
     t = describe(given.get(CPU_VAR), _feature_items(given.get(FEATURES_VAR, ""), FEATURES_VAR),
                  width or "host")
     t = replace(t, overrides=tuple(given.items()))
+    # (the default needs the CPU's features: read once the overrides are there to name in
+    # the error of an unknown CPU or feature)
     return t if width else replace(t, vector_width=_default_width(t))
 
 

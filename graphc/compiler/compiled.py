@@ -322,9 +322,8 @@ class CompiledFunction:
         try:
             program = build(self._target, self.params, self._with_tensors(args, layouts),
                             list(tensors), owner=self.owner, leaf_modules=self.leaf_modules,
-                            passes=self.passes, check=self.check, sized=symbolic and (
-                                env, tuple(x.to_meta() if isinstance(x, TensorSpec) else x
-                                           for x in layouts)))
+                            passes=self.passes, check=self.check,
+                            sized=symbolic and (env, _metas(layouts)))
         except NothingToDifferentiate:
             program = _VALUES
         except Exception as e:
@@ -445,14 +444,10 @@ class CompiledFunction:
                     return _Eager(self._eager_call(args, {}))
                 raise ValueError(f"{self.__name__}(): argument {path!r} is a meta tensor; "
                                  "compiled code needs data")
-        miss = None
+        miss = shape_miss = None
         if after_miss and self.entries:
             miss, shape_miss = self._diagnose(sig, location)
-            if shape_miss is not None and self.dynamic is None:  # seen with two sizes
-                for path, dims in shape_miss.items():
-                    self.dynamic_dims.setdefault(path, set()).update(dims)
-        if self.dynamic is True and not self.dynamic_dims:
-            self.dynamic_dims = {path: set(range(len(key[1]))) for path, key in keys}
+        self._grow_dynamic(sig, shape_miss)
         self.sized.static_reason = ""
         entry = None
         if self.dynamic is not False and self.dynamic_dims:
@@ -583,7 +578,7 @@ class CompiledFunction:
             return _Eager(self._run_eagerly(sig, args, (
                 f"the cache limit of {self.cache_limit} compiled steps is reached; new "
                 "signatures run eagerly (raise cache_limit=, or keep batch sizes to a few)")))
-        self._step_sizes(sig)
+        self._grow_dynamic(sig, self._step_miss(sig))
         key, program, build = sig, None, functools.partial(
             build_step, self._target, self.params, owner=self.owner,
             leaf_modules=self.leaf_modules, passes=self.passes, check=self.check)
@@ -591,9 +586,8 @@ class CompiledFunction:
             not self.check and self.dynamic is not False else (None, None, None)
         if env is not None and ("step", pattern) not in self.sized.unsized:
             try:
-                program = build(self._with_tensors(args, layouts), list(tensors), sized=(
-                    env, tuple(x.to_meta() if isinstance(x, TensorSpec) else x
-                               for x in layouts)))
+                program = build(self._with_tensors(args, layouts), list(tensors),
+                                sized=(env, _metas(layouts)))
                 key = ("step", pattern)
             except Exception as e:  # fixed sizes may do (and the error, if any, repeats)
                 self.sized.unsized[("step", pattern)] = reason = f"{type(e).__name__}: {e}"
@@ -614,21 +608,24 @@ class CompiledFunction:
         self.steps[key] = program
         return _Eager(self._run_step(sig, key, args))
 
-    def _step_sizes(self, sig) -> None:
-        """Before a step is built for ``sig``: the dims whose size differs from a step
-        built before (of the same structure otherwise) become dynamic (``dynamic=None``);
-        with ``dynamic=True``, every dim."""
+    def _grow_dynamic(self, sig, shape_miss: dict | None) -> None:
+        """Before compiling for ``sig``: with ``dynamic=None`` the dims of ``shape_miss``
+        (path -> dims whose size changed) become dynamic; with ``dynamic=True``, every dim."""
+        if shape_miss is not None and self.dynamic is None:  # seen with two sizes
+            for path, dims in shape_miss.items():
+                self.dynamic_dims.setdefault(path, set()).update(dims)
         if self.dynamic is True and not self.dynamic_dims:
-            self.dynamic_dims = {path: set(range(len(k[1])))
-                                 for path, k in G.tensor_keys(self.names, sig)}
-        if self.dynamic is not None:
-            return
+            self.dynamic_dims = {path: set(range(len(key[1])))
+                                 for path, key in G.tensor_keys(self.names, sig)}
+
+    def _step_miss(self, sig) -> dict | None:
+        """The dims whose size differs from a step built before for a signature that
+        differs only in sizes (as ``_diagnose`` gives them for inference entries)."""
         for old in self.steps:
             diffs = G.differences(self.names, old, sig) if old[0] != "step" else None
             if diffs and all(d.kind == "shape" for d in diffs):
-                for d in diffs:
-                    self.dynamic_dims.setdefault(d.path, set()).update(d.dims)
-                return
+                return {d.path: set(d.dims) for d in diffs}
+        return None
 
     def _sized_step(self, sig, args):
         """The key of the step with symbolic sizes that serves ``sig``, if one does."""
@@ -796,7 +793,7 @@ class CompiledFunction:
             if _half_precision(gm):
                 raise Unsized(_half_precision(gm))
             cg = compile_graph(gm, passes=self.passes, watch=self.owner)
-            metas = tuple(x.to_meta() if isinstance(x, TensorSpec) else x for x in layouts)
+            metas = _metas(layouts)
             spec = cg.specialize_sized(metas, env)
         except Unsized as e:  # the same for every size of this pattern: not tried again
             reason = f"compiled with fixed sizes: {e}"
@@ -976,6 +973,12 @@ def _instance_module(fn) -> Module | None:
     """The module a bound method belongs to (``graphc.compile(model.generate_step)``)."""
     owner = getattr(fn, "__self__", None)
     return owner if isinstance(owner, Module) and inspect.ismethod(fn) else None
+
+
+def _metas(layouts) -> tuple:
+    """Symbolic layouts as a program is specialised for them: TensorSpecs as meta tensors,
+    tensors (fixed sizes) as they are."""
+    return tuple(x.to_meta() if isinstance(x, TensorSpec) else x for x in layouts)
 
 
 def _canonical(t: Tensor) -> Tensor:

@@ -142,10 +142,7 @@ def explain(fn, *args, **kwargs) -> Explanation:
     env = spec.program.shape_env
     with describing(env):  # symbolic sizes: the estimates at this call's sizes
         if env is not None:
-            layout = spec.sizes.bind(tensors_in(args))
-            e.sizes = dict(zip(spec.sizes.names, layout.values))
-            e.guards.append("size     " + ", ".join(f"{k} = {v}" for k, v in e.sizes.items())
-                            + " in this call (the program serves every size its guards allow)")
+            _call_sizes(e, spec.sizes, args, "the program")
         e.kernels = kernel_costs(spec, e.sizes)
     e.fallbacks = [dict(node=f.node.name, reason=f.reason, location=f.node.meta.get("location"))
                    for f in spec.program.fallbacks]
@@ -156,6 +153,14 @@ def explain(fn, *args, **kwargs) -> Explanation:
     e.training = [p.describe() for k, p in entry.training.items()  # (sized: its pattern)
                   if k[0] in (sig, entry.pattern) and hasattr(p, "describe")]
     return e
+
+
+def _call_sizes(e: Explanation, sizes, args, what: str) -> None:
+    """This call's values of a program's symbolic sizes (``sizes``: its SizeBinding) into
+    ``e.sizes``, and a guard line saying so."""
+    e.sizes = dict(zip(sizes.names, sizes.bind(tensors_in(args)).values))
+    e.guards.append("size     " + ", ".join(f"{k} = {v}" for k, v in e.sizes.items())
+                    + f" in this call ({what} serves every size its guards allow)")
 
 
 def _step_for(compiled, args, kwargs):
@@ -187,11 +192,7 @@ def _explain_step(compiled, step, args) -> Explanation:
                 "weights  the tensors and requires_grad flags traced (a change builds the step "
                 "again)"]
     if step.sized:  # symbolic sizes: the estimates at this call's sizes
-        sizes = step.sized[0].sizes
-        e.sizes = dict(zip(sizes.names, sizes.bind(tensors_in(args)).values))
-        e.guards.append("size     " + ", ".join(f"{k} = {v}" for k, v in e.sizes.items())
-                        + " (one step for every size its guards allow: "
-                        + ("; ".join(sizes.env.guards) or "none") + ")")
+        _call_sizes(e, step.sized[0].sizes, args, "the step")
     optimized = []
     for name, cg in (("forward", step.forward), ("backward", step.backward)):
         spec = cg._last

@@ -91,9 +91,9 @@ class Programs:
     def run_forward(self, tensors) -> tuple:
         """The forward program's outputs and saved values, and the sizes the backward
         program will need (None with fixed sizes)."""
-        if self.sized:
-            sizes = self.sized[0].sizes
-            return self.sized[0].run(tensors), sizes.values_of(tensors)
+        if self.sized:  # (the sizes read once, for both programs)
+            sizes = self.sized[0].sizes.values_of(tensors)
+            return self.sized[0].run(tensors, sizes), sizes
         check_once(self, self.forward, tensors)
         return self.forward(*tensors), None
 
@@ -140,9 +140,11 @@ class TrainingProgram(Programs):
         weights = {t: fetch(self.partition.backward, t) for t in self.backward_weights}
         edges = [edge_of(tensors[where] if kind == "input" else fetch(self.partition.forward, where))
                  for kind, where in self.sources]
-        tangents = [None] * len(self.tangents)  # (shape, dtype) of each output's gradient
-        for i, slot in self.output_slots:
-            tangents[slot] = (flat[i].shape, flat[i].dtype)
+        tangents = self.tangents  # (shape, dtype) of each output's gradient: this call's
+        if sizes is not None:
+            tangents = list(tangents)
+            for i, slot in self.output_slots:
+                tangents[slot] = (flat[i].shape, flat[i].dtype)
         node = CompiledFunctionBackward(self, tuple(saved), [tensors[k] for k in self.kept],
                                         weights, edges, tangents, sizes)
         for i, slot in self.output_slots:

@@ -483,14 +483,16 @@ def _strided_scatter_samples(dtype, rng):
 
 
 def _strided_positions(ctx):
-    """The positions of self's (contiguous) elements the view covers, as an index tensor."""
-    from ..tensor import wrap_array
-
+    """The positions of self's (contiguous) elements the view covers, as an index tensor of
+    the view's shape: offset + Σ arange(size_d)·stride_d, broadcast over the dims (sizes
+    may be symbolic: nothing here needs their values)."""
     a = ctx.attrs
-    positions = np.lib.stride_tricks.as_strided(
-        np.arange(numel(ctx.shape(0)), dtype=np.int64)[a["storage_offset"]:], a["size"],
-        [st * 8 for st in a["stride"]])
-    return wrap_array(np.ascontiguousarray(positions))
+    size, rank = a["size"], len(a["size"])
+    positions = F.full((), a["storage_offset"], dtype=dt.int64)
+    for d, (n, st) in enumerate(zip(size, a["stride"])):
+        along = F.arange(n, dtype=dt.int64) * st
+        positions = positions + F.reshape(along, *(n if k == d else 1 for k in range(rank)))
+    return positions
 
 
 def _strided_scatter_grad(ctx, g):

@@ -305,6 +305,50 @@ def test_one_pair_of_training_programs_serves_every_batch_size(name):
     assert "s0" in cf.last_training.describe()
 
 
+def mutating(x, y, w):
+    h = x @ w
+    h.relu_()                 # in place
+    h[:, 0] = y[:, 0] * 2.0   # a write through a view
+    out = h.clone()
+    out += x @ w              # an in-place add of a value that requires grad
+    return out.tanh().sum() + (y * x).sum()
+
+
+def test_symbolic_training_programs_with_in_place_ops_views_and_aliased_inputs():
+    (w,) = leaves((4, 4))
+    cf = graphc.compile(mutating)
+    for n in (5, 8, 3, 11):
+        x, y = graphc.randn(n, 4, requires_grad=True), graphc.randn(n, 4)
+        for args in ((x, y, w), (x, x, w)):  # separate, then aliased inputs
+            cf(*args).backward()
+            got = [t.grad.clone() for t in (x, w)]
+            x.grad = w.grad = None
+            mutating(*args).backward()
+            for g, t in zip(got, (x, w)):
+                close(g, t.grad)
+            x.grad = w.grad = None
+    ran_compiled(cf)
+    assert any(k[0] is e.pattern for e in cf.entries.values() for k in e.training)
+    assert not cf.static_reasons, [str(r) for r in cf.static_reasons]
+
+
+def test_a_backward_program_whose_inputs_do_not_carry_every_size():
+    def f(x, w, z):  # z's size is in no input of the backward program (only x and w are)
+        return (x @ w).tanh().sum() * z.sum()
+
+    (w,) = leaves((4, 3))
+    cf = graphc.compile(f, dynamic=True)
+    for n, m in ((5, 7), (8, 2), (3, 9)):
+        x, z = graphc.randn(n, 4), graphc.randn(m)
+        cf(x, w, z).backward()
+        got = w.grad.clone()
+        w.grad = None
+        close(got, autograd.grad(f(x, w, z), [w])[0])
+    ran_compiled(cf)
+    assert not cf.static_reasons, [str(r) for r in cf.static_reasons]
+    assert [k[0] is e.pattern for e in cf.entries.values() for k in e.training] == [True]
+
+
 def test_sizes_across_a_guard_and_sizes_a_training_program_refuses(monkeypatch):
     from graphc.compiler.training import TrainingProgram
 
