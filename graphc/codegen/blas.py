@@ -22,6 +22,9 @@ from .target import load_library, symbol_address
 
 _CANDIDATES = [("scipy_cblas_{}gemm64_", 64), ("cblas_{}gemm64_", 64),
                ("scipy_cblas_{}gemm", 32), ("cblas_{}gemm", 32)]
+# OpenBLAS's thread count (``void set(int)``, ``int get(void)``), by build
+_THREAD_CONTROLS = [("scipy_openblas_{}_num_threads64_"), ("openblas_{}_num_threads64_"),
+                    ("scipy_openblas_{}_num_threads"), ("openblas_{}_num_threads")]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Blas:
     sgemm: str
     dgemm: str
     int_bits: int
+    set_threads: str | None = None  # where found, programs run BLAS on one thread: their
+    get_threads: str | None = None  # own parallel loops split the gemms (one thread budget)
 
     def declare(self, module: ir.Module, d: dt.dtype) -> ir.Function:
         """The gemm of ``d`` declared in ``module`` (row-major cblas signature)."""
@@ -42,6 +47,16 @@ class Blas:
         p = f.as_pointer()
         ty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, n, n, n, f, p, n, p, n, f, p, n])
         return ir.Function(module, ty, name)
+
+    def thread_controls(self, module: ir.Module) -> tuple[ir.Function, ir.Function]:
+        """OpenBLAS's ``set`` and ``get`` of its thread count, declared in ``module``."""
+        i32 = ir.IntType(32)
+        set_, get = (module.globals.get(self.set_threads), module.globals.get(self.get_threads))
+        if set_ is None:
+            set_ = ir.Function(module, ir.FunctionType(ir.VoidType(), [i32]), self.set_threads)
+        if get is None:
+            get = ir.Function(module, ir.FunctionType(i32, []), self.get_threads)
+        return set_, get
 
     def describe(self) -> str:
         return f"{os.path.basename(self.library)} ({self.sgemm}, int{self.int_bits})"
@@ -73,5 +88,8 @@ def find() -> Blas | None:
         for pattern, bits in _CANDIDATES:
             s, d = pattern.format("s"), pattern.format("d")
             if symbol_address(s) and symbol_address(d):
-                return Blas(path, s, d, bits)
+                controls = [(c.format("set"), c.format("get")) for c in _THREAD_CONTROLS]
+                found = next(((a, b) for a, b in controls
+                              if symbol_address(a) and symbol_address(b)), (None, None))
+                return Blas(path, s, d, bits, *found)
     return None

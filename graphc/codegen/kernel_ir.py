@@ -214,6 +214,7 @@ class Gemm:
     lda: int
     ldb: int
     ldc: int
+    rows: tuple | None = None  # (var, block): only rows [var·block, min(m, var·block + block))
 
 
 @dataclass
@@ -308,8 +309,10 @@ class _Printer:
                 self.body(list(s.side), depth + 1)
                 self.scopes.pop()
             elif isinstance(s, Gemm):
+                rows = f" (rows {s.rows[0].name}·{s.rows[1]}, {s.rows[1]} of them)" if s.rows \
+                    else ""
                 self.lines.append(
-                    f"{pad}gemm {s.m}x{s.n}x{s.k}: {_ref_name(s.c, self.names)}[{s.c_index}] = "
+                    f"{pad}gemm {s.m}x{s.n}x{s.k}{rows}: {_ref_name(s.c, self.names)}[{s.c_index}] = "
                     f"{_ref_name(s.a, self.names)}[{s.a_index}]{'ᵀ' if s.trans_a else ''} @ "
                     f"{_ref_name(s.b, self.names)}[{s.b_index}]{'ᵀ' if s.trans_b else ''}")
 

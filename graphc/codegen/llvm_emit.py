@@ -35,7 +35,7 @@ from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, ArangeRef
 from ..symbolic import SymInt
 from .schedule_reduce import identity
 from .target import PREFIX
-from .threads import I8PP, MAX_THREADS, STAGE_TYPE, ThreadedCalls
+from .threads import I8PP, MAX_THREADS, STAGE_TYPE, ThreadedCalls, has_gemm
 
 CALLBACK_TYPE = ir.FunctionType(I32, [I64])
 REDUCE_FLAGS = ("reassoc", "contract")
@@ -164,7 +164,7 @@ def _work(stmt) -> int:
             n *= v.extent
         return n * (len(stmt.accs) + len(stmt.side))
     if isinstance(stmt, Gemm):
-        return stmt.m * stmt.n * stmt.k
+        return (stmt.rows[1] if stmt.rows else stmt.m) * stmt.n * stmt.k
     return 1
 
 
@@ -176,6 +176,8 @@ class FunctionEmitter:
         self.module = module
         self.fn = ir.Function(module, STAGE_TYPE, stage.symbol)
         self.fn.linkage = "internal"
+        # inlined into a large main, its loops lose LICM and vectorization (MemorySSA caps)
+        self.fn.attributes.add("noinline")
         self.ptrs, self.start, self.end, self.err_out, self.tid = self.fn.args
         self.blas = blas
         self.sites = sites  # id(Apply) -> site number (for error messages)
@@ -518,10 +520,17 @@ class FunctionEmitter:
         fty = lltype(g.c.dtype)
         row_major, no_trans, trans = 101, 111, 112
         n = ir.IntType(self.blas.int_bits)
+        m = self.blas_int(n, g.m)
+        if g.rows is not None:  # this block of rows: the last block may be shorter
+            var, block = g.rows
+            first = b.mul(self.vars[var], self.c64(block))
+            m = b.sub(self.c64(g.m), first)
+            m = b.select(b.icmp_signed("<", m, self.c64(block)), m, self.c64(block))
+            m = m if n.width == 64 else b.trunc(m, n)
         args = [ir.Constant(I32, row_major),
                 ir.Constant(I32, trans if g.trans_a else no_trans),
                 ir.Constant(I32, trans if g.trans_b else no_trans),
-                self.blas_int(n, g.m), self.blas_int(n, g.n), self.blas_int(n, g.k),
+                m, self.blas_int(n, g.n), self.blas_int(n, g.k),
                 ir.Constant(fty, 1.0), self.address(g.a, g.a_index), self.blas_int(n, g.lda),
                 self.address(g.b, g.b_index), self.blas_int(n, g.ldb), ir.Constant(fty, 0.0),
                 self.address(g.c, g.c_index), self.blas_int(n, g.ldc)]
@@ -545,6 +554,32 @@ class FunctionEmitter:
 
 # ---- the program ------------------------------------------------------------------------
 
+class _Clock:
+    """Profiling (``GRAPHC_PROFILE``): ``main`` adds each step's nanoseconds (monotonic
+    clock) and one call into an int64 array, two entries per step, at a table slot."""
+
+    def __init__(self, module: ir.Module, entry: ir.IRBuilder, ptrs, slot: int, c64):
+        timespec = ir.LiteralStructType([I64, I64])
+        self.gettime = ir.Function(module, ir.FunctionType(I32, [I32, timespec.as_pointer()]),
+                                   "clock_gettime")
+        self.spec = entry.alloca(timespec, name="now")
+        raw = entry.load(entry.gep(ptrs, [c64(slot)], inbounds=True))
+        self.counts = entry.bitcast(raw, I64.as_pointer())
+
+    def now(self, b: ir.IRBuilder) -> ir.Value:
+        b.call(self.gettime, [ir.Constant(I32, 1), self.spec])  # CLOCK_MONOTONIC
+        zero, one = ir.Constant(I32, 0), ir.Constant(I32, 1)
+        seconds = b.load(b.gep(self.spec, [zero, zero], inbounds=True))
+        nanos = b.load(b.gep(self.spec, [zero, one], inbounds=True))
+        return b.add(b.mul(seconds, ir.Constant(I64, 1_000_000_000)), nanos)
+
+    def add(self, b: ir.IRBuilder, step: int, started: ir.Value) -> None:
+        for k, amount in ((2 * step, b.sub(self.now(b), started)),
+                          (2 * step + 1, ir.Constant(I64, 1))):
+            at = b.gep(self.counts, [ir.Constant(I64, k)], inbounds=True)
+            b.store(b.add(b.load(at), amount), at)
+
+
 def _stage_groups(body: list) -> list[list]:
     """A parallel loop is a stage of its own; serial statements in between share one (a
     reduction's accumulator and the store that reads it must be in one function)."""
@@ -563,19 +598,24 @@ class ProgramEmitter:
     """The module of one compiled graph: every stage, ``parallel_for`` and ``main``."""
 
     def __init__(self, name: str, triple: str, data_layout: str, threads: int,
-                 parallel_threshold: int, blas, size_slots: dict | None = None):
+                 parallel_threshold: int, blas, size_slots: dict | None = None,
+                 profile_slot: int | None = None, owns_blas_threads: bool = False):
         self.module = ir.Module(name)
+        self.owns_blas_threads = owns_blas_threads  # main runs BLAS on one thread
+        self.profile_slot = profile_slot  # where main adds each step's nanoseconds and calls
         self.size_slots = dict(size_slots or {})  # symbol -> the table slot holding its value
         self.module.triple = triple
         self.module.data_layout = data_layout
         self.threads = max(1, min(threads, MAX_THREADS))
-        self.calls = ThreadedCalls(self.module, self.threads, parallel_threshold)
+        self.calls = ThreadedCalls(self.module, self.threads, parallel_threshold,
+                                   owns_blas_threads)
         self.blas = blas
         self.steps: list = []  # ("stage", (Stage, sites)) or ("callback", (number, slot))
         # what the text depends on besides this package's code (see finish)
         self._fingerprint: list | None = [repr((
             name, triple, data_layout, self.threads, parallel_threshold,
-            blas and (blas.sgemm, blas.dgemm, blas.int_bits), sorted(self.size_slots.items())))]
+            blas and (blas.sgemm, blas.dgemm, blas.int_bits), sorted(self.size_slots.items()),
+            profile_slot, owns_blas_threads))]
 
     def add_kernel(self, kernel: Kernel, sites: dict) -> list[Stage]:
         """Stages for ``kernel`` (emitted by ``finish``); ``sites`` numbers the Applies
@@ -625,19 +665,36 @@ class ProgramEmitter:
         sizes = Sizes(entry, ptrs, self.size_slots)
         err = entry.alloca(I32, name="err")
         fail = main.append_basic_block("fail")
-        for kind, what in self.steps:
+        clock = _Clock(self.module, entry, ptrs, self.profile_slot, sizes.c64) \
+            if self.profile_slot is not None else None
+        blas_threads = None
+        if self.owns_blas_threads and any(has_gemm(what[0].stmts) for kind, what in self.steps
+                                          if kind == "stage"):
+            # BLAS on one thread while the program runs (its loops split the gemms); the
+            # caller's count back on every return (numpy's matmul keeps its threads)
+            set_threads, get_threads = self.blas.thread_controls(self.module)
+            blas_threads = b.call(get_threads, [])
+            b.call(set_threads, [ir.Constant(I32, 1)])
+        for number, (kind, what) in enumerate(self.steps):
+            started = clock.now(b) if clock else None
             if kind == "stage":
                 code = self.calls.call(b, sizes, what[0], ptrs, err)
             else:
-                number, slot = what
+                callback, slot = what
                 raw = b.load(b.gep(ptrs, [sizes.c64(slot)], inbounds=True))
-                code = b.call(b.bitcast(raw, CALLBACK_TYPE.as_pointer()), [sizes.c64(number)])
+                code = b.call(b.bitcast(raw, CALLBACK_TYPE.as_pointer()), [sizes.c64(callback)])
+            if clock:
+                clock.add(b, number, started)
             ok = main.append_basic_block("ok")
             b.store(code, err)
             b.cbranch(b.icmp_signed("!=", code, ir.Constant(I32, 0)), fail, ok)
             b.position_at_end(ok)
+        if blas_threads is not None:
+            b.call(set_threads, [blas_threads])
         b.ret(ir.Constant(I32, 0))
         b.position_at_end(fail)
+        if blas_threads is not None:
+            b.call(set_threads, [blas_threads])
         b.ret(b.load(err))
         entry.branch(main.blocks[1])
         return _loop_metadata(str(self.module))

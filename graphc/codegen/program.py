@@ -101,6 +101,20 @@ class Program:
     env_nodes: set = field(default_factory=set)  # values that live in Python (not tensors)
     threads: int = 1
     shape_env: object = None  # the ShapeEnv of a program with symbolic sizes
+    profiled: list | None = None  # GRAPHC_PROFILE: the step of each timed native call
+
+    def profile(self, counts) -> list[tuple[str, str, int, float]]:
+        """(name, kind, calls, seconds) per step, from ``counts`` (the int64 array the
+        program adds its steps' nanoseconds and calls to; see ``llvm_emit._Clock``)."""
+        rows: dict[int, list] = {}
+        for k, step in enumerate(self.profiled or ()):
+            kind, what = self.steps[step]
+            row = rows.setdefault(step, [what.name if kind == "kernel" else
+                                         what.kernel_name or what.node.name,
+                                         what.kind if kind == "kernel" else "numpy", 0, 0.0])
+            row[2] = max(row[2], int(counts[2 * k + 1]))
+            row[3] += counts[2 * k] * 1e-9
+        return [tuple(r) for r in rows.values()]
 
     def explain(self) -> str:
         lines = [f"program {self.name}: {len(self.kernels)} native kernels, "
@@ -155,8 +169,16 @@ class _Lowering:
         triple, layout = module_target()
         self.threads = thread_count()
         self.blas = find_blas()
+        self.profiled = [] if os.environ.get("GRAPHC_PROFILE", "0") != "0" else None
+        profile_slot = self.new_slot(Slot("profile")) if self.profiled is not None else None
+        # one thread budget: where BLAS's thread count can be set, a program with fixed
+        # sizes runs BLAS on one thread and splits its gemms over its own threads (BLAS's
+        # threads, spinning after each call, slowed the program's parallel loops)
+        self.gemm_threads = self.threads if self.blas is not None and \
+            self.blas.set_threads is not None and shape_env is None else 0
         self.emitter = ProgramEmitter(name, triple, layout, self.threads, PARALLEL_THRESHOLD,
-                                      self.blas, size_slots)
+                                      self.blas, size_slots, profile_slot,
+                                      bool(self.gemm_threads))
         self.callback_slot: int | None = None
         self.steps: list = []
         self.kernels: list = []
@@ -218,6 +240,8 @@ class _Lowering:
         self.fallbacks.append(fb)
         self.steps.append(("fallback", fb))
         self.emitter.add_callback(len(self.steps) - 1, self.callback_slot)
+        if self.profiled is not None:
+            self.profiled.append(len(self.steps) - 1)
         if _is_tensor_node(n) and not (n.op == "call_function" and Flag.MUTATES in n.target.flags):
             self.refs[n] = self.destination(n)
         else:  # a Python value, or a write (its result is the tensor it wrote)
@@ -227,16 +251,20 @@ class _Lowering:
                     self.refs[u] = self.destination(u)
 
     def add_kernel(self, n: Node, kernel: Kernel) -> None:
-        self.emitter.add_kernel(kernel, self.site_ids)
+        stages = self.emitter.add_kernel(kernel, self.site_ids)
         self.kernels.append((n.name, kernel))
         self.steps.append(("kernel", kernel))
+        if self.profiled is not None:
+            self.profiled.extend([len(self.steps) - 1] * len(stages))
 
     def program(self) -> Program:
         for n in self.graph.nodes:
             self._lower_node(n)
+        if self.profiled is not None:
+            self.slots[self.emitter.profile_slot].nbytes = 16 * len(self.profiled)
         return Program(self.name, self.emitter.finish(), self.slots, self.refs, self.kernels,
                        self.steps, self.fallbacks, self.sites, self.graph.output_node.args[0],
-                       self.env_nodes, self.threads, self.shape_env)
+                       self.env_nodes, self.threads, self.shape_env, self.profiled)
 
     def _lower_node(self, n: Node) -> None:
         refs = self.refs
@@ -292,7 +320,7 @@ class _Lowering:
         scratch = Scratch(len(self.slots))
         try:
             kernel = schedule(module, [self.refs[a] for a in n.args], out_refs, scratch,
-                              self.blas is not None)
+                              self.blas is not None, self.gemm_threads)
         except Unsupported as e:
             self.fallback(n, str(e), module.name)
             return
@@ -338,27 +366,88 @@ def _written_by_kernels(gm: GraphModule, refs: dict, out_nodes: list) -> dict[No
         if m.op != "output" and not aliases_input(m):
             for root in {view_root(a) for a in m.all_input_nodes}:
                 readers.setdefault(root, []).append(m)
-    return {back.args[1]: back for back in graph.nodes
-            if back.op == "call_function" and back.meta.get(COPY_BACK)
-            and _stores_into_argument(back, graph, order, readers, refs, out_nodes)}
+    by_call: dict[Node, dict[int, Node]] = {}  # kernel call -> its output number -> copy-back
+    for back in graph.nodes:
+        if back.op == "call_function" and back.meta.get(COPY_BACK):
+            call, number = _kernel_output(back.args[1])
+            if call is not None:
+                by_call.setdefault(call, {})[number] = back
+    written = {}
+    for call, backs in by_call.items():
+        backs = {k: b for k, b in backs.items()
+                 if _stores_into_argument(b, call, k, graph, order, readers, refs, out_nodes)}
+        if len({b.args[0] for b in backs.values()}) == len(backs) and \
+                _stores_before_fresh_reads(graph.module_at(call.target), call, backs):
+            written.update({b.args[1]: b for b in backs.values()})
+    return written
 
 
-def _stores_into_argument(back: Node, graph, order: dict, readers: dict, refs: dict,
-                          out_nodes: list) -> bool:
-    """The value is an elementwise kernel's only output (with more, another output's loads
-    of the argument may come after this one's store), read by nothing but the copy-back,
+def _kernel_output(value: Node) -> tuple[Node | None, int | None]:
+    """(the fused kernel call, output number; None for a kernel of one output) of a value."""
+    if value.op == "call_method" and value.target == "__getitem__":
+        value, number = value.args[0], value.args[1]
+    else:
+        number = None
+    module = value.graph.module_at(value.target) if value.op == "call_module" else None
+    if not (isinstance(module, FusedKernel) and module.kind == "elementwise"):
+        return None, None
+    if (number is None) != (len(_sub_outputs(module)) == 1):
+        return None, None
+    return value, number
+
+
+def _stores_into_argument(back: Node, call: Node, number: int | None, graph, order: dict,
+                          readers: dict, refs: dict, out_nodes: list) -> bool:
+    """The value is an output of an elementwise kernel read by nothing but the copy-back,
     of the argument's shape and dtype; the kernel reads the argument only at the element
     it writes; and nothing after the kernel reads the argument's old value."""
     dst, value = back.args
-    module = graph.module_at(value.target) if value.op == "call_module" else None
-    if not (isinstance(module, FusedKernel) and module.kind == "elementwise" and dst in refs):
+    module = graph.module_at(call.target)
+    if dst not in refs or set(value.users) != {back} or value in out_nodes or \
+            not _same_type(value, dst):
         return False
-    if set(value.users) != {back} or value in out_nodes or not _same_type(value, dst):
+    if any(order[m] > order[call] for m in readers.get(dst, ()) if m is not back):
         return False
-    if any(order[m] > order[value] for m in readers.get(dst, ()) if m is not back):
-        return False
-    return all(a is dst and read_in_place(module, i) for i, a in enumerate(value.args)
+    return all(a is dst and read_in_place(module, i, number) for i, a in enumerate(call.args)
                if isinstance(a, Node) and view_root(a) is dst)
+
+
+def _stores_before_fresh_reads(module: FusedKernel, call: Node, backs: dict) -> bool:
+    """A kernel computes its outputs' values in order and stores them together, except
+    that a value reading an input an earlier output was stored over makes the earlier
+    stores happen first (``FunctionEmitter.emit_body``). An output stored over an argument
+    must therefore come after every output whose value reads that argument for the first
+    time. ``backs``: output number (None: the only one) -> copy-back."""
+    if len(backs) <= 1 and None in backs or not backs:
+        return True
+    outs = _sub_outputs(module)
+    placeholders = module.graph.placeholders
+    over = {placeholders[i] for i, a in enumerate(call.args)
+            if any(a is b.args[0] for b in backs.values())}
+    written: set = set()  # placeholders an earlier output was stored over
+    computed: set = set()
+    for k, out in enumerate(outs):
+        fresh = _ancestors(out, computed)
+        if any(p in written for n in fresh for p in ([n] if n.op == "placeholder" else
+                                                     n.all_input_nodes)):
+            return False
+        computed |= fresh
+        if k in backs:
+            written |= {placeholders[i] for i, a in enumerate(call.args)
+                        if a is backs[k].args[0]} & over
+    return True
+
+
+def _ancestors(n: Node, known: set) -> set:
+    """``n`` and the nodes it is computed from, without those in ``known``."""
+    seen, todo = set(), [n]
+    while todo:
+        m = todo.pop()
+        if m in seen or m in known:
+            continue
+        seen.add(m)
+        todo.extend(m.all_input_nodes)
+    return seen
 
 
 def _same_type(a: Node, b: Node) -> bool:

@@ -13,6 +13,7 @@ import ctypes
 from contextlib import nullcontext
 import sys
 import threading
+import weakref
 import time
 from ctypes import addressof
 from operator import is_
@@ -133,6 +134,17 @@ def _count_writes(writes: tuple, inputs) -> None:
         t._storage.version += count
 
 
+PROFILED: weakref.WeakSet = weakref.WeakSet()  # programs compiled with GRAPHC_PROFILE
+
+
+def profile_rows() -> list[tuple[str, str, str, int, float]]:
+    """(program, step, kind, calls, seconds) of every live program compiled with
+    ``GRAPHC_PROFILE=1``, slowest first."""
+    rows = [(spec.program.name,) + row for spec in list(PROFILED)
+            for row in spec.program.profile(spec.profile_counts)]
+    return sorted(rows, key=lambda r: -r[4])
+
+
 class _Call:
     """One call's state that its fallbacks (Python, called from the native program) read:
     the inputs, the fresh outputs, the layout of its sizes (symbolic programs), and the
@@ -240,6 +252,10 @@ class Specialization:
             elif s.kind in ("buffer", "scratch") and self.sizes is None:
                 self.arrays[k] = _aligned_empty(s.nbytes)
                 self.table[k] = self.arrays[k].__array_interface__["data"][0]
+            elif s.kind == "profile":
+                self.profile_counts = np.zeros(s.nbytes // 8, np.int64)
+                self.table[k] = self.profile_counts.__array_interface__["data"][0]
+                PROFILED.add(self)
             elif s.kind == "callback":
                 self._callback = CALLBACK_TYPE(self._run_fallback)
                 self.table[k] = ctypes.cast(self._callback, ctypes.c_void_p).value

@@ -27,13 +27,23 @@ from .subgraph import Scratch
 
 
 def schedule(fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref], scratch: Scratch,
-             use_blas: bool = True) -> Kernel:
-    """The kernel IR for one fused kernel (raises Unsupported when there is none)."""
+             use_blas: bool = True, gemm_threads: int = 0) -> Kernel:
+    """The kernel IR for one fused kernel (raises Unsupported when there is none);
+    ``gemm_threads``: see ``Matmul``."""
     if fk.kind == "elementwise":
-        return schedule_elementwise(fk, in_refs, out_refs)
+        return schedule_elementwise(fk, in_refs, out_refs, scratch)
     if fk.kind != "reduction":
-        return Matmul(fk, in_refs, out_refs, scratch, use_blas).kernel()
+        return Matmul(fk, in_refs, out_refs, scratch, use_blas, gemm_threads).kernel()
     domain, reduced = tuple(fk.domain), tuple(fk.reduced_dims)
-    if reduced and reduced == tuple(range(len(domain) - len(reduced), len(domain))):
+    if reduced and _innermost_reduced(domain, reduced):
         return RowReduction(fk, in_refs, out_refs, scratch).kernel()
     return Accumulation(fk, in_refs, out_refs, scratch).kernel()
+
+
+def _innermost_reduced(domain: tuple, reduced: tuple) -> bool:
+    """Whether the innermost dim (of more than one element) is reduced: then each kept
+    position's values are runs along that dim, reduced in registers, with kept dims
+    outside (batch_norm's (N, C, H, W) over (0, 2, 3)); else the kept dims are the
+    contiguous ones, and the inner loop runs over them accumulating into memory."""
+    inner = [d for d, n in enumerate(domain) if not (type(n) is int and n == 1)]
+    return bool(inner) and inner[-1] in reduced

@@ -8,7 +8,7 @@ from ..ir.fused import FusedKernel
 from ..ir.node import Node
 from .kernel_ir import Kernel, Load, Ref, Store, numel
 from .loop_space import Space, nest, tile_transposed
-from .subgraph import SubGraph, Values
+from .subgraph import Scratch, SubGraph, Values
 
 
 class ElementwiseValues(Values):
@@ -46,10 +46,13 @@ def elementwise_stores(sub: SubGraph, domain: tuple, outputs: list[Node] | None 
     return stores, space
 
 
-def schedule_elementwise(fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref]) -> Kernel:
-    sub = SubGraph(fk, in_refs, out_refs)
+def schedule_elementwise(fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref],
+                         scratch: Scratch | None = None) -> Kernel:
+    """The kernel's loop nest; with ``scratch``, an input viewed in a way no strides
+    express (a reshape of a slice) is copied into scratch first (see ``SubGraph``)."""
+    sub = SubGraph(fk, in_refs, out_refs, scratch)
     domain = sub.shape(sub.outputs[0])
     stores, space = elementwise_stores(sub, domain)
     vars_ = tile_transposed(space, space.finalize())
-    return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs), nest(vars_, stores),
-                  work=numel(domain))
+    return Kernel(fk.name, fk.kind, list(in_refs), list(out_refs),
+                  sub.copies + nest(vars_, stores), work=numel(domain))

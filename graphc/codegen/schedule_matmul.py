@@ -9,13 +9,15 @@ from ..ir.fused import FusedKernel
 from ..layout import same_shape
 from ..ops.registry import OPS, Flag
 from ..symbolic import is_symbolic, known
-from .kernel_ir import Acc, AccValue, Apply, Gemm, Kernel, Load, Reduce, Ref, Store, contiguous, numel
+from .kernel_ir import (Acc, AccValue, Affine, Apply, Gemm, Kernel, Load, Loop, Reduce, Ref, Store,
+                        Var, contiguous, numel)
 from .loop_space import Space, nest
 from .schedule_elementwise import elementwise_stores
 from .schedule_reduce import acc_dtype
 from .subgraph import Scratch, SubGraph, Unsupported
 
 BLAS_MIN_WORK = 1 << 15  # multiply-adds below which a call into BLAS costs more than loops
+BLAS_SPLIT_WORK = 1 << 21  # ... below which one product is not split across threads
 
 
 def _matrix(ref: Ref, first: bool) -> tuple[Ref, tuple]:
@@ -46,21 +48,34 @@ def _batch_strides(ref: Ref, batch: tuple) -> list[int]:
                     ref.dtype).broadcast(batch))
 
 
-def _gemm_nest(g: Gemm, extents: tuple, strides: tuple) -> list:
-    """``g`` at every position of a serial loop nest over ``extents``; A, B and C step by
-    ``strides`` (one list each)."""
+def _gemm_nest(g: Gemm, extents: tuple, strides: tuple, threads: int = 0) -> list:
+    """``g`` at every position of a loop nest over ``extents``; A, B and C step by
+    ``strides`` (one list each). With ``threads`` (the program runs BLAS on one thread and
+    splits the work itself, see ``threads.py``), the nest is a parallel loop, and one
+    product alone is split into ``threads`` blocks of rows."""
+    if threads > 1 and all(e == 1 for e in extents) and type(g.m) is int and \
+            g.m >= 2 * threads and g.m * g.n * g.k >= BLAS_SPLIT_WORK:
+        block = -(-g.m // threads)
+        var = Var("r0", -(-g.m // block))
+        a_rows = g.lda if not g.trans_a else 1  # elements between rows of A, of C
+        g.rows = (var, block)
+        g.a_index = Affine(g.a.offset, ((var, a_rows * block),))
+        g.b_index = Affine(g.b.offset, ())
+        g.c_index = Affine(g.c.offset, ((var, g.ldc * block),))
+        return [Loop(var, [g], parallel=True)]
     space = Space(extents)
     for attr, ref, steps in zip(("a_index", "b_index", "c_index"), (g.a, g.b, g.c), strides):
         space.index(g, attr, ref.offset, steps)
-    return nest(space.finalize("b"), [g], parallel=False)
+    return nest(space.finalize("b"), [g], parallel=threads > 1)
 
 
 class Matmul:
     """The schedule of a kernel around one matmul: the product into C, then the epilogue."""
 
     def __init__(self, fk: FusedKernel, in_refs: list[Ref], out_refs: list[Ref],
-                 scratch: Scratch, use_blas: bool = True):
+                 scratch: Scratch, use_blas: bool = True, threads: int = 0):
         self.fk, self.in_refs, self.out_refs, self.use_blas = fk, in_refs, out_refs, use_blas
+        self.threads = threads  # > 0: BLAS runs on one thread, the gemm loops on ours
         self.sub = sub = SubGraph(fk, in_refs, out_refs, scratch)
         self.mm = mm = sub.members_with(Flag.MATMUL)[0]
         if not all(a in sub.refs for a in mm.args[:2]):
@@ -102,7 +117,7 @@ class Matmul:
             # one weight, and the batch's rows follow each other in A and C: one product
             # of batch·m rows (a Linear on a 3-D input)
             g = Gemm(a, None, b, None, c, None, batch[0] * m, n, k, False, lb[0], la[1], lb[1], n)
-            return _gemm_nest(g, (1,), ([0], [0], [0]))
+            return _gemm_nest(g, (1,), ([0], [0], [0]), self.threads)
         if len(batch) == 1 and known(batch[0], ">", m) and b_batch == [0] \
                 and a.strides[-1] == 1 and a_batch[0] >= k:
             # one weight for a batch of few-row matrices (x.transpose(0, 1) @ w): the batch
@@ -110,9 +125,9 @@ class Matmul:
             # without a guard where sizes are symbolic)
             g = Gemm(a, None, b, None, c, None, batch[0], n, k, False, lb[0], a_batch[0], lb[1],
                      c.strides[0])
-            return _gemm_nest(g, (m,), ([a.strides[-2]], [0], [c.strides[-2]]))
+            return _gemm_nest(g, (m,), ([a.strides[-2]], [0], [c.strides[-2]]), self.threads)
         g = Gemm(a, None, b, None, c, None, m, n, k, la[0], lb[0], la[1], lb[1], n)
-        return _gemm_nest(g, batch or (1,), (a_batch, b_batch, c_batch))
+        return _gemm_nest(g, batch or (1,), (a_batch, b_batch, c_batch), self.threads)
 
     def _dot_loops(self) -> list:
         """C[..., i, j] = Σ_k A[..., i, k]·B[..., k, j] as loops (integers, odd layouts)."""

@@ -37,14 +37,16 @@ def has_gemm(body: list) -> bool:
 
 
 def granule(stage) -> int:
-    """Thread chunks of a flat loop over elements are whole cache lines (two threads
-    writing one line slow each other down), and so are those of a loop around BLAS calls
-    (OpenBLAS threads each gemm itself). A loop over rows or tiles is cut in chunks of
+    """Thread chunks of a loop around BLAS calls are single gemms (each is much work).
+    Thread chunks of a flat loop over elements are whole cache lines (two threads
+    writing one line slow each other down). A loop over rows or tiles is cut in chunks of
     ROW_GRANULE: with 64 as well, 64 rows (softmax over (64, 8192), the tile rows of a
     1024-row transpose) ran on one thread; with 1, W6's loops of 8 iterations, each
     after a gemm whose OpenBLAS threads were still spinning, made it 30% slower."""
     body = stage.stmts[0].body
-    if has_gemm(body) or not any(isinstance(x, (Loop, Reduce)) for x in body):
+    if has_gemm(body):
+        return 1
+    if not any(isinstance(x, (Loop, Reduce)) for x in body):
         return GRANULE
     return ROW_GRANULE
 
@@ -53,8 +55,10 @@ class ThreadedCalls:
     """How ``main`` calls the stages of one module on ``threads`` threads: a stage with
     at least ``threshold`` element operations through ``parallel_for``, others directly."""
 
-    def __init__(self, module: ir.Module, threads: int, threshold: int):
+    def __init__(self, module: ir.Module, threads: int, threshold: int,
+                 owns_blas_threads: bool = False):
         self.module, self.threads, self.threshold = module, threads, threshold
+        self.owns_blas_threads = owns_blas_threads
         self._parallel_for: ir.Function | None = None
 
     def runs_parallel(self, stage, sizes):
@@ -62,7 +66,7 @@ class ThreadedCalls:
         symbolic the condition as an LLVM value (decided per call, not guarded; ``sizes``:
         the calling function's ``llvm_emit.Sizes``)."""
         threshold = self.threshold
-        if has_gemm(stage.kernel.body):
+        if has_gemm(stage.kernel.body) and not self.owns_blas_threads:
             # a matmul's epilogue: OpenBLAS's threads are still spinning after the gemm,
             # so threads of ours only contend with them unless the epilogue is large
             threshold *= EPILOGUE_THRESHOLD_FACTOR

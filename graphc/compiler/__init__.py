@@ -9,6 +9,7 @@ explain, check mode, dumps and benchmarks.
     compiled_function(model).entries      # any compiled thing's record (model.compile())
     graphc.dump(model, "out/")            # every stage and a repro script with saved inputs
     graphc.benchmark(model, x)            # eager vs compiled, compile times, peak memory
+    GRAPHC_PROFILE=1 python3 train.py     # time per kernel (profile_report)
 
 Underneath, ``compile_graph(gm, *inputs)`` (``pipeline``) compiles one captured graph:
 passes, fusion, memory plan, then the backend (``graphc.codegen``).
@@ -22,7 +23,9 @@ from .dump import dump
 from .explain import Explanation, explain
 from .guards import Guard, Recompile
 from .pipeline import CompiledGraph, Unsized, compile_graph
+from .profile import profile_report
 
 __all__ = ["compile", "explain", "dump", "benchmark", "BenchmarkResult", "CompiledFunction",
            "CompiledModule", "compiled_function", "CaptureError", "EagerRun", "CheckError",
-           "Explanation", "Guard", "Recompile", "CompiledGraph", "Unsized", "compile_graph"]
+           "Explanation", "Guard", "Recompile", "CompiledGraph", "Unsized", "compile_graph",
+           "profile_report"]

@@ -47,14 +47,17 @@ def view_root(node: Node) -> Node:
     return node
 
 
-def read_in_place(kernel, position: int) -> bool:
+def read_in_place(kernel, position: int, output: int | None = None) -> bool:
     """Whether a kernel reads its input ``position`` only at the element it writes (so it
-    may write its output over that input): no view of it, no broadcast."""
+    may write its output, or its output number ``output``, over that input): no view of
+    it, no broadcast."""
     graph = getattr(kernel, "graph", None)
     if graph is None:
         return False
     p = graph.placeholders[position]
     out = graph.output_node.args[0]
+    if output is not None:
+        out = out[output] if isinstance(out, tuple) else None
     shape = tuple(out.meta["shape"]) if isinstance(out, Node) else None
     return same_shape(p.meta.get("shape", ()), shape) and all(
         u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)

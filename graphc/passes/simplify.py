@@ -8,7 +8,7 @@ value it always equals (same shape and dtype, bit for bit, nan and -0.0 included
     reshape/view(reshape/view(x))     -> reshape(x)
     reshape/view/expand to x's shape  -> x
     cast(x, x.dtype), clone(x),
-    pad(x, all widths 0)              -> x      (only in graphs without in-place writes)
+    pad(x, all widths 0)              -> x      (where no in-place write writes x's memory)
     slice(f(a, b), d)                 -> f(slice(a, d), slice(b, d))   for an elementwise f,
                                          when the slice keeps at most 1/8 of f's elements
                                          (and no in-place writes): only those are computed,
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+from ..ir.aliasing import view_root
 from ..ir.graph_module import GraphModule
 from ..layout import contiguous_strides, same_shape
 from ..ir.node import Node
@@ -80,7 +81,7 @@ def _double_negation(node: Node):
     return None
 
 
-def _compose_permutes(gm, node: Node, writes: bool):
+def _compose_permutes(gm, node: Node, writes: set):
     if node.target is not OPS.permute:
         return None
     x = node.args[0]
@@ -100,7 +101,7 @@ def _compose_permutes(gm, node: Node, writes: bool):
 _RESHAPES = ("reshape", "view")
 
 
-def _reshapes(gm, node: Node, writes: bool):
+def _reshapes(gm, node: Node, writes: set):
     name = node.target.name
     if name not in _RESHAPES and name != "expand":
         return None
@@ -116,11 +117,12 @@ def _reshapes(gm, node: Node, writes: bool):
     return None
 
 
-def _copies(gm, node: Node, writes: bool):
+def _copies(gm, node: Node, writes: set):
     copy = node.target is OPS.clone or node.target is OPS.cast or (
         node.target is OPS.pad and all(known(w, "==", 0) for w in node.kwargs.get("pad", (1,))))
-    if copy and _same_type(node, node.args[0]) and not writes:
-        return node.args[0]
+    if copy and _same_type(node, node.args[0]) and node not in writes and \
+            view_root(node.args[0]) not in writes:
+        return node.args[0]  # neither the copy nor what it copies is written: the same values
     return None
 
 
@@ -143,15 +145,17 @@ def _layout_read(node: Node) -> bool:
     return False
 
 
-def _has_writes(gm) -> bool:
-    return any(n.op == "call_function" and Flag.MUTATES in n.target.flags for n in gm.graph.nodes)
+def _written(gm) -> set:
+    """The memory the graph's writes write into (their roots; empty: a pure graph)."""
+    return {view_root(n.args[0]) for n in gm.graph.nodes
+            if n.op == "call_function" and Flag.MUTATES in n.target.flags}
 
 
 SLICE_PUSH_FRACTION = 8  # a slice is pushed into its elementwise producer when it keeps
                          # at most 1/8 of the elements (recomputing them costs that much)
 
 
-def _slice_of_elementwise(gm, node: Node, writes: bool):
+def _slice_of_elementwise(gm, node: Node, writes: set):
     if node.target is not OPS.slice or writes or "shape" not in node.meta:
         return None
     x = node.args[0]
@@ -193,7 +197,8 @@ def _provenance(node: Node) -> dict:
     return {k: node.meta[k] for k in ("location", "origin") if k in node.meta}
 
 
-# rule(gm, node, writes) -> a replacement, or None; ``writes``: the graph writes in place
+# rule(gm, node, writes) -> a replacement, or None; ``writes``: the memory the graph's
+# in-place writes write (empty: none)
 RULES = [
     ("identity operand", lambda gm, n, writes: _identity_operand(n)),
     ("double negation", lambda gm, n, writes: _double_negation(n)),
@@ -208,7 +213,7 @@ def simplify(gm: GraphModule) -> bool:
     """Apply the rules until none applies; rewritten nodes keep their meta."""
     changed = False
     progress = True
-    writes = _has_writes(gm)  # the rules neither add nor remove writes
+    writes = _written(gm)  # the rules neither add nor remove writes
     while progress:
         progress = False
         for node in list(gm.graph.nodes):

@@ -460,3 +460,54 @@ def test_a_matmul_kernel_with_two_outputs_keeps_its_product_apart_from_them():
         got, want = graphc.compile(g)(*args), g(*args)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _batch_norm_sums(x):
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    centred = x - mean
+    return mean, (centred * centred).sum(dim=(0, 2, 3)), x.amax(dim=(0, 3))
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 5, 1, 33), (1, 2, 3, 1), (3, 1, 4, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reductions_over_the_innermost_and_outer_dims_keep_their_sums_in_registers(shape, dtype):
+    """Reducing (N, C, H, W) over (0, 2, 3) (batch_norm's statistics): the kept channel is
+    the outer loop and each channel's values are summed in registers (a Reduce), not into
+    a buffer element per channel in the innermost loop; where the innermost dim is kept,
+    the sums go into memory in memory order (x.sum(0))."""
+    x = graphc.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(dtype))
+    x[0, 0, 0, 0] = -np.inf if shape[0] > 1 else 0.0
+    cg, got = compiled(_batch_norm_sums, x)
+    ir = cg.dump("kernels")
+    if shape[-1] > 1:
+        assert "] sum=" not in ir and "] max=" not in ir, ir
+    for a, b in zip(got, _batch_norm_sums(x)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6 if dtype == np.float32 else 1e-12)
+    cg, got = compiled(lambda t: t.sum(0), x)
+    assert "] sum=" in cg.dump("kernels") or shape[0] == 1
+    np.testing.assert_allclose(got.numpy(), x.sum(0).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_norm_statistics_over_changing_batch_sizes():
+    fn = graphc.compile(lambda t: _batch_norm_sums(t)[:2], dynamic=True)
+    rng = np.random.default_rng(1)
+    for n in (3, 5, 8):
+        x = graphc.from_numpy(rng.standard_normal((n, 4, 6, 7)).astype(np.float32))
+        with graphc.no_grad():
+            got = fn(x)
+        for a, b in zip(got, _batch_norm_sums(x)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_elementwise_kernel_reading_a_reshaped_slice_runs_natively():
+    """A reshape no strides express (merging the dims of a slice) inside an elementwise
+    kernel: the slice is copied into scratch first, and the kernel runs natively (it fell
+    back to numpy: max-pool's backward in a training program)."""
+    def fn(x, y):
+        inner = x[:, :, 1:-1, 1:-1]
+        return inner.reshape(2, 3, 1, 16) * y + 1
+
+    x, y = graphc.randn(2, 3, 6, 6), graphc.randn(2, 3, 4, 16)
+    cg, got = compiled(fn, x, y)
+    assert not cg.last.program.fallbacks, cg.explain()
+    np.testing.assert_array_equal(got.numpy(), fn(x, y).numpy())

@@ -160,6 +160,85 @@ def test_blas_and_loops_agree(fn, inputs, request):
     np.testing.assert_allclose(got_loops, reference.numpy(), rtol=tol, atol=tol)
 
 
+def _blas_threads():
+    """OpenBLAS's (set, get) of its thread count through ctypes, or skip."""
+    import ctypes
+
+    found = find_blas()
+    if found is None or found.set_threads is None:
+        pytest.skip("no BLAS whose thread count graphc can set")
+    lib = ctypes.CDLL(found.library)
+    return getattr(lib, found.set_threads), getattr(lib, found.get_threads)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_gemms_are_split_over_the_programs_threads(threads, monkeypatch):
+    """One thread budget: a program runs BLAS on one thread and splits the gemms itself, a
+    single product into blocks of rows (the last one shorter: 257 rows), a batch of
+    products over its positions; results as eager's."""
+    _blas_threads()
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", threads)
+
+    def fn(x, w, a, b, t):
+        return F.linear(x, w), a @ b, t.T @ w.T  # (t.T: a transposed A)
+
+    x, w = randn(257, 300), randn(200, 300, seed=1)
+    a, b, t = randn(6, 40, 50, seed=2), randn(6, 50, 30, seed=3), randn(300, 129, seed=4)
+    cg = compiled(fn, x, w, a, b, t)
+    kernels = cg.dump("kernels")
+    if threads != "1":
+        assert f"rows r0·{-(-257 // int(threads))}" in kernels, kernels
+        assert "parallel for" in kernels.split("M_6_")[-1], kernels
+    for got, want in zip(cg(x, w, a, b, t), eager(fn, x, w, a, b, t)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_program_gives_blas_its_thread_count_back():
+    """BLAS's thread count is the caller's again after a call, and after a call that
+    raised (numpy's own matmuls keep their threads)."""
+    set_threads, get_threads = _blas_threads()
+    before = get_threads()
+    try:
+        set_threads(2)
+
+        def fn(x, w, n):
+            return x @ w, n // 0  # integer division by zero: an error from native code
+
+        x, w, n = randn(64, 64), randn(64, 64, seed=1), graphc.tensor([3, 4])
+        cg = compiled(lambda x, w: x @ w + 1, x, w)
+        cg(x, w)
+        assert get_threads() == 2
+        raising = compiled(fn, x, w, n)
+        with pytest.raises(graphc.OpValueError, match="integer division by zero"):
+            raising(x, w, n)
+        assert get_threads() == 2
+    finally:
+        set_threads(before)
+
+
+def test_profile_times_every_step(monkeypatch):
+    """GRAPHC_PROFILE=1: each native kernel and fallback is timed, with its calls."""
+    from graphc.compiler import profile_report
+
+    monkeypatch.setenv("GRAPHC_PROFILE", "1")
+
+    def fn(x):
+        y = graphc.relu(x @ x.T)
+        return y.sum(1), graphc.cat([y, x @ x.T], dim=0)  # cat: a fallback
+
+    x = randn(32, 32)
+    cg = compiled(fn, x)
+    for _ in range(3):
+        cg(x)
+    rows = [r for r in graphc.codegen.runtime.profile_rows() if r[0] == cg.last.program.name]
+    steps = cg.last.program.steps
+    assert len([r for r in rows if r[3] == 3]) == len(steps), (rows, steps)
+    assert any(r[2] == "numpy" for r in rows) and any(r[2] == "matmul" for r in rows)
+    assert all(r[4] > 0 for r in rows)
+    report = profile_report()
+    assert "us/call" in report and rows[0][1] in report
+
+
 # ---- outputs and parameters ----------------------------------------------------------------
 
 def test_outputs_are_fresh_each_call():

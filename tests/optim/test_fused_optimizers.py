@@ -193,6 +193,22 @@ def test_a_step_is_one_native_call_per_group_and_no_eager_op(case, monkeypatch):
     assert counted.ops == [] and len(runs) == 2
 
 
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_a_step_writes_parameters_and_state_in_place_without_copies(case):
+    """The update kernel stores each parameter and state tensor straight into its memory
+    (several outputs of one kernel, each over its own argument): no copy kernel after it."""
+    cls, options = case
+    params = start_params(graphc.float32)
+    opt = cls(params, fused=True, **options)
+    for grads in gradients(graphc.float32)[:3]:  # the first step makes the state (eagerly)
+        set_grads(params, grads)
+        opt.step()
+    (program,) = opt.fused_programs
+    kinds = [k.kind for entry in program.entries.values()
+             for _, k in entry.spec.program.kernels]
+    assert kinds and "copy" not in kinds, kinds
+
+
 # ---- state dicts ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", [CASES[2], CASES[5], CASES[9]], ids=case_id)

@@ -447,8 +447,11 @@ def test_writes_with_symbolic_sizes_serve_every_size_from_one_program(fn):
 
 
 def test_a_kernel_stores_a_written_argument_in_place_only_where_that_is_safe():
-    """x.relu_() compiles to one kernel writing x (no copy kernel); where the kernel also
-    computes another output from x's old value, the write stays a copy after it."""
+    """x.relu_() compiles to one kernel writing x (no copy kernel). A kernel with several
+    outputs stores one over x when every output reading x's old value is computed first
+    (``with_old_value``: t + x, then x); where an output computed after x's new value is
+    stored reads x's old value (``old_value_after``: x * 2 comes after x + 1), x's new
+    value stays a copy after the kernel, and so does y's (one kernel, one decision)."""
     def alone(x):
         x.relu_()
 
@@ -457,15 +460,23 @@ def test_a_kernel_stores_a_written_argument_in_place_only_where_that_is_safe():
         x.add_(1)
         return t + x  # one kernel: t from x's old value, x's new value, their sum
 
-    x = graphc.randn(64, 32)
-    for fn, copies in ((alone, 0), (with_old_value, 1)):
-        a, b = x.clone(), x.clone()
+    def old_value_after(x, y):
+        a = x * 2
+        x.add_(1)
+        y.mul_(3)
+        return a + y, x * y
+
+    for fn, copies in ((alone, 0), (with_old_value, 0), (old_value_after, 2)):
+        args = [graphc.randn(64, 32) for _ in range(fn.__code__.co_argcount)]
+        copied = [t.clone() for t in args]
         compiled = graphc.compile(fn, fullgraph=True)
         with graphc.no_grad():
-            _assert_same(compiled(a), fn(b), f"{fn.__name__} output")
-        _assert_same(a, b, f"{fn.__name__} argument")
+            _assert_same(compiled(*args), fn(*copied), f"{fn.__name__} output")
+        for k, (a, b) in enumerate(zip(args, copied)):
+            _assert_same(a, b, f"{fn.__name__} argument {k}")
         kinds = [k.kind for _, k in compiled.last.spec.program.kernels]
         assert kinds.count("copy") == copies, (fn.__name__, kinds)
+        assert kinds.count("elementwise") == 1, (fn.__name__, kinds)
 
 
 @pytest.mark.parametrize("dtype", [graphc.int32, graphc.float32, graphc.bool])

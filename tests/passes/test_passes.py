@@ -239,6 +239,46 @@ def test_slice_push_down_is_off_in_graphs_with_in_place_writes():
     np.testing.assert_array_equal(gm(a).numpy(), fn(a).numpy())
 
 
+def _pad_then_write(x, b):
+    y = F.pad(x * 2, (0, 0)) + 1  # max-pool's pad of nothing, in a graph that writes b
+    b.add_(1)
+    return y
+
+
+def _copy_then_write_it(x):
+    y = x.clone()
+    y.add_(1)  # the copy is written: it is not x
+    return y + x
+
+
+def _copy_then_write_what_it_copied(x):
+    y = F.pad(x, (0, 0))
+    x.mul_(2)  # what it copied is written: the copy keeps the old values
+    return y + x
+
+
+@pytest.mark.parametrize("fn, gone", [(_pad_then_write, True), (_copy_then_write_it, False),
+                                      (_copy_then_write_what_it_copied, False)])
+def test_no_op_copies_go_where_nothing_writes_them_or_what_they_copy(fn, gone):
+    """In a graph with in-place writes (BatchNorm's running statistics in a training
+    program), a copy of memory no write touches is its input; a copy that is written, or
+    whose input is written, stays."""
+    args = [graphc.randn(3, 4) for _ in range(fn.__code__.co_argcount)]
+    copied = [a.clone() for a in args]
+    gm = graphc.trace(fn, *args)
+    ops = ops_in(gm)
+    simplify(gm)
+    dce(gm)
+    gm.graph.lint(gm)
+    assert (("pad" not in ops_in(gm) and "clone" not in ops_in(gm)) if gone else
+            ops_in(gm) == ops), ops_in(gm)
+    want = fn(*copied)
+    got = graphc.compile(fn, fullgraph=True)(*args)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for a, b in zip(args, copied):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_fills_fold_to_an_expanded_scalar_and_small_factories_to_constants():
     def f(x):
         return x + graphc.full((64, 64), 2.0) + graphc.ones(64) + graphc.arange(64.0)
