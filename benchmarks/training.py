@@ -14,8 +14,8 @@ torch.compile in one run.
 
 Every column trains its own copy of the model from the same initial weights (graphc's
 seeded ones, loaded into torch through the state dict) on the same fixed batch for the
-same steps: one first step, ``warmup`` more, then ``steps`` timed ones, the columns of
-one library interleaved step by step; the time is the median timed step. graphc runs
+same steps: one first step, ``warmup`` more, then ``steps`` timed ones, one column after
+another (see ``run_steps``); the time is the median timed step. graphc runs
 first, torch after it (its OpenMP threads keep spinning after a call and would slow what
 runs next). The loss shown is each column's at the last timed step: graphc compiled
 should equal graphc eager to rounding, torch should be close (float32 rounding, grown
@@ -223,15 +223,17 @@ def first_step(step: Callable) -> float:
 
 
 def run_steps(steps: dict[str, Callable], warmup: int, timed: int) -> dict:
-    """After each column's first step: ``warmup`` more and ``timed`` timed steps of every
-    column, interleaved; per column the median timed step and the loss of the last one."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
+    """After each column's first step, column by column: ``warmup`` more steps, then
+    ``timed`` timed ones; per column the median timed step and the loss of the last one.
+    A training loop runs one kind of step: interleaved step by step, the eager column's
+    OpenBLAS threads, still spinning after its matmuls, slowed the compiled step after it
+    (T2's whole step: 33 ms interleaved, 12 ms in a loop of its own)."""
     times = {name: [] for name in steps}
     losses = {}
-    for _ in range(timed):
-        for name, step in steps.items():
+    for name, step in steps.items():
+        for _ in range(warmup):
+            step()
+        for _ in range(timed):
             t0 = time.perf_counter()
             losses[name] = step()
             times[name].append(time.perf_counter() - t0)

@@ -214,7 +214,8 @@ class Gemm:
     lda: int
     ldb: int
     ldc: int
-    rows: tuple | None = None  # (var, block): only rows [var·block, min(m, var·block + block))
+    # (var, block, "rows" or "cols"): only C's rows (or columns) [var·block, var·block + block)
+    split: tuple | None = None
 
 
 @dataclass
@@ -309,8 +310,8 @@ class _Printer:
                 self.body(list(s.side), depth + 1)
                 self.scopes.pop()
             elif isinstance(s, Gemm):
-                rows = f" (rows {s.rows[0].name}·{s.rows[1]}, {s.rows[1]} of them)" if s.rows \
-                    else ""
+                rows = f" ({s.split[2]} {s.split[0].name}·{s.split[1]}, {s.split[1]} of them)" \
+                    if s.split else ""
                 self.lines.append(
                     f"{pad}gemm {s.m}x{s.n}x{s.k}{rows}: {_ref_name(s.c, self.names)}[{s.c_index}] = "
                     f"{_ref_name(s.a, self.names)}[{s.a_index}]{'ᵀ' if s.trans_a else ''} @ "

@@ -7,7 +7,7 @@ statement (a *stage*):
     void stage(i8** ptrs, i64 start, i64 end, i32* err, i64 tid)
 
 A parallel stage runs its outer loop over ``[start, end)``; the program splits that range
-over threads (``threads.ThreadedCalls``: ``parallel_for``, pthreads). ``main`` calls the
+over threads (``threads.ThreadedCalls``: the worker pool, ``pool``). ``main`` calls the
 stages in order and the fallbacks (numpy kernels, through a callback in the pointer table),
 and returns the first nonzero error code:
 
@@ -35,7 +35,8 @@ from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, ArangeRef
 from ..symbolic import SymInt
 from .schedule_reduce import identity
 from .target import PREFIX
-from .threads import I8PP, MAX_THREADS, STAGE_TYPE, ThreadedCalls, has_gemm
+from .pool import STAGE_TYPE
+from .threads import I8PP, MAX_THREADS, ThreadedCalls, has_gemm
 
 CALLBACK_TYPE = ir.FunctionType(I32, [I64])
 REDUCE_FLAGS = ("reassoc", "contract")
@@ -164,7 +165,7 @@ def _work(stmt) -> int:
             n *= v.extent
         return n * (len(stmt.accs) + len(stmt.side))
     if isinstance(stmt, Gemm):
-        return (stmt.rows[1] if stmt.rows else stmt.m) * stmt.n * stmt.k
+        return stmt.m * stmt.n * stmt.k // (stmt.split[0].extent if stmt.split else 1)
     return 1
 
 
@@ -520,17 +521,18 @@ class FunctionEmitter:
         fty = lltype(g.c.dtype)
         row_major, no_trans, trans = 101, 111, 112
         n = ir.IntType(self.blas.int_bits)
-        m = self.blas_int(n, g.m)
-        if g.rows is not None:  # this block of rows: the last block may be shorter
-            var, block = g.rows
-            first = b.mul(self.vars[var], self.c64(block))
-            m = b.sub(self.c64(g.m), first)
-            m = b.select(b.icmp_signed("<", m, self.c64(block)), m, self.c64(block))
-            m = m if n.width == 64 else b.trunc(m, n)
+        m, cols = self.blas_int(n, g.m), self.blas_int(n, g.n)
+        if g.split is not None:  # this block of rows or columns: the last may be shorter
+            var, block, axis = g.split
+            total = g.m if axis == "rows" else g.n
+            left = b.sub(self.c64(total), b.mul(self.vars[var], self.c64(block)))
+            size = b.select(b.icmp_signed("<", left, self.c64(block)), left, self.c64(block))
+            size = size if n.width == 64 else b.trunc(size, n)
+            m, cols = (size, cols) if axis == "rows" else (m, size)
         args = [ir.Constant(I32, row_major),
                 ir.Constant(I32, trans if g.trans_a else no_trans),
                 ir.Constant(I32, trans if g.trans_b else no_trans),
-                m, self.blas_int(n, g.n), self.blas_int(n, g.k),
+                m, cols, self.blas_int(n, g.k),
                 ir.Constant(fty, 1.0), self.address(g.a, g.a_index), self.blas_int(n, g.lda),
                 self.address(g.b, g.b_index), self.blas_int(n, g.ldb), ir.Constant(fty, 0.0),
                 self.address(g.c, g.c_index), self.blas_int(n, g.ldc)]
@@ -595,7 +597,7 @@ def _stage_groups(body: list) -> list[list]:
 
 
 class ProgramEmitter:
-    """The module of one compiled graph: every stage, ``parallel_for`` and ``main``."""
+    """The module of one compiled graph: every stage and ``main``."""
 
     def __init__(self, name: str, triple: str, data_layout: str, threads: int,
                  parallel_threshold: int, blas, size_slots: dict | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..ir.node import Node
 from ..layout import same_shape
 from ..ops.conv import _pad_widths, _window_args
+from ..symbolic import is_symbolic
 from ..tensor import Storage, Tensor
 from .kernel_ir import Const, Kernel, Ref, Store, contiguous, numel
 from .loop_space import Space, copy_nest, nest
@@ -74,15 +75,38 @@ def _unfold(n: Node, src: Ref, out: Ref) -> list:
 
 
 def _pad(n: Node, src: Ref, out: Ref) -> list:
-    """Fill the border, then copy the inside."""
+    """Fill the border, then copy the inside: each element is written once."""
     w = {"pad": (), "value": 0.0, **dict(zip(("pad", "value"), n.args[1:])), **n.kwargs}
     widths = _pad_widths("pad", len(src.shape), w["pad"])
     value = w["value"]
-    fill = Store(out, None, Const(value if out.dtype.is_floating_point else int(value), out.dtype))
-    space = Space(tuple(n.meta["shape"]))
-    space.index(fill, "index", out.offset, list(out.strides))
+    value = Const(value if out.dtype.is_floating_point else int(value), out.dtype)
+    shape = tuple(n.meta["shape"])
+    fills = []
+    for k, (start, extents) in enumerate(_border(shape, widths)):
+        fill = Store(out, None, value)
+        space = Space(extents)
+        space.index(fill, "index", out.offset + sum(a * st for a, st in zip(start, out.strides)),
+                    list(out.strides))
+        fills += nest(space.finalize(f"f{k}_"), [fill])
     inside = out.offset + sum(lo * st for (lo, _), st in zip(widths, out.strides))
-    return nest(space.finalize("f"), [fill]) + copy_nest(src, inside, out, src.shape)
+    return fills + copy_nest(src, inside, out, src.shape)
+
+
+def _border(shape: tuple, widths: list) -> list[tuple[tuple, tuple]]:
+    """The border of a padded ``shape`` as boxes (start, extents) that do not overlap: for
+    each dim, its low and high widths, over the inside of the dims before it and all of
+    the dims after it. One box, the whole shape, where a size is symbolic."""
+    if is_symbolic((shape, widths)):
+        return [((0,) * len(shape), shape)]
+    boxes = []
+    for d, (lo, hi) in enumerate(widths):
+        inside = [(a, n - a - b) for (a, b), n in zip(widths[:d], shape[:d])]
+        after = [(0, n) for n in shape[d + 1:]]
+        for first, size in ((0, lo), (shape[d] - hi, hi)):
+            dims = inside + [(first, size)] + after
+            if size and all(e for _, e in dims):
+                boxes.append((tuple(a for a, _ in dims), tuple(e for _, e in dims)))
+    return boxes
 
 
 # the index maps of the ops the op table marks ``gather`` (checked when the backend loads)

@@ -410,6 +410,26 @@ def _init():
             except RuntimeError:
                 pass
     _current = _Engine()
+    _start_pool(target)
+
+
+def _start_pool(target: Target) -> None:
+    """Compile the worker pool (``pool``) and make ``graphc_pool_run`` a symbol programs
+    link to. Its engine is never freed: a worker may be spinning in its code at exit."""
+    from . import pool
+
+    triple, layout = target.triple, str(_tm.target_data)
+    mod = llvm.parse_assembly(with_function_attributes(pool.pool_ir(triple, layout),
+                                                      target.function_attributes()))
+    mod.verify()
+    _optimize(mod, _tm)
+    engine = llvm.create_mcjit_compiler(mod, target.machine(jit=True))
+    engine.finalize_object()
+    add_symbol(pool.RUN, engine.get_function_address(pool.RUN))
+    globals_ = {name: engine.get_global_value_address(name)
+                for name in pool.RESET + ("pool_mutex", "pool_cond")}
+    engine.detach()  # (and with it the module and target machine it owns)
+    os.register_at_fork(after_in_child=lambda: pool.reset_after_fork(globals_.__getitem__))
 
 
 def module_target() -> tuple[str, str]:

@@ -425,8 +425,9 @@ def test_transposed_reads_are_tiled_and_match(case, dtype):
 
 
 @pytest.mark.parametrize("fn, shape, granule", [
-    (lambda x: F.softmax(x, -1), (64, 8192), 16),   # 64 rows: 2 chunks of 32, not 1 of 64
-    (lambda x: x.t() * 2, (1024, 1024), 16),        # 64 rows of tiles
+    (lambda x: F.softmax(x, -1), (64, 8192), 1),    # 64 long rows: 2 chunks of 32, not 1 of 64
+    (lambda x: F.softmax(x, -1), (256, 512), 16),   # short rows: chunks of 16 rows
+    (lambda x: x.t() * 2, (1024, 1024), 1),         # 64 rows of tiles, each 16 rows long
     (lambda x: x * 2 + 1, (1 << 18,), 64),          # a flat loop: chunks of whole lines
 ])
 def test_thread_chunks_round_to_lines_only_for_flat_loops(monkeypatch, fn, shape, granule):
@@ -435,7 +436,7 @@ def test_thread_chunks_round_to_lines_only_for_flat_loops(monkeypatch, fn, shape
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
     x = graphc.randn(*shape)
     cg = compile_graph(graphc.trace(fn, x), x, dump=True)
-    calls = re.findall(r"call i32 @\S*parallel_for\S*\(.*, i64 (\d+), i64 2, i64 (\d+)\)",
+    calls = re.findall(r"call i32 @\S*graphc_pool_run\S*\(.*, i64 (\d+), i64 2, i64 (\d+)\)",
                        cg.dump("llvm"))
     assert calls and all(int(g) == granule for _, g in calls), calls
     np.testing.assert_allclose(cg(x).numpy(), fn(x).numpy(), rtol=1e-6, atol=1e-7)

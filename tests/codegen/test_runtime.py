@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 
@@ -94,6 +95,53 @@ def test_thread_count_does_not_change_results(fn, shapes, monkeypatch):
         np.testing.assert_allclose(one, ref.numpy(), rtol=1e-5, atol=1e-4)
 
 
+def test_programs_on_threads_at_once_share_the_worker_pool(monkeypatch):
+    """Two programs called at once from Python threads: one call has the pool's workers,
+    the other runs its chunks on its own thread; both results are eager's."""
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    x, y = randn(256, 1024), randn(256, 1024, seed=1)
+    programs = [compiled(_elementwise, x, y), compiled(_row_reduction, x)]
+    assert all("parallel for" in cg.dump("kernels") for cg in programs)
+    expected = [eager(_elementwise, x, y).numpy(), eager(_row_reduction, x)[1].numpy()]
+    wrong = []
+
+    def work(k: int) -> None:
+        for _ in range(200):
+            got = programs[k](x, y) if k == 0 else programs[k](x)[1]
+            if not np.allclose(got.numpy(), expected[k], rtol=1e-5, atol=1e-5):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1, 0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+def _child_runs(cg, x, expected, pipe) -> None:
+    pipe.send(bool(np.array_equal(cg(x).numpy(), expected)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
+def test_a_forked_child_starts_its_own_workers(monkeypatch):
+    """A child made by fork has none of its parent's workers: its pool starts them again
+    (it would wait for ever on workers that do not exist)."""
+    import multiprocessing
+
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    x = randn(512, 1024)
+    cg = compiled(lambda t: t * 2 + 1, x)
+    assert "parallel for" in cg.dump("kernels")
+    expected = cg(x).numpy()  # the parent's workers are running
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_child_runs, args=(cg, x, expected, there))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and here.poll(1) and here.recv() is True
+
+
 def test_thread_count_must_be_an_integer(monkeypatch):
     x = randn(4)
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "two")
@@ -174,22 +222,27 @@ def _blas_threads():
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 def test_gemms_are_split_over_the_programs_threads(threads, monkeypatch):
     """One thread budget: a program runs BLAS on one thread and splits the gemms itself, a
-    single product into blocks of rows (the last one shorter: 257 rows), a batch of
+    single product into blocks of C's rows (the last one shorter: 257 rows), or of its
+    columns where B is the larger operand (513 columns; a transposed A or B), a batch of
     products over its positions; results as eager's."""
     _blas_threads()
     monkeypatch.setenv("GRAPHC_NUM_THREADS", threads)
 
-    def fn(x, w, a, b, t):
-        return F.linear(x, w), a @ b, t.T @ w.T  # (t.T: a transposed A)
+    def fn(x, w, a, b, t, u, v):
+        return F.linear(x, w), a @ b, t.T @ w.T, u @ v, u @ v.T.contiguous().T
 
     x, w = randn(257, 300), randn(200, 300, seed=1)
     a, b, t = randn(6, 40, 50, seed=2), randn(6, 50, 30, seed=3), randn(300, 129, seed=4)
-    cg = compiled(fn, x, w, a, b, t)
+    u, v = randn(64, 300, seed=5), randn(300, 513, seed=6)
+    args = (x, w, a, b, t, u, v)
+    cg = compiled(fn, *args)
     kernels = cg.dump("kernels")
     if threads != "1":
-        assert f"rows r0·{-(-257 // int(threads))}" in kernels, kernels
+        blocks = lambda n: -(-n // int(threads))  # noqa: E731
+        assert f"rows r0·{blocks(257)}" in kernels and f"cols r0·{blocks(513)}" in kernels, kernels
+        assert f"cols r0·{blocks(200)}" in kernels, kernels  # t.T @ w.T: 129 x 200
         assert "parallel for" in kernels.split("M_6_")[-1], kernels
-    for got, want in zip(cg(x, w, a, b, t), eager(fn, x, w, a, b, t)):
+    for got, want in zip(cg(*args), eager(fn, *args)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 

@@ -299,7 +299,7 @@ def test_large_sizes_run_on_threads_small_ones_alone(monkeypatch):
     cf = graphc.compile(lambda x: (x * 3).tanh(), dynamic=True)
     run_sizes(cf, lambda x: (x * 3).tanh(), lambda n: (graphc.randn(n, 256),), [3, 4096, 2])
     text = cf.stage_text("llvm")
-    assert "parallel_for" in text and "icmp sge" in text  # the choice is made per call
+    assert "graphc_pool_run" in text and "icmp sge" in text  # the choice is made per call
 
 
 def test_check_mode_compares_a_symbolic_program_with_eager(monkeypatch):
