@@ -116,18 +116,26 @@ class AccumulateGrad(Node):
         super().__init__()
         self.variable = leaf
 
-    def apply(self, grad: Tensor) -> tuple:
+    def apply(self, grad: Tensor, owned: bool = False) -> tuple:
+        """``owned``: nothing else refers to ``grad``'s memory (a compiled step's fresh
+        output), so a first gradient with the leaf's strides becomes ``.grad`` as it is,
+        not a copy (as PyTorch's AccumulateGrad steals such a gradient)."""
         leaf = self.variable
         for hook in list(leaf_hooks(leaf).values()):
             out = hook(grad)
             if out is not None:
-                grad = out
+                grad, owned = out, False
         if not is_grad_enabled():
             grad = grad.detach()
         if grad.shape != leaf.shape:
             raise RuntimeError(f"gradient of shape {tuple(grad.shape)} for a leaf of shape "
                                f"{tuple(leaf.shape)}")
-        leaf.grad = grad.clone() if leaf.grad is None else leaf.grad + grad
+        if leaf.grad is not None:
+            leaf.grad = leaf.grad + grad
+        elif owned and grad.stride() == leaf.stride() and grad.dtype is leaf.dtype:
+            leaf.grad = grad
+        else:
+            leaf.grad = grad.clone()
         return ()
 
 

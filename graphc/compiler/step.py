@@ -33,6 +33,7 @@ from ..ir.graph_module import GraphModule, fetch
 from ..ops import functions as F
 from ..passes.autodiff import NotDifferentiable, check_writes, differentiate, requiring_grad
 from ..passes.partition import partition, reached_within
+from ..tensor import Tensor
 from ..trace.proxy import TraceError
 from ..trace.tracer import trace_bound, trace_into
 from .pipeline import compile_graph
@@ -73,12 +74,14 @@ class StepProgram(Programs):
         ((out, gradient), saved), sizes = self.run_forward(tensors)
         if gradient is None:
             gradient = F.ones(self.tangent[0], dtype=self.tangent[1])
-        grads = self.run_backward((*saved, *(tensors[k] for k in self.kept), gradient), sizes)
+        inputs = (*saved, *(tensors[k] for k in self.kept), gradient)
+        grads = self.run_backward(inputs, sizes)
         for entry in self.tape:
             if entry[0] == "backward":
+                owned = _owned(grads, inputs)
                 with no_grad():
-                    for target, g in zip(self.targets, grads):
-                        grad_accumulator(fetch(self.gm, target)).apply(g)
+                    for target, g, own in zip(self.targets, grads, owned):
+                        grad_accumulator(fetch(self.gm, target)).apply(g, own)
             else:
                 entry[2]()
         return out
@@ -91,6 +94,16 @@ class StepProgram(Programs):
                "after the programs, in order: " + ", ".join(effects),
                self.partition.describe()]
         return "\n".join(out + describe_programs(self))
+
+
+def _owned(grads, inputs) -> list[bool]:
+    """Per gradient: its memory is its own (no other gradient, no input of the backward
+    program shares it), so it may become a ``.grad`` without a copy."""
+    count: dict = {}
+    for t in (*grads, *inputs):
+        if isinstance(t, Tensor):
+            count[id(t._storage)] = count.get(id(t._storage), 0) + 1
+    return [isinstance(g, Tensor) and count[id(g._storage)] == 1 for g in grads]
 
 
 def build_step(call, params, bound, tensors: list, *, owner, leaf_modules,

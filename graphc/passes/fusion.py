@@ -517,7 +517,11 @@ def _build(gm: GraphModule, g: Group, name: str, index: int, grouped: set,
             inside.update(_input_views(i, members, grouped))
     order = sorted(inside, key=position.__getitem__)
     inputs = list(dict.fromkeys(i for n in order for i in n.all_input_nodes if i not in inside))
-    outputs = [m for m in g.members if any(u not in members for u in m.users)]
+    exported = [m for m in g.members if any(u not in members for u in m.users)]
+    # a reshape-like view of a value of the kernel is made outside it, from that value (the
+    # kernel stored both: the same elements twice)
+    views = {o: _view_chain(o, members) for o in exported}
+    outputs = list(dict.fromkeys(views[o][0] if views[o][1] else o for o in exported))
     sub = Graph()
     env: dict[Node, Node] = {}
     for i, value in enumerate(inputs):
@@ -542,14 +546,43 @@ def _build(gm: GraphModule, g: Group, name: str, index: int, grouped: set,
     if len(outputs) == 1:
         call.meta.update({k: outputs[0].meta[k] for k in ("shape", "dtype", "stride")
                           if k in outputs[0].meta})
+    result_of = dict(zip(outputs, results))
     for out, res in zip(outputs, results):
         if len(outputs) > 1:
             res.meta.update({k: out.meta[k] for k in ("shape", "dtype", "stride") if k in out.meta})
-        out.replace_all_uses_with(res)
+    for o, (base, chain) in views.items():
+        if chain:
+            value = result_of[base]
+            with graph.inserting_after(value):
+                for v in reversed(chain):
+                    value = graph.create_node(v.op, v.target, (value, *v.args[1:]), dict(v.kwargs))
+                    value.meta = dict(v.meta)
+                    position[value] = position[v]  # (later kernels order their nodes by it)
+            result_of[o] = value
+            _uses_outside(o, members, value)
+    for out, res in zip(outputs, results):
+        _uses_outside(out, members, res)
     for n in reversed(order):
         if not n.users:
             graph.erase_node(n)
     return target, kernel
+
+
+def _view_chain(node: Node, members: set) -> tuple[Node, list[Node]]:
+    """(the value a chain of views inside a kernel starts from, the views, outermost
+    first); no views: (node, [])."""
+    chain = []
+    while kind_of(node) == "view" and node.args[0] in members:
+        chain.append(node)
+        node = node.args[0]
+    return node, chain
+
+
+def _uses_outside(node: Node, members: set, value: Node) -> None:
+    """Uses of ``node`` by nodes outside the kernel now read ``value``."""
+    for u in list(node.users):
+        if u not in members:
+            u.replace_input_with(node, value)
 
 
 def fuse(gm: GraphModule) -> FusionPlan:

@@ -229,3 +229,25 @@ def test_the_order_of_arguments_does_not_decide_the_kernels(fn):
     plan = fuse(gm)
     assert [k for k, _, _ in kernels(plan)] == ["reduction"]
     check_fused(gm, plan, fn, graphc.randn(16, 32))
+
+
+def test_a_kernel_exports_a_value_once_and_its_reshapes_are_made_outside():
+    """A value used outside its kernel both as it is and reshaped (relu's backward in a
+    training program) is one output; the reshape is a view of it, made after the kernel
+    (the kernel stored the same elements twice)."""
+    def fn(x, w, v):
+        y = graphc.relu(x @ w) * 2              # (2, 4, 8)
+        return y.sum(1), y.reshape(8, 8).T @ v  # y's users: a reduction, a matmul of a view
+
+    x, w, v = graphc.randn(2, 4, 5), graphc.randn(5, 8), graphc.randn(8, 3)
+    gm = prepared(fn, x, w, v)
+    plan = fuse(gm)
+    gm.graph.lint(gm, require_meta=True)
+    first = next(k for _, k, _ in plan.kernels if k.kind == "matmul")
+    out = first.graph.output_node.args[0]
+    assert not isinstance(out, tuple), first.graph.output_node.args
+    with graphc.no_grad():
+        for got, want in zip(gm(x, w, v), fn(x, w, v)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5)
+        for got, want in zip(graphc.compile(fn)(x, w, v), fn(x, w, v)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5)
