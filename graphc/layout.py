@@ -10,7 +10,7 @@ import math
 import operator
 
 from .errors import OpIndexError, OpTypeError, ShapeError
-from .symbolic import SymInt, exact_div
+from .symbolic import SymInt, exact_div, known
 
 Shape = tuple[int, ...]
 
@@ -176,6 +176,13 @@ def same_shape(a, b) -> bool:
     """``a == b`` for shapes, lengths first: tuples compare items before lengths, and a
     symbolic size compared with another (``graphc.symbolic``) leaves a guard behind."""
     return a is not None and b is not None and len(a) == len(b) and tuple(a) == tuple(b)
+
+
+def surely_same_shape(a, b) -> bool:
+    """``a == b`` for every value of the size symbols, decided without a guard (False where
+    it depends on them): for choices that have a safe default."""
+    return a is not None and b is not None and len(a) == len(b) and \
+        all(known(x, "==", y) for x, y in zip(a, b))
 
 
 def broadcast_shapes(op: str, *shapes: Shape) -> Shape:

@@ -31,7 +31,7 @@ from ..ir.fused import FusedKernel
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.node import Node, nodes_in
 from ..ops.registry import Flag
-from ..layout import same_shape
+from ..layout import surely_same_shape
 from ..ir.aliasing import COPY_BACK, aliases_input, read_in_place, view_root
 from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel, walk_expressions
@@ -451,7 +451,8 @@ def _ancestors(n: Node, known: set) -> set:
 
 
 def _same_type(a: Node, b: Node) -> bool:
-    return same_shape(tuple(a.meta["shape"]), tuple(b.meta["shape"])) and \
+    """(a choice for speed, made without a guard where sizes are symbolic)"""
+    return surely_same_shape(tuple(a.meta["shape"]), tuple(b.meta["shape"])) and \
         a.meta["dtype"] is b.meta["dtype"]
 
 

@@ -10,7 +10,7 @@ the element it writes (``read_in_place``).
 
 from __future__ import annotations
 
-from ..layout import same_shape, view_strides
+from ..layout import surely_same_shape, view_strides
 from ..ops.registry import OPS, Flag
 from .node import Node
 
@@ -59,5 +59,5 @@ def read_in_place(kernel, position: int, output: int | None = None) -> bool:
     if output is not None:
         out = out[output] if isinstance(out, tuple) else None
     shape = tuple(out.meta["shape"]) if isinstance(out, Node) else None
-    return same_shape(p.meta.get("shape", ()), shape) and all(
+    return surely_same_shape(p.meta.get("shape", ()), shape) and all(
         u.op == "call_function" and Flag.ELEMENTWISE in u.target.flags for u in p.users)
