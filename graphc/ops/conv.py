@@ -454,19 +454,14 @@ def _adaptive_sizes(name, x, output_size):
     return size
 
 
-def _averaging(n_in: int, n_out: int, dtype) -> np.ndarray:
-    """(n_out, n_in): row i averages input positions floor(i·n/m) .. ceil((i+1)·n/m)."""
-    a = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        start, end = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
-        a[i, start:end] = 1.0 / (end - start)
-    return a.astype(dtype)
-
-
 def _adaptive_avg_pool2d(x, output_size=1):
+    """Each bin's mean over its own window (in float64): a nan or inf stays in the bins
+    that hold it (averaging matrices spread it: 0·nan is nan)."""
     oh, ow = _adaptive_sizes("adaptive_avg_pool2d", x, output_size)
-    ah, aw = _averaging(x.shape[2], oh, np.float64), _averaging(x.shape[3], ow, np.float64)
-    return np.einsum("ih,nchw,jw->ncij", ah, x.astype(np.float64), aw).astype(x.dtype)
+    wide = x.astype(np.float64)
+    rows = np.stack([wide[:, :, a:b].mean(axis=2) for a, b in _bins(x.shape[2], oh)], axis=2)
+    out = np.stack([rows[..., a:b].mean(axis=3) for a, b in _bins(x.shape[3], ow)], axis=3)
+    return out.astype(x.dtype)
 
 
 def _adaptive_avg_pool2d_decomposition(x, output_size=1):
@@ -475,9 +470,15 @@ def _adaptive_avg_pool2d_decomposition(x, output_size=1):
     if h % oh == 0 and w % ow == 0:  # equal bins: a mean over windows, for any size of them
         windows = F.reshape(x, x.shape[0], x.shape[1], oh, h // oh, ow, w // ow)
         return F.mean(windows, (3, 5))
-    ah = wrap_array(_averaging(x.shape[2], oh, x.dtype.np))
-    aw = wrap_array(_averaging(x.shape[3], ow, x.dtype.np).T.copy())
-    return F.matmul(F.matmul(ah, x), aw)
+    # unequal bins: each bin's mean of its slice (as eager: a nan stays in its bins)
+    for d, m in ((2, oh), (3, ow)):
+        n = x.shape[d]
+        if n % m == 0:
+            x = F.mean(F.reshape(x, *x.shape[:d], m, n // m, *x.shape[d + 1:]), d + 1)
+        else:
+            x = F.cat([F.mean(F.narrow(x, d, a, b - a), d, keepdim=True)
+                       for a, b in _bins(n, m)], d)
+    return x
 
 
 def _bins(n_in: int, n_out: int) -> list[tuple[int, int]]:

@@ -180,14 +180,15 @@ def _smooth_l1_rule(name, a, b, reduction="mean", beta=1.0):
 
 
 def _smooth_l1_loss(a, b, reduction="mean", beta=1.0):
-    d = np.abs(a.astype(np.float64) - b)
+    # each element in the inputs' dtype, as PyTorch computes it; the reduction in float64
+    d = np.abs(a - b)
     loss = d if beta == 0 else np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
     return _reduce_np(loss, reduction, a.dtype)
 
 
 def _smooth_l1_decomposition(a, b, reduction="mean", beta=1.0):
     d = F.abs(a - b)
-    loss = d if beta == 0 else F.where(F.lt(d, beta), (0.5 / beta) * (d * d), d - 0.5 * beta)
+    loss = d if beta == 0 else F.where(F.lt(d, beta), 0.5 * d * d / beta, d - 0.5 * beta)
     return _reduce(loss, reduction)
 
 
@@ -198,7 +199,7 @@ def _huber_rule(name, a, b, reduction="mean", delta=1.0):
 
 
 def _huber_loss(a, b, reduction="mean", delta=1.0):
-    d = np.abs(a.astype(np.float64) - b)
+    d = np.abs(a - b)  # (as smooth_l1_loss)
     loss = np.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
     return _reduce_np(loss, reduction, a.dtype)
 
