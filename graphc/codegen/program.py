@@ -418,7 +418,7 @@ def _stores_before_fresh_reads(module: FusedKernel, call: Node, backs: dict) -> 
     stores happen first (``FunctionEmitter.emit_body``). An output stored over an argument
     must therefore come after every output whose value reads that argument for the first
     time. ``backs``: output number (None: the only one) -> copy-back."""
-    if len(backs) <= 1 and None in backs or not backs:
+    if not backs or None in backs:  # (None: a kernel of one output, stored last)
         return True
     outs = _sub_outputs(module)
     placeholders = module.graph.placeholders

@@ -76,9 +76,12 @@ class StepProgram(Programs):
             gradient = F.ones(self.tangent[0], dtype=self.tangent[1])
         inputs = (*saved, *(tensors[k] for k in self.kept), gradient)
         grads = self.run_backward(inputs, sizes)
+        # a gradient becomes .grad itself only where no later backward adds it again (an
+        # effect in between, clip_grad_norm_, may scale .grad in place)
+        once = sum(entry[0] == "backward" for entry in self.tape) == 1
+        owned = _owned(grads, inputs) if once else [False] * len(grads)
         for entry in self.tape:
             if entry[0] == "backward":
-                owned = _owned(grads, inputs)
                 with no_grad():
                     for target, g, own in zip(self.targets, grads, owned):
                         grad_accumulator(fetch(self.gm, target)).apply(g, own)

@@ -101,6 +101,40 @@ def test_gradients_accumulate_into_grad_as_eager_when_no_zero_grad_runs():
     assert not compiled.eager_runs
 
 
+def test_a_steps_gradients_become_grad_without_copies_and_stay_the_users():
+    """The backward program's gradients become .grad as they are (no clone per weight),
+    and a .grad the user keeps is not overwritten by the next step (the program does not
+    reuse its memory while it is referred to)."""
+    from graphc.ops.dispatch import DispatchMode, redispatch
+
+    model, ref = mlp(), mlp()
+    opt, ref_opt = (graphc.optim.SGD(m.parameters(), lr=0.1) for m in (model, ref))
+
+    compiled = graphc.compile(step_of(model, opt, zero_first=True))
+    eager = step_of(ref, ref_opt, zero_first=True)
+    x, y = batch()
+    compiled(x, y), eager(x, y)
+    kept = model[0].weight.grad
+    kept_values = kept.numpy().copy()
+
+    class Clones(DispatchMode):
+        count = 0
+
+        def handle(self, op, inputs, attrs):
+            Clones.count += op.name == "clone"
+            return redispatch(op, inputs, attrs)
+
+    with Clones():
+        compiled(x, y)
+    eager(x, y)
+    assert Clones.count == 0
+    np.testing.assert_array_equal(kept.numpy(), kept_values)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        close(p.grad, q.grad)
+        close(p, q)
+    assert not compiled.eager_runs
+
+
 def test_zero_grad_before_the_forward_and_a_global_model():
     global step_model, step_opt
     step_model, ref = mlp(3), mlp(3)
