@@ -35,6 +35,7 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 
 ERR_INTEGER_DIVISION = 1
 ERR_NEGATIVE_POWER = 2
+ERR_INDEX = 3  # an index outside its dim (gather, index_select)
 ERROR_SITE_SHIFT = 4  # an error code is kind | site << 4, the site naming the op
 
 

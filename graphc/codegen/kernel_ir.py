@@ -110,6 +110,21 @@ class Unravel:
         return f"unravel({self.flat}, {list(self.shape)})"
 
 
+@dataclass
+class Indirect:
+    """Element ``base + k·stride`` where k is the integer ``index`` loads (gather,
+    index_select); k outside [0, bound) sets the kernel's error ``site`` (and reads k = 0)."""
+
+    base: Affine
+    index: object  # a Load of an integer tensor
+    stride: int
+    bound: int
+    site: int
+
+    def __str__(self) -> str:
+        return f"{self.base} + {self.stride}·k, k = [{self.index.index}] in [0, {self.bound})"
+
+
 # ---- expressions ---------------------------------------------------------------------
 
 @dataclass(eq=False)

@@ -29,8 +29,10 @@ from llvmlite import ir
 
 from .. import dtype as dt
 from . import cache
-from .emitters import F32, F64, I1, I8, I32, I64, Scalar, convert, lltype, memtype
+from .emitters import (ERR_INDEX, ERROR_SITE_SHIFT, F32, F64, I1, I8, I32, I64, Scalar, convert,
+                       lltype, memtype)
 from .kernel_ir import (TID, Acc, AccumStore, AccValue, Affine, Apply, ArangeRef, Const, Gemm,
+                        Indirect,
                         Kernel, Load, Loop, Reduce, Store, Unravel, Var)
 from ..symbolic import SymInt
 from .schedule_reduce import identity
@@ -215,6 +217,13 @@ class FunctionEmitter:
 
     def index(self, idx) -> ir.Value:
         b = self.b
+        if isinstance(idx, Indirect):
+            k = convert(b, self.value(idx.index), idx.index.dtype, dt.int64)
+            bad = b.icmp_unsigned(">=", k, self.c64(idx.bound))  # (a negative k is huge)
+            code = ir.Constant(I32, ERR_INDEX | idx.site << ERROR_SITE_SHIFT)
+            b.store(b.select(bad, code, b.load(self.err)), self.err)
+            k = b.select(bad, self.c64(0), k)
+            return b.add(self.index(idx.base), b.mul(k, self.c64(idx.stride)))
         if isinstance(idx, Affine):
             acc = self.c64(idx.offset)
             for var, stride in idx.terms:

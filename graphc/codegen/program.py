@@ -37,8 +37,8 @@ from ..tensor import Tensor
 from .kernel_ir import Apply, Kernel, Ref, contiguous, numel, walk_expressions
 from .llvm_emit import ProgramEmitter
 from .schedule import schedule
-from .schedule_copy import (schedule_copy_back, schedule_gather, schedule_reshape_copy,
-                            schedule_scatter)
+from .schedule_copy import (schedule_copy_back, schedule_gather, schedule_indexed,
+                            schedule_reshape_copy, schedule_scatter)
 from .subgraph import Scratch, Unsupported, meta_view
 from .target import module_target
 
@@ -85,6 +85,7 @@ class Site:
     op: str
     node: str
     location: str | None
+    detail: str = ""  # what failed, where the op knows it when compiled
 
 
 @dataclass
@@ -350,6 +351,13 @@ class _Lowering:
         if n.target.name == "view_scatter":
             out = self.destination(n)
             return schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], out), out
+        if n.target.name in ("gather", "index_select"):
+            src = refs[n.args[0]]
+            d = n.kwargs.get("dim", 0) % max(len(src.shape), 1)
+            self.sites.append(Site(n.target.name, n.name, n.meta.get("location"),
+                                   f"dim {d} with size {src.shape[d] if src.shape else 1}"))
+            out = self.destination(n)
+            return schedule_indexed(n, src, refs[n.args[1]], out, len(self.sites)), out
         if gather:
             out = self.destination(n)
             return schedule_gather(n, refs[n.args[0]], out), out

@@ -21,7 +21,7 @@ from operator import is_
 import numpy as np
 
 from .. import dtype as dt
-from ..errors import OpValueError, WeightChanged
+from ..errors import OpIndexError, OpValueError, WeightChanged
 from ..ir.aliasing import COPY_BACK
 from ..ir.graph_module import GraphModule, fetch
 from ..ir.interpreter import Interpreter
@@ -29,7 +29,7 @@ from ..nn.module import Module
 from ..ir.node import Node, map_arg
 from ..ops.registry import Flag
 from ..tensor import Storage, Tensor
-from .emitters import ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
+from .emitters import ERR_INDEX, ERR_INTEGER_DIVISION, ERR_NEGATIVE_POWER, ERROR_SITE_SHIFT
 from .program import Program
 from .sizes import LRUCache, SizeBinding
 from ..symbolic import concrete, sizes_bound
@@ -390,6 +390,9 @@ class Specialization:
         where = s.location if s else None
         if kind == ERR_INTEGER_DIVISION:
             raise OpValueError(op, "integer division by zero", where)
+        if kind == ERR_INDEX:
+            raise OpIndexError(op, f"an index is out of bounds for {s.detail if s else 'its dim'}",
+                               where)
         if kind == ERR_NEGATIVE_POWER:
             raise OpValueError(op, "integers to negative integer powers are not allowed; "
                                "convert the base to float first", where)

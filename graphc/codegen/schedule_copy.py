@@ -8,7 +8,7 @@ from ..layout import same_shape
 from ..ops.conv import _pad_widths, _window_args
 from ..symbolic import is_symbolic
 from ..tensor import Storage, Tensor
-from .kernel_ir import Const, Kernel, Ref, Store, contiguous, numel
+from .kernel_ir import Const, Indirect, Kernel, Load, Ref, Store, contiguous, numel
 from .loop_space import Space, copy_nest, nest
 from .subgraph import Unsupported
 
@@ -107,6 +107,34 @@ def _border(shape: tuple, widths: list) -> list[tuple[tuple, tuple]]:
             if size and all(e for _, e in dims):
                 boxes.append((tuple(a for a, _ in dims), tuple(e for _, e in dims)))
     return boxes
+
+
+def schedule_indexed(n: Node, src: Ref, index: Ref, out: Ref, site: int) -> Kernel:
+    """gather and index_select as copy loops over the output: each element's index is
+    loaded, checked against its dim (an error naming the op otherwise), and the source
+    element at it copied."""
+    dim = n.kwargs.get("dim", n.args[2] if len(n.args) > 2 else None)
+    shape = tuple(n.meta["shape"])
+    if dim is None or len(src.shape) == 0 or len(shape) != len(src.shape):
+        raise Unsupported(f"{n.target.name} of this shape")
+    d = dim % len(src.shape)
+    if n.target.name == "gather":
+        index_strides = list(index.broadcast(shape))
+    else:  # index_select: a 1-d index along dim
+        index_strides = [index.strides[0] if k == d and index.shape else 0
+                         for k in range(len(shape))]
+    space = Space(shape)
+    k = Load(index, None)
+    space.index(k, "index", index.offset, index_strides)
+    value = Load(src, None)
+    space.index(value, "index", src.offset, [0 if j == d else st
+                                            for j, st in enumerate(src.strides)])
+    store = Store(out, None, value)
+    space.index(store, "index", out.offset, list(out.strides))
+    loops = space.finalize("g")
+    value.index = Indirect(value.index, k, src.strides[d], src.shape[d], site)
+    return Kernel(_name(shape, n), "copy", [src, index], [out], nest(loops, [store]),
+                  work=numel(shape))
 
 
 # the index maps of the ops the op table marks ``gather`` (checked when the backend loads)

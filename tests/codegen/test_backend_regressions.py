@@ -512,3 +512,40 @@ def test_an_elementwise_kernel_reading_a_reshaped_slice_runs_natively():
     cg, got = compiled(fn, x, y)
     assert not cg.last.program.fallbacks, cg.explain()
     np.testing.assert_array_equal(got.numpy(), fn(x, y).numpy())
+
+
+def _gathers(x, i, j):
+    return (graphc.gather(x, 1, i) * 2, graphc.index_select(x.t(), 0, j) + 1,
+            F.embedding(i, x), F.cross_entropy(x, j % 5))
+
+
+@pytest.mark.parametrize("index_dtype", [graphc.int64, graphc.int32])
+def test_gathers_run_natively_and_name_an_index_out_of_range(index_dtype):
+    """gather, index_select and embedding are copy kernels that load each index, check it
+    against its dim and copy the element (they ran in numpy); an index out of range is
+    the eager error, with the op and the user's line."""
+    rng = np.random.default_rng(0)
+    x = graphc.from_numpy(rng.standard_normal((5, 7)).astype(np.float32))
+    i = graphc.from_numpy(rng.integers(0, 5, (5, 3))).to(index_dtype)
+    j = graphc.tensor([6, 0, 3, 3, 1]).to(index_dtype)
+    cg, got = compiled(_gathers, x, i, j)
+    assert not cg.last.program.fallbacks, cg.explain()
+    for a, b in zip(got, _gathers(x, i, j)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    for bad in (graphc.full((5, 3), 7, dtype=index_dtype), graphc.full((5, 3), -1, dtype=index_dtype)):
+        with pytest.raises(graphc.OpIndexError, match=r"gather: .*out of bounds for dim 1 with "
+                                                      r"size 7 at test_backend_regressions"):
+            cg(x, bad, j)
+
+
+def test_gathers_over_changing_sizes():
+    fn = graphc.compile(lambda x, i: graphc.gather(x, 1, i) + graphc.index_select(x, 1, i[0]),
+                        dynamic=True)
+    rng = np.random.default_rng(1)
+    for n in (3, 6, 9):
+        x = graphc.from_numpy(rng.standard_normal((n, n)).astype(np.float32))
+        i = graphc.from_numpy(rng.integers(0, n, (n, n)))
+        with graphc.no_grad():
+            got = fn(x, i)
+        want = graphc.gather(x, 1, i) + graphc.index_select(x, 1, i[0])
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
