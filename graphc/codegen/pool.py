@@ -8,9 +8,12 @@ them each stage through shared memory:
 
 splits ``[0, extent)`` into ``threads`` chunks (each a multiple of ``granule`` iterations),
 runs chunk 0 on the calling thread and chunk k on worker k, waits for them, and returns the
-first nonzero error code. A worker spins briefly for the next stage (a program's stages
-follow each other closely), then sleeps on a condition variable, so an idle pool takes no
-CPU from numpy or BLAS between calls. Two calls at once (Python threads each running a
+first nonzero error code. A chunk whose worker has not started it when the caller is done
+with its own runs on the caller (a worker descheduled under load, by another process or
+by OpenBLAS's threads still spinning after numpy's matmul, would otherwise hold the stage
+up: a program is never much slower than on one thread). A worker spins briefly for the
+next stage (a program's stages follow each other closely), then sleeps on a condition
+variable, so an idle pool takes no CPU from numpy or BLAS between calls. Two calls at once (Python threads each running a
 program) cannot share the workers: the second runs its chunks on its own thread, one after
 another (the same results).
 
@@ -53,7 +56,10 @@ class _Builder:
         self.busy = var("pool_busy", I64)         # a call is using the workers
         self.started = var("pool_started", I64)   # workers running
         self.generation = var("pool_generation", I64)  # bumped once per stage
-        self.pending = var("pool_pending", I64)   # workers still on this stage
+        self.finished = var("pool_finished", I64)  # chunks workers finished this stage
+        # per chunk, the last generation it was claimed in: a worker claims its chunk, or
+        # the caller, done with its own, takes a chunk no worker has started
+        self.claimed = var("pool_claimed", ir.ArrayType(I64, MAX_WORKERS + 1), 16)
         self.sleepers = var("pool_sleepers", I64)
         self.stage = var("pool_stage", STAGE_TYPE.as_pointer())
         self.ptrs = var("pool_ptrs", I8P.as_pointer())
@@ -89,6 +95,15 @@ class _Builder:
     def relax(self, b) -> None:
         if self.pause is not None:
             b.call(self.pause, [])
+
+    def claim(self, b, k, generation) -> ir.Value:
+        """Whether this thread takes chunk ``k`` of ``generation`` (i1): one of the
+        worker and the caller does, whichever comes first."""
+        slot = b.gep(self.claimed, [self.c(0, I32), k], inbounds=True)
+        old = b.load_atomic(slot, SEQ, 8)
+        fresh = b.icmp_signed("<", old, generation)
+        got = b.cmpxchg(slot, old, generation, SEQ, SEQ)
+        return b.and_(fresh, b.extract_value(got, 1))
 
     def error_slot(self, b, k):
         return b.gep(self.errors, [self.c(0, I32), k], inbounds=True)
@@ -151,10 +166,12 @@ class _Builder:
         b.call(self.unlock, [mutex])
         b.branch(work)
         b.position_at_end(work)
-        b.store(self.load(b, self.generation), seen)
-        with b.if_then(b.icmp_signed("<", k, b.load(self.threads))):
+        generation = self.load(b, self.generation)
+        b.store(generation, seen)
+        # a claimed chunk is of the stage the caller waits for: the fields are its own
+        with b.if_then(self.claim(b, k, generation)):
             self.run_chunk(b, k)
-        b.atomic_rmw("sub", self.pending, self.c(1), SEQ)
+            b.atomic_rmw("add", self.finished, self.c(1), SEQ)
         b.branch(top)
         return fn
 
@@ -226,17 +243,34 @@ class _Builder:
         b.store(extent, self.extent)
         b.store(chunk, self.chunk)
         b.store(threads, self.threads)
-        self.store(b, workers, self.pending)
-        b.atomic_rmw("add", self.generation, self.c(1), SEQ)  # publishes the stage
+        self.store(b, self.c(0), self.finished)
+        generation = b.add(self.load(b, self.generation), self.c(1))
+
+        def not_this_stage(bb, k):  # the workers past this stage's threads have no chunk
+            bb.store_atomic(generation, bb.gep(self.claimed, [self.c(0, I32), k], inbounds=True),
+                            SEQ, 8)
+        count_loop(fn, b, threads, usable, not_this_stage)
+        self.store(b, generation, self.generation)  # publishes the stage
         with b.if_then(b.icmp_unsigned("!=", self.load(b, self.sleepers), self.c(0))):
             mutex = b.bitcast(self.mutex, I8P)
             b.call(self.lock, [mutex])
             b.call(self.broadcast, [b.bitcast(self.cond, I8P)])
             b.call(self.unlock, [mutex])
         self.run_chunk(b, self.c(0))
+        # the chunks no worker has started yet run here (a worker descheduled under load
+        # would otherwise make the stage wait for it): never slower than one thread
+        taken = b.alloca(I64)
+        b.store(self.c(0), taken)
+
+        def steal(bb, k):
+            with bb.if_then(self.claim(bb, k, generation)):
+                self.run_chunk(bb, k)
+                bb.store(bb.add(bb.load(taken), self.c(1)), taken)
+        count_loop(fn, b, self.c(1), threads, steal)
+        waited = b.sub(b.sub(threads, self.c(1)), b.load(taken))
         join = self.loop(fn, b, "join")
         done, spin = fn.append_basic_block("done"), fn.append_basic_block("join_spin")
-        b.cbranch(b.icmp_signed("<=", self.load(b, self.pending), self.c(0)), done, spin)
+        b.cbranch(b.icmp_signed(">=", self.load(b, self.finished), waited), done, spin)
         b.position_at_end(spin)
         self.relax(b)
         b.branch(join)
@@ -275,7 +309,7 @@ def pool_ir(triple: str, data_layout: str) -> str:
     return str(builder.m)
 
 
-RESET = ("pool_busy", "pool_started", "pool_pending", "pool_sleepers")
+RESET = ("pool_busy", "pool_started", "pool_finished", "pool_sleepers")
 
 
 def reset_after_fork(address_of) -> None:
