@@ -13,9 +13,9 @@ with its own runs on the caller (a worker descheduled under load, by another pro
 by OpenBLAS's threads still spinning after numpy's matmul, would otherwise hold the stage
 up: a program is never much slower than on one thread). A worker spins briefly for the
 next stage (a program's stages follow each other closely), then sleeps on a condition
-variable, so an idle pool takes no CPU from numpy or BLAS between calls. Two calls at once (Python threads each running a
-program) cannot share the workers: the second runs its chunks on its own thread, one after
-another (the same results).
+variable, so an idle pool takes no CPU from numpy or BLAS between calls. Two calls at once
+(Python threads each running a program) cannot share the workers: the second runs its
+chunks on its own thread, one after another (the same results).
 
 The pool is LLVM IR compiled once per process into an engine that is never freed (workers
 may still be spinning in its code at exit); programs find ``graphc_pool_run`` as an external
