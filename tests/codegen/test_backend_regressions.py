@@ -549,3 +549,25 @@ def test_gathers_over_changing_sizes():
             got = fn(x, i)
         want = graphc.gather(x, 1, i) + graphc.index_select(x, 1, i[0])
         np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("pad", [(1, 2, 0, 1), (0, 0, 3, 0), (2, 2, 2, 2, 1, 0), (0, 1)])
+def test_pad_writes_each_element_once(pad):
+    """pad fills only its border (boxes that do not overlap) and copies the inside: no
+    fill of the whole output first (max-pool's and conv's backward pads were two passes)."""
+    x = graphc.randn(2, 3, 4, 5)
+    fn = lambda t: F.pad(t, pad, value=-7.0)  # noqa: E731
+    cg, got = compiled(fn, x)
+    np.testing.assert_array_equal(got.numpy(), fn(x).numpy())
+    kernel = cg.last.program.kernels[0][1]
+    written = sum(numel_of(loop) for loop in kernel.body)
+    assert written == got.numel(), cg.dump("kernels")
+
+
+def numel_of(stmt) -> int:
+    """Elements a loop nest of stores writes."""
+    from graphc.codegen.kernel_ir import Loop
+
+    if isinstance(stmt, Loop):
+        return stmt.var.extent * sum(numel_of(s) for s in stmt.body)
+    return 1
