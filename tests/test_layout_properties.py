@@ -4,7 +4,7 @@ random shapes and keys, and views stay views."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphc
@@ -95,7 +95,9 @@ def reshapes(draw):
     return shape, tuple(perm), tuple(new)
 
 
-@settings(max_examples=400, deadline=None)
+# (data_too_large: the shapes' factorizations draw many values; on a fresh example
+# database the health check failed a clean clone's run)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
 @given(reshapes())
 def test_reshape_matches_numpy_and_views_when_strides_allow(case):
     shape, perm, new = case

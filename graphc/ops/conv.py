@@ -470,14 +470,24 @@ def _adaptive_avg_pool2d_decomposition(x, output_size=1):
     if h % oh == 0 and w % ow == 0:  # equal bins: a mean over windows, for any size of them
         windows = F.reshape(x, x.shape[0], x.shape[1], oh, h // oh, ow, w // ow)
         return F.mean(windows, (3, 5))
-    # unequal bins: each bin's mean of its slice (as eager: a nan stays in its bins)
+    # unequal bins: each bin's elements picked into k slots (index_select), the slots past
+    # the bin's end masked out by a select (not a product: a nan stays in its own bins),
+    # summed and divided by the bin's size
     for d, m in ((2, oh), (3, ow)):
         n = x.shape[d]
         if n % m == 0:
             x = F.mean(F.reshape(x, *x.shape[:d], m, n // m, *x.shape[d + 1:]), d + 1)
-        else:
-            x = F.cat([F.mean(F.narrow(x, d, a, b - a), d, keepdim=True)
-                       for a, b in _bins(n, m)], d)
+            continue
+        bins = _bins(n, m)
+        k = max(b - a for a, b in bins)
+        picks = np.array([min(a + j, n - 1) for a, _ in bins for j in range(k)], np.int64)
+        inside = np.array([[j < b - a for j in range(k)] for a, b in bins])
+        sizes = np.array([b - a for a, b in bins], x.dtype.np)
+        after = (1,) * (x.ndim - d - 1)
+        picked = F.reshape(F.index_select(x, d, wrap_array(picks)),
+                           *x.shape[:d], m, k, *x.shape[d + 1:])
+        kept = F.where(wrap_array(inside.reshape(m, k, *after)), picked, 0.0)
+        x = F.sum(kept, d + 1) / wrap_array(sizes.reshape(m, *after))
     return x
 
 

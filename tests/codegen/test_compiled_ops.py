@@ -215,7 +215,7 @@ def test_op_is_native_or_an_explained_fallback(op):
 # Ops whose samples do not all run natively, pinned: a new op that silently falls back, or
 # one of these that gains a lowering, fails here (update the list with the reason).
 NO_LOWERING = {  # no native kernel at all: numpy runs them inside compiled programs
-    "cat", "stack", "gather", "index", "index_put", "index_select", "view_scatter",
+    "cat", "stack", "index", "index_put", "view_scatter",
     # a sort, scans and a scatter by index: numpy kernels (sequential or data-dependent order)
     "argsort", "cumsum", "cumprod", "scatter",
     "assert_true",  # a check that raises: run by numpy, in order, on every call
@@ -232,12 +232,8 @@ SOME_SAMPLES = {  # native for most samples; the reason for the others
     "std": "a sum before a non-innermost reduction",
     "norm": "a sum before a non-innermost reduction",
     "group_norm": "a reduction over non-innermost dims",
-    "cross_entropy": "its gather and index_select, and a non-innermost sum",
-    "embedding": "its index_select",
-    "upsample_nearest": "its index_select, for sizes that are not a whole multiple or divisor",
-    "adaptive_max_pool2d": "its index_select, for bins of unequal sizes",
-    "nll_loss": "its gather and index_select, and a non-innermost sum",
-    "take_along_dim": "every sample: its gather (no lowering)",
+    "cross_entropy": "a non-innermost sum (its gather and index_select are native)",
+    "nll_loss": "a non-innermost sum (its gather and index_select are native)",
     "index_fill": "every sample: its index_put (no lowering)",
     "index_add": "every sample: its index_put (no lowering)",
 }

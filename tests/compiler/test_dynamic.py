@@ -223,8 +223,9 @@ def test_inputs_that_cannot_be_symbolic_compile_with_fixed_sizes():
 def test_steps_that_run_in_numpy_take_this_calls_sizes():
     def f(x, y):
         h = graphc.cat([x * 2, x], dim=0) + 1  # cat has no native kernel: a fallback
-        idx = graphc.arange(x.shape[0] - 1)  # a fallback whose argument is a size
-        return h.index_select(0, idx).sum(-1), y.view(x.shape[0], -1).t().contiguous()
+        idx = graphc.arange(x.shape[0] - 1)
+        picked = h.index_select(0, idx).cumsum(-1)  # cumsum: a fallback of this call's size
+        return picked.sum(-1), y.view(x.shape[0], -1).t().contiguous()
 
     cf = graphc.compile(f, dynamic=True)
     run_sizes(cf, f, lambda n: (graphc.randn(n, 8), graphc.randn(n * 6)), [4, 6, 17, 4, 9])
