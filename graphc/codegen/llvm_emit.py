@@ -179,8 +179,6 @@ class FunctionEmitter:
         self.module = module
         self.fn = ir.Function(module, STAGE_TYPE, stage.symbol)
         self.fn.linkage = "internal"
-        # inlined into a large main, its loops lose LICM and vectorization (MemorySSA caps)
-        self.fn.attributes.add("noinline")
         self.ptrs, self.start, self.end, self.err_out, self.tid = self.fn.args
         self.blas = blas
         self.sites = sites  # id(Apply) -> site number (for error messages)

@@ -108,13 +108,22 @@ class _Builder:
     def error_slot(self, b, k):
         return b.gep(self.errors, [self.c(0, I32), k], inbounds=True)
 
-    def run_chunk(self, b, k) -> None:
-        """Chunk ``k`` of the current stage (nothing when it is empty)."""
-        chunk, extent = b.load(self.chunk), b.load(self.extent)
+    def chunk_size(self, b, extent, threads, granule):
+        """ceil(extent / threads), rounded up to a multiple of the granule."""
+        chunk = b.udiv(b.add(extent, b.sub(threads, self.c(1))), threads)
+        return b.mul(b.udiv(b.add(chunk, b.sub(granule, self.c(1))), granule), granule)
+
+    @staticmethod
+    def bounds(b, k, chunk, extent):
+        """Chunk ``k``'s [lo, hi), cut at ``extent``."""
         lo = b.mul(k, chunk)
         lo = b.select(b.icmp_signed("<", lo, extent), lo, extent)
         hi = b.add(lo, chunk)
-        hi = b.select(b.icmp_signed("<", hi, extent), hi, extent)
+        return lo, b.select(b.icmp_signed("<", hi, extent), hi, extent)
+
+    def run_chunk(self, b, k) -> None:
+        """Chunk ``k`` of the current stage (nothing when it is empty)."""
+        lo, hi = self.bounds(b, k, b.load(self.chunk), b.load(self.extent))
         slot = self.error_slot(b, k)
         b.store(self.c(0, I32), slot)
         with b.if_then(b.icmp_signed("<", lo, hi)):
@@ -181,9 +190,7 @@ class _Builder:
         stage, ptrs, extent, threads, granule = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         result = b.alloca(I32)
-        # chunk = ceil(extent / threads), rounded up to a multiple of the granule
-        chunk = b.udiv(b.add(extent, b.sub(threads, self.c(1))), threads)
-        chunk = b.mul(b.udiv(b.add(chunk, b.sub(granule, self.c(1))), granule), granule)
+        chunk = self.chunk_size(b, extent, threads, granule)
         got = b.cmpxchg(self.busy, self.c(0), self.c(1), SEQ, SEQ)
         alone = b.extract_value(got, 1)
         shared, serial = fn.append_basic_block("shared"), fn.append_basic_block("serial")
@@ -195,10 +202,7 @@ class _Builder:
         b.store(self.c(0, I32), result)
 
         def one_chunk(bb, k):
-            lo = bb.mul(k, chunk)
-            lo = bb.select(bb.icmp_signed("<", lo, extent), lo, extent)
-            hi = bb.add(lo, chunk)
-            hi = bb.select(bb.icmp_signed("<", hi, extent), hi, extent)
+            lo, hi = self.bounds(bb, k, chunk, extent)
             bb.store(self.c(0, I32), err)
             with bb.if_then(bb.icmp_signed("<", lo, hi)):
                 bb.call(stage, [ptrs, lo, hi, err, k])
@@ -236,8 +240,7 @@ class _Builder:
         workers = b.load(self.started)
         usable = b.add(workers, self.c(1))
         threads = b.select(b.icmp_signed("<", threads, usable), threads, usable)
-        chunk = b.udiv(b.add(extent, b.sub(threads, self.c(1))), threads)
-        chunk = b.mul(b.udiv(b.add(chunk, b.sub(granule, self.c(1))), granule), granule)
+        chunk = self.chunk_size(b, extent, threads, granule)
         b.store(stage, self.stage)
         b.store(ptrs, self.ptrs)
         b.store(extent, self.extent)

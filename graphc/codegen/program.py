@@ -353,7 +353,7 @@ class _Lowering:
             return schedule_scatter(n, refs[n.args[0]], refs[n.args[1]], out), out
         if n.target.name in ("gather", "index_select"):
             src = refs[n.args[0]]
-            d = n.kwargs.get("dim", 0) % max(len(src.shape), 1)
+            d = n.kwargs["dim"] % max(len(src.shape), 1)
             self.sites.append(Site(n.target.name, n.name, n.meta.get("location"),
                                    f"dim {d} with size {src.shape[d] if src.shape else 1}"))
             out = self.destination(n)

@@ -113,11 +113,10 @@ def schedule_indexed(n: Node, src: Ref, index: Ref, out: Ref, site: int) -> Kern
     """gather and index_select as copy loops over the output: each element's index is
     loaded, checked against its dim (an error naming the op otherwise), and the source
     element at it copied."""
-    dim = n.kwargs.get("dim", n.args[2] if len(n.args) > 2 else None)
     shape = tuple(n.meta["shape"])
-    if dim is None or len(src.shape) == 0 or len(shape) != len(src.shape):
+    if len(src.shape) == 0 or len(shape) != len(src.shape):
         raise Unsupported(f"{n.target.name} of this shape")
-    d = dim % len(src.shape)
+    d = n.kwargs["dim"] % len(src.shape)
     if n.target.name == "gather":
         index_strides = list(index.broadcast(shape))
     else:  # index_select: a 1-d index along dim

@@ -60,6 +60,7 @@ class StepProgram(Programs):
         self.trace_seconds = trace_seconds
         self.out_structure = getattr(gm, "output_structure", None)
         self.unchecked = {self.forward, self.backward} if check else set()
+        self.one_backward = sum(entry[0] == "backward" for entry in tape) == 1
 
     def current(self) -> bool:
         """Every weight it read still has the requires_grad flag it was traced with."""
@@ -77,9 +78,8 @@ class StepProgram(Programs):
         inputs = (*saved, *(tensors[k] for k in self.kept), gradient)
         grads = self.run_backward(inputs, sizes)
         # a gradient becomes .grad itself only where no later backward adds it again (an
-        # effect in between, clip_grad_norm_, may scale .grad in place)
-        once = sum(entry[0] == "backward" for entry in self.tape) == 1
-        owned = _owned(grads, inputs) if once else [False] * len(grads)
+        # effect in between may scale .grad in place)
+        owned = _owned(grads, inputs) if self.one_backward else [False] * len(grads)
         for entry in self.tape:
             if entry[0] == "backward":
                 with no_grad():

@@ -558,7 +558,6 @@ def _build(gm: GraphModule, g: Group, name: str, index: int, grouped: set,
                     value = graph.create_node(v.op, v.target, (value, *v.args[1:]), dict(v.kwargs))
                     value.meta = dict(v.meta)
                     position[value] = position[v]  # (later kernels order their nodes by it)
-            result_of[o] = value
             _uses_outside(o, members, value)
     for out, res in zip(outputs, results):
         _uses_outside(out, members, res)

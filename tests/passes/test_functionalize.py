@@ -479,6 +479,36 @@ def test_a_kernel_stores_a_written_argument_in_place_only_where_that_is_safe():
         assert kinds.count("elementwise") == 1, (fn.__name__, kinds)
 
 
+@pytest.mark.parametrize("aliasing", ["distinct", "same tensor", "overlapping views"])
+def test_a_kernel_storing_two_arguments_in_place_is_eager_for_aliased_ones(aliasing):
+    """An update writing two arguments (a momentum step) is one kernel storing over both;
+    called with arguments that share memory it runs eagerly with the reason, as eager."""
+    def update(p, m, g):
+        m.mul_(0.9).add_(g)
+        p.sub_(m * 0.1)
+        return p
+
+    def arguments(base, g):
+        return {"distinct": (base[:4].clone(), base[4:].clone(), g),
+                "same tensor": (base, base, g), "overlapping views": (base[:4], base[2:6], g)}[
+                    aliasing]
+
+    base, g = graphc.randn(8, 4), graphc.randn(4, 4) if aliasing != "same tensor" else None
+    g = graphc.randn(8, 4) if g is None else g
+    ref_base = base.clone()
+    args, ref = arguments(base, g), arguments(ref_base, g.clone())
+    compiled = graphc.compile(update)
+    with graphc.no_grad():
+        _assert_same(compiled(*args), update(*ref), "output")
+    for k, (a, b) in enumerate(zip(args, ref)):
+        _assert_same(a, b, f"argument {k}")
+    if aliasing == "distinct":
+        kinds = [k.kind for _, k in compiled.last.spec.program.kernels]
+        assert kinds == ["elementwise"] and not compiled.eager_runs, kinds
+    else:
+        assert "shares memory" in compiled.eager_runs[0].reason
+
+
 @pytest.mark.parametrize("dtype", [graphc.int32, graphc.float32, graphc.bool])
 @pytest.mark.parametrize("value", [2.7, -2.7], ids=["number", "0-d tensor"])
 def test_mask_writes_convert_the_value_to_the_tensors_dtype_first(dtype, value):
